@@ -1,0 +1,246 @@
+"""Local services for development and tests: a Kafka broker and an S3-compatible object store.
+
+Where a Docker engine answers, testcontainers runs them (Kafka, MinIO); otherwise they run as local processes
+from the resolved Maven jars (Kafka in KRaft mode, s3proxy). External bootstrap servers from configuration are
+used as they are. The Iceberg catalog needs no service by default: it is a SQLite file.
+
+Two lifetimes:
+
+* **attached** (tests, ``shoplake demo``): services die with the Python process, even on SIGKILL;
+* **detached** (``shoplake services up``): services outlive the command and are described by a state file
+  (``<home>/services/state.json``) that ``shoplake services status`` and ``down`` read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from devstack.kafka import broker_ready, start_local_kafka
+from devstack.process import ManagedProcess, ServiceError
+from devstack.s3 import S3Endpoint, s3_ready, start_local_s3
+from pipeline.config import CatalogSettings, Settings
+
+WAREHOUSE_BUCKET = "warehouse"
+
+
+class Mode(StrEnum):
+    AUTO = "auto"  # containers if Docker answers, else local processes
+    CONTAINERS = "containers"
+    LOCAL = "local"
+
+
+def docker_available() -> bool:
+    """A Docker engine answers a ping (the client binary alone is not enough)."""
+    try:
+        import docker
+
+        return bool(docker.from_env(timeout=3).ping())
+    except Exception:
+        return False
+
+
+@dataclass
+class Services:
+    """Running services and how to reach them."""
+
+    mode: str
+    workdir: str
+    kafka_bootstrap: str
+    s3: S3Endpoint | None = None
+    pids: dict[str, int] = field(default_factory=dict)
+    logs: dict[str, str] = field(default_factory=dict)
+    _owned: list[Any] = field(default_factory=list, repr=False)  # processes or containers to stop
+
+    def apply(self, settings: Settings, *, s3_warehouse: bool = False) -> Settings:
+        """Settings pointing at these services (the warehouse moves to the object store if asked)."""
+        update: dict[str, Any] = {
+            "kafka": settings.kafka.model_copy(update={"bootstrap_servers": self.kafka_bootstrap})
+        }
+        if s3_warehouse:
+            if self.s3 is None:
+                raise ServiceError("an S3 warehouse was asked for but no object store is running")
+            catalog = CatalogSettings.model_validate(
+                settings.catalog.model_dump()
+                | {
+                    "warehouse": f"s3://{WAREHOUSE_BUCKET}/",
+                    "s3_endpoint": self.s3.endpoint,
+                    "s3_region": self.s3.region,
+                    "s3_access_key_id": self.s3.access_key_id,
+                    "s3_secret_access_key": self.s3.secret_access_key,
+                }
+            )
+            update["catalog"] = catalog
+        return settings.model_copy(update=update)
+
+    def stop(self) -> None:
+        errors = []
+        for owned in reversed(self._owned):
+            try:
+                owned.stop()
+            except Exception as exc:
+                errors.append(f"{owned}: {exc}")
+        self._owned.clear()
+        if errors:
+            raise ServiceError("some services did not stop: " + "; ".join(errors))
+
+    def __enter__(self) -> Services:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- the state file of detached services -------------------------------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "workdir": self.workdir,
+            "kafka_bootstrap": self.kafka_bootstrap,
+            "s3": asdict(self.s3) if self.s3 else None,
+            "pids": self.pids,
+            "logs": self.logs,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Services:
+        s3 = S3Endpoint(**state["s3"]) if state.get("s3") else None
+        return cls(state["mode"], state["workdir"], state["kafka_bootstrap"], s3, state["pids"], state["logs"])
+
+
+def _create_bucket(endpoint: S3Endpoint) -> None:
+    import pyarrow.fs as pafs
+
+    scheme, _, address = endpoint.endpoint.partition("://")
+    fs = pafs.S3FileSystem(
+        access_key=endpoint.access_key_id,
+        secret_key=endpoint.secret_access_key,
+        endpoint_override=address,
+        scheme=scheme,
+        region=endpoint.region,
+        allow_bucket_creation=True,
+    )
+    fs.create_dir(WAREHOUSE_BUCKET)
+
+
+def _start_containers(with_s3: bool) -> Services:
+    from testcontainers.community.kafka import KafkaContainer
+    from testcontainers.community.minio import MinioContainer
+
+    kafka = KafkaContainer("confluentinc/cp-kafka:7.9.0").with_kraft()
+    kafka.start()
+    services = Services(Mode.CONTAINERS.value, "", kafka.get_bootstrap_server(), _owned=[kafka])
+    if with_s3:
+        minio = MinioContainer()
+        minio.start()
+        services._owned.append(minio)
+        config = minio.get_config()
+        services.s3 = S3Endpoint(f"http://{config['endpoint']}", config["access_key"], config["secret_key"])
+        _create_bucket(services.s3)
+    return services
+
+
+def start_services(
+    home: Path,
+    workdir: Path,
+    *,
+    with_s3: bool = False,
+    mode: Mode = Mode.AUTO,
+    detach: bool = False,
+    kafka_port: int | None = None,
+) -> Services:
+    """Start a broker (and an object store if ``with_s3``); on any failure, stop what was started and raise."""
+    if mode is Mode.CONTAINERS or (mode is Mode.AUTO and not detach and docker_available()):
+        if detach:
+            raise ServiceError("detached services run as local processes; use --mode local")
+        return _start_containers(with_s3)
+    if mode is Mode.CONTAINERS:
+        raise ServiceError("no Docker engine answers: containers cannot start here (use --mode local)")
+    workdir.mkdir(parents=True, exist_ok=True)
+    started: list[ManagedProcess] = []
+    try:
+        kafka, bootstrap = start_local_kafka(home, workdir / "kafka", port=kafka_port, detach=detach)
+        started.append(kafka)
+        services = Services(Mode.LOCAL.value, str(workdir), bootstrap, _owned=started)
+        services.pids["kafka"] = kafka.pid
+        services.logs["kafka"] = str(workdir / "kafka" / "server.log")
+        if with_s3:
+            s3, endpoint = start_local_s3(home, workdir / "s3", detach=detach)
+            started.append(s3)
+            services.s3 = endpoint
+            services.pids["s3"] = s3.pid
+            services.logs["s3"] = str(s3.log_path)
+            _create_bucket(endpoint)
+        return services
+    except BaseException:
+        for process in reversed(started):
+            with contextlib.suppress(ServiceError):
+                process.stop()
+        raise
+
+
+# -- detached services: `shoplake services up/status/down` ------------------------------------------------------
+
+
+def state_path(home: Path) -> Path:
+    return home / "services" / "state.json"
+
+
+def services_up(home: Path, *, with_s3: bool = True, kafka_port: int | None = None) -> Services:
+    path = state_path(home)
+    if path.exists():
+        current = Services.from_state(json.loads(path.read_text()))
+        if all(_alive(pid) for pid in current.pids.values()):
+            raise ServiceError(f"services are already up (see `shoplake services status`, state in {path})")
+        services_down(home)
+    workdir = home / "services"
+    shutil.rmtree(workdir / "kafka", ignore_errors=True)
+    services = start_services(home, workdir, with_s3=with_s3, mode=Mode.LOCAL, detach=True, kafka_port=kafka_port)
+    path.write_text(json.dumps(services.to_state(), indent=1))
+    path.chmod(0o600)  # holds the object store's generated credentials
+    return services
+
+
+def running_services(home: Path) -> Services | None:
+    path = state_path(home)
+    if not path.exists():
+        return None
+    return Services.from_state(json.loads(path.read_text()))
+
+
+def services_status(home: Path) -> dict[str, str]:
+    services = running_services(home)
+    if services is None:
+        return {}
+    status = {"kafka": f"{services.kafka_bootstrap} " + ("up" if broker_ready(services.kafka_bootstrap) else "DOWN")}
+    if services.s3:
+        status["object store"] = f"{services.s3.endpoint} " + ("up" if s3_ready(services.s3.endpoint) else "DOWN")
+    return status
+
+
+def services_down(home: Path) -> list[str]:
+    services = running_services(home)
+    if services is None:
+        return []
+    stopped = []
+    for name, pid in services.pids.items():
+        ManagedProcess(name, pid, Path(services.logs.get(name, os.devnull))).stop()
+        stopped.append(name)
+    state_path(home).unlink(missing_ok=True)
+    return stopped
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

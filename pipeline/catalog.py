@@ -1,0 +1,30 @@
+"""The Iceberg catalog from Python without Spark (PyIceberg): same catalog name, same rows as Spark's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyiceberg.catalog import Catalog, load_catalog
+
+from pipeline.config import CatalogType, Settings
+
+
+def catalog_properties(settings: Settings) -> dict[str, Any]:
+    cat = settings.catalog
+    props: dict[str, Any] = {"warehouse": settings.warehouse_uri}
+    if cat.type is CatalogType.REST:
+        props |= {"type": "rest", "uri": settings.catalog_uri}
+    else:
+        props |= {"type": "sql", "uri": settings.catalog_uri}
+    if settings.warehouse_uri.startswith("s3"):
+        props |= {"s3.region": cat.s3_region, "s3.force-virtual-addressing": not cat.s3_path_style_access}
+        if cat.s3_endpoint:
+            props["s3.endpoint"] = cat.s3_endpoint
+        if cat.s3_access_key_id and cat.s3_secret_access_key:
+            props["s3.access-key-id"] = cat.s3_access_key_id.get_secret_value()
+            props["s3.secret-access-key"] = cat.s3_secret_access_key.get_secret_value()
+    return props
+
+
+def pyiceberg_catalog(settings: Settings) -> Catalog:
+    return load_catalog(settings.catalog.name, **catalog_properties(settings))

@@ -1,0 +1,168 @@
+"""Typed settings for every part of the pipeline.
+
+Precedence, lowest first: the documented defaults below < a TOML file (``shoplake.toml`` in the working
+directory, or the path in ``SHOPLAKE_CONFIG``) < environment variables (``SHOPLAKE_`` prefix, ``__`` between
+nested names, e.g. ``SHOPLAKE_KAFKA__BOOTSTRAP_SERVERS``) < keyword arguments.
+
+The embedded default needs no configuration at all: a SQLite Iceberg catalog and a warehouse on the local
+filesystem under ``.shoplake/``, and a Kafka broker whose address the caller supplies (``shoplake`` fills it in
+from the local services it started).
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_ENV_VAR = "SHOPLAKE_CONFIG"
+DEFAULT_CONFIG_FILE = "shoplake.toml"
+
+
+class ConfigurationError(ValueError):
+    """The configuration is invalid or points at something that does not exist."""
+
+
+class CatalogType(StrEnum):
+    SQL = "sql"  # Iceberg JDBC catalog in Spark, SQL catalog in PyIceberg (SQLite file or PostgreSQL)
+    REST = "rest"  # an Iceberg REST catalog server
+
+
+class KafkaSettings(BaseModel):
+    bootstrap_servers: str = Field(
+        default="",
+        description="host:port[,host:port]; empty means 'the broker started by `shoplake services up`'.",
+    )
+    topic_prefix: str = Field(default="shop", pattern=r"^[A-Za-z0-9_-]+$")
+    partitions: int = Field(default=2, ge=1, description="Partitions per topic when shoplake creates topics.")
+    replication_factor: int = Field(default=1, ge=1, description="Replicas per topic when shoplake creates topics.")
+
+
+class CatalogSettings(BaseModel):
+    name: str = Field(default="lake", pattern=r"^[a-z_][a-z0-9_]*$")
+    type: CatalogType = CatalogType.SQL
+    uri: str = Field(
+        default="",
+        description="SQL catalog: a SQLAlchemy URL (sqlite:///abs/path.db or postgresql+psycopg2://...); "
+        "REST catalog: its http(s) URL. Empty: a SQLite file under the home directory.",
+    )
+    warehouse: str = Field(default="", description="file:// or s3:// URI. Empty: <home>/warehouse.")
+    s3_endpoint: str = ""
+    s3_region: str = "us-east-1"
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_path_style_access: bool = True
+
+
+class SparkSettings(BaseModel):
+    master: str = "local[2]"
+    driver_memory: str = Field(default="4g", pattern=r"^\d+[mMgG]$")
+    shuffle_partitions: int = Field(default=4, ge=1)
+    jars_dir: str = Field(default="", description="Folder of resolved Spark jars. Empty: <home>/jars/spark.")
+    ui_enabled: bool = False
+    extra_conf: dict[str, str] = Field(default_factory=dict)
+
+
+class StreamSettings(BaseModel):
+    trigger_seconds: float = Field(default=1.0, ge=0.0, description="Micro-batch trigger interval.")
+    checkpoint_dir: str = Field(default="", description="Empty: <home>/checkpoints.")
+    max_offsets_per_trigger: int | None = Field(default=None, ge=1)
+    late_after_seconds: int = Field(
+        default=600, ge=0, description="An event is late when its time is this far behind the watermark."
+    )
+    max_payload_bytes: int = Field(default=65536, ge=1024, description="Larger payloads are quarantined.")
+
+
+class Settings(BaseSettings):
+    """All settings; see the module docstring for where values come from."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SHOPLAKE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    home: Path = Field(default=Path(".shoplake"), description="Local state: jars, warehouse, catalog, logs.")
+    partitions_start: str = Field(
+        default="2026-01-01", pattern=r"^\d{4}-\d{2}-\d{2}$", description="First day of daily partitions."
+    )
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    catalog: CatalogSettings = Field(default_factory=CatalogSettings)
+    spark: SparkSettings = Field(default_factory=SparkSettings)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _config_file()
+        if config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _check_catalog(self) -> Settings:
+        if self.catalog.type is CatalogType.REST and not self.catalog.uri:
+            raise ConfigurationError("catalog.type is 'rest' but catalog.uri (the REST server URL) is empty")
+        if self.catalog.uri and self.catalog.type is CatalogType.SQL:
+            scheme = self.catalog.uri.split(":", 1)[0]
+            if not (scheme == "sqlite" or scheme.startswith("postgresql")):
+                raise ConfigurationError(
+                    f"catalog.uri {self.catalog.uri!r}: a SQL catalog needs a sqlite:/// or postgresql:// URL"
+                )
+        return self
+
+    # Derived locations -------------------------------------------------------------------------------------
+
+    @property
+    def catalog_uri(self) -> str:
+        """SQLAlchemy-style URL of the SQL catalog, or the REST URL."""
+        return self.catalog.uri or f"sqlite:///{self.home / 'catalog.db'}"
+
+    @property
+    def warehouse_uri(self) -> str:
+        return self.catalog.warehouse or (self.home / "warehouse").as_uri()
+
+    @property
+    def spark_jars_dir(self) -> Path:
+        return Path(self.spark.jars_dir).resolve() if self.spark.jars_dir else self.home / "jars" / "spark"
+
+    @property
+    def checkpoint_root(self) -> str:
+        return self.stream.checkpoint_dir or str(self.home / "checkpoints")
+
+
+def _config_file() -> Path | None:
+    explicit = os.environ.get(CONFIG_ENV_VAR)
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigurationError(f"{CONFIG_ENV_VAR}={explicit!r} does not name a readable file")
+        return path
+    default = Path(DEFAULT_CONFIG_FILE)
+    return default if default.is_file() else None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from defaults, the config file and the environment, then ``overrides`` on top."""
+    return Settings(**overrides)

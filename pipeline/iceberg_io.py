@@ -1,0 +1,137 @@
+"""Iceberg reads and writes through Spark: creating tables, once-only batch appends, partition overwrites.
+
+Every write of the pipeline goes through this module, so that table naming, partitioning and row counting live
+in one place.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+from pyspark.errors import AnalysisException
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.functions import partitioning
+
+from pipeline.tables import TableSpec
+
+log = logging.getLogger(__name__)
+
+STREAM_ID_PROPERTY = "shoplake.stream-id"
+BATCH_ID_PROPERTY = "shoplake.batch-id"
+
+
+def partition_columns(spec: TableSpec) -> list[Column]:
+    return [partitioning.days(F.col(p.column)) if p.transform == "days" else F.col(p.column) for p in spec.partition_by]
+
+
+def ensure_table(spark: SparkSession, catalog: str, spec: TableSpec) -> None:
+    """Create the table (and its namespace) when it does not exist yet; an existing table is left as is."""
+    name = spec.qualified(catalog)
+    if spark.catalog.tableExists(name):
+        return
+    spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {catalog}.{spec.layer.value}")  # identifiers from the registry
+    writer = spark.createDataFrame([], spec.schema).writeTo(name).using("iceberg")
+    if spec.partition_by:
+        writer = writer.partitionedBy(*partition_columns(spec))
+    for key, value in spec.properties.items():
+        writer = writer.tableProperty(key, value)
+    try:
+        writer.create()
+    except AnalysisException as exc:  # created meanwhile by another process
+        if "already exists" not in str(exc).lower() and not spark.catalog.tableExists(name):
+            raise
+
+
+def ensure_tables(spark: SparkSession, catalog: str, specs: tuple[TableSpec, ...] | list[TableSpec]) -> None:
+    for spec in specs:
+        ensure_table(spark, catalog, spec)
+
+
+def read_table(spark: SparkSession, catalog: str, spec: TableSpec) -> DataFrame:
+    return spark.table(spec.qualified(catalog))
+
+
+def read_day(spark: SparkSession, catalog: str, spec: TableSpec, day: dt.date) -> DataFrame:
+    """Rows of one day of a table partitioned by its date column (the date is bound, not interpolated)."""
+    if spec.date_column is None:
+        raise ValueError(f"{spec.identifier} has no date column to select a day by")
+    return read_table(spark, catalog, spec).filter(F.col(spec.date_column) == F.lit(day))
+
+
+def overwrite_days(df: DataFrame, catalog: str, spec: TableSpec) -> int:
+    """Replace the partitions present in ``df`` (other days untouched); returns the rows written."""
+    rows = df.count()
+    df.select(*spec.schema.fieldNames()).writeTo(spec.qualified(catalog)).overwritePartitions()
+    return rows
+
+
+@dataclass
+class BatchCommitter:
+    """Appends each micro-batch to each table at most once, so a batch replayed after a crash is not doubled.
+
+    Every append records the stream id and batch id in its Iceberg snapshot summary, atomically with the data.
+    On the first batch after a (re)start the committer reads the highest batch id each table already holds for
+    this stream and skips appends up to it. Spark only ever replays the batches after its last checkpointed
+    one, so this is enough as long as the snapshot carrying the last marker is not expired (table maintenance
+    keeps it, see ``pipeline.maintenance``).
+    """
+
+    spark: SparkSession
+    catalog: str
+    stream_id: str
+
+    def __post_init__(self) -> None:
+        self._last: dict[str, int] = {}
+
+    def last_committed(self, spec: TableSpec) -> int:
+        if spec.identifier not in self._last:
+            summaries = (
+                self.spark.table(f"{spec.qualified(self.catalog)}.snapshots")
+                .filter(F.col("summary")[STREAM_ID_PROPERTY] == F.lit(self.stream_id))
+                .agg(F.max(F.col("summary")[BATCH_ID_PROPERTY].cast("long")).alias("last"))
+                .first()
+            )
+            last = summaries["last"] if summaries is not None else None
+            self._last[spec.identifier] = -1 if last is None else int(last)
+        return self._last[spec.identifier]
+
+    def append(self, df: DataFrame, spec: TableSpec, batch_id: int, properties: dict[str, str] | None = None) -> bool:
+        """Append ``df`` as batch ``batch_id``; returns False when that batch was already committed.
+
+        ``properties`` go into the snapshot summary, atomically with the rows.
+        """
+        if batch_id <= self.last_committed(spec):
+            log.info("batch %d already in %s: skipped", batch_id, spec.identifier)
+            return False
+        writer = (
+            df.select(*spec.schema.fieldNames())
+            .writeTo(spec.qualified(self.catalog))
+            .option(f"snapshot-property.{STREAM_ID_PROPERTY}", self.stream_id)
+            .option(f"snapshot-property.{BATCH_ID_PROPERTY}", str(batch_id))
+        )
+        for key, value in (properties or {}).items():
+            writer = writer.option(f"snapshot-property.{key}", value)
+        writer.append()
+        self._last[spec.identifier] = batch_id
+        return True
+
+
+def summary_value(
+    spark: SparkSession, catalog: str, spec: TableSpec, stream_id: str, before_batch: int, key: str
+) -> str | None:
+    """``key`` of the snapshot summary of the stream's latest batch before ``before_batch`` in a table."""
+    summary = F.col("summary")
+    row = (
+        spark.table(f"{spec.qualified(catalog)}.snapshots")
+        .filter(
+            (summary[STREAM_ID_PROPERTY] == F.lit(stream_id))
+            & (summary[BATCH_ID_PROPERTY].cast("long") < F.lit(before_batch))
+        )
+        .orderBy(summary[BATCH_ID_PROPERTY].cast("long").desc())
+        .select(summary[key].alias("value"))
+        .first()
+    )
+    return row["value"] if row is not None and row["value"] else None

@@ -1,0 +1,71 @@
+"""Freshness: how long each event took from Kafka to being visible in silver.
+
+Every silver row carries its Kafka timestamp, its micro-batch id and ingest time; the Iceberg snapshot that
+added it records the same batch id and ingest time in its summary, and its commit time. An event's latency is
+that snapshot's commit time minus the event's Kafka timestamp: the moment a reader could first see it.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from pipeline.iceberg_io import BATCH_ID_PROPERTY
+from pipeline.streaming.sink import INGEST_TIME
+from pipeline.tables import SILVER, TableSpec
+
+
+def with_latency(silver_df: DataFrame, snapshots_df: DataFrame) -> DataFrame:
+    """Add ``visible_at`` and ``latency_s`` (Kafka timestamp -> commit of the snapshot that added the row)."""
+    summary = F.col("summary")
+    commits = snapshots_df.select(
+        summary[BATCH_ID_PROPERTY].cast("long").alias("batch_id"),
+        F.to_timestamp(summary[INGEST_TIME]).alias("ingest_time"),
+        F.col("committed_at").alias("visible_at"),
+    )
+    return silver_df.join(commits, on=["batch_id", "ingest_time"], how="inner").withColumn(
+        "latency_s",
+        (F.unix_micros(F.col("visible_at")) - F.unix_micros(F.col("kafka_timestamp"))) / F.lit(1_000_000.0),
+    )
+
+
+def silver_latencies(spark: SparkSession, catalog: str, tables: tuple[TableSpec, ...] | None = None) -> DataFrame:
+    """One row per silver event: ``kafka_timestamp``, ``visible_at``, ``latency_s``, ``batch_id``."""
+    frames = [
+        with_latency(
+            spark.table(spec.qualified(catalog)).select("batch_id", "ingest_time", "kafka_timestamp"),
+            spark.table(f"{spec.qualified(catalog)}.snapshots"),
+        )
+        for spec in (tables or tuple(SILVER.values()))
+    ]
+    return functools.reduce(DataFrame.unionByName, frames)
+
+
+@dataclass(frozen=True)
+class LatencySummary:
+    events: int
+    p50_s: float
+    p95_s: float
+    p99_s: float
+    max_s: float
+
+
+def summarize(latencies_df: DataFrame) -> LatencySummary | None:
+    row = latencies_df.agg(
+        F.count("*").alias("n"),
+        F.percentile("latency_s", F.lit(0.50)).alias("p50"),
+        F.percentile("latency_s", F.lit(0.95)).alias("p95"),
+        F.percentile("latency_s", F.lit(0.99)).alias("p99"),
+        F.max("latency_s").alias("max"),
+    ).first()
+    if row is None or not row["n"]:
+        return None
+    return LatencySummary(row["n"], row["p50"], row["p95"], row["p99"], row["max"])
+
+
+def latency_summary(spark: SparkSession, catalog: str) -> LatencySummary | None:
+    """Percentiles of Kafka -> silver latency over every event in silver."""
+    return summarize(silver_latencies(spark, catalog))

@@ -1,0 +1,94 @@
+"""The streaming job: Kafka topics -> micro-batch sink (bronze, silver, quarantine), from a checkpoint."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.streaming import StreamingQuery
+
+from pipeline.config import Settings
+from pipeline.contracts.events import all_topics
+from pipeline.iceberg_io import ensure_tables
+from pipeline.kafka_topics import bootstrap_servers
+from pipeline.streaming.sink import BatchReport, MicroBatchSink
+from pipeline.tables import BRONZE_EVENTS, EVENT_INDEX, QUARANTINE_EVENTS, SILVER, STREAM_BATCHES
+
+QUERY_NAME = "kafka_to_lake"
+STREAMING_TABLES = (BRONZE_EVENTS, *SILVER.values(), QUARANTINE_EVENTS, EVENT_INDEX, STREAM_BATCHES)
+
+
+def checkpoint_location(settings: Settings) -> str:
+    return f"{settings.checkpoint_root.rstrip('/')}/{QUERY_NAME}"
+
+
+def kafka_source(spark: SparkSession, settings: Settings) -> DataFrame:
+    """All event topics, from the earliest offsets on first start; lost offsets fail the query."""
+    reader = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", bootstrap_servers(settings))
+        .option("subscribe", ",".join(all_topics(settings.kafka.topic_prefix)))
+        .option("startingOffsets", "earliest")
+        .option("failOnDataLoss", "true")
+        .option("includeHeaders", "false")
+    )
+    if settings.stream.max_offsets_per_trigger:
+        reader = reader.option("maxOffsetsPerTrigger", str(settings.stream.max_offsets_per_trigger))
+    return reader.load()
+
+
+@dataclass
+class Stream:
+    """A running streaming query and its sink; ``stop`` also waits for the sink's last bookkeeping write."""
+
+    query: StreamingQuery
+    sink: MicroBatchSink
+
+    def stop(self) -> None:
+        self.query.stop()
+        self.sink.flush()
+
+    def await_termination(self, timeout_s: float | None = None) -> bool | None:
+        if timeout_s is None:
+            result = self.query.awaitTermination()
+        else:
+            result = self.query.awaitTermination(math.ceil(timeout_s))
+        self.sink.flush()
+        return result
+
+    def process_all_available(self) -> None:
+        """Block until everything Kafka held when called is committed (tests use this for determinism)."""
+        self.query.processAllAvailable()
+        self.sink.flush()
+
+    def exception(self) -> BaseException | None:
+        return self.query.exception()
+
+
+def start_stream(
+    spark: SparkSession,
+    settings: Settings,
+    *,
+    available_now: bool = False,
+    on_batch: Iterable[Callable[[BatchReport], None]] = (),
+) -> Stream:
+    """Start the query. ``available_now`` processes what Kafka holds at start, then stops by itself."""
+    ensure_tables(spark, settings.catalog.name, STREAMING_TABLES)
+    location = checkpoint_location(settings)
+    sink = MicroBatchSink(
+        catalog=settings.catalog.name,
+        topic_prefix=settings.kafka.topic_prefix,
+        checkpoint_location=location,
+        max_payload_bytes=settings.stream.max_payload_bytes,
+        late_after=dt.timedelta(seconds=settings.stream.late_after_seconds),
+        on_batch=list(on_batch),
+    )
+    writer = kafka_source(spark, settings).writeStream.queryName(QUERY_NAME).option("checkpointLocation", location)
+    if available_now:
+        writer = writer.trigger(availableNow=True)
+    elif settings.stream.trigger_seconds > 0:
+        writer = writer.trigger(processingTime=f"{settings.stream.trigger_seconds} seconds")
+    return Stream(writer.foreachBatch(sink).start(), sink)

@@ -1,0 +1,215 @@
+"""Every table of the lakehouse, with its schema and partitioning: the one place that lists them.
+
+Names are ``<namespace>.<table>`` inside the configured Iceberg catalog (``lake`` by default), so
+``silver.purchases`` is ``lake.silver.purchases`` in Spark SQL and ``("silver", "purchases")`` in PyIceberg.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from pyspark.sql import types as T
+
+from pipeline.contracts.events import EventType
+from pipeline.contracts.spark_schemas import silver_schema
+
+
+class Layer(StrEnum):
+    BRONZE = "bronze"
+    SILVER = "silver"
+    GOLD = "gold"
+    QUARANTINE = "quarantine"
+    OPS = "ops"
+
+
+@dataclass(frozen=True)
+class PartitionField:
+    """An Iceberg partition transform: ``identity`` or ``days`` of a column."""
+
+    transform: str
+    column: str
+
+    def __post_init__(self) -> None:
+        if self.transform not in ("identity", "days"):
+            raise ValueError(f"unsupported partition transform {self.transform!r}")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    layer: Layer
+    name: str
+    schema: T.StructType
+    partition_by: tuple[PartitionField, ...]
+    description: str
+    # Streaming tables are appended every few seconds: skip the pre-write shuffle, write fan-out.
+    properties: dict[str, str] = field(default_factory=dict)
+    date_column: str | None = None  # the DATE column a daily partition key selects, if any
+
+    @property
+    def identifier(self) -> str:
+        return f"{self.layer.value}.{self.name}"
+
+    def qualified(self, catalog: str) -> str:
+        return f"{catalog}.{self.identifier}"
+
+
+_COMMON_PROPERTIES = {
+    "format-version": "2",
+    "write.parquet.compression-codec": "zstd",
+    "write.metadata.delete-after-commit.enabled": "true",
+    "write.metadata.previous-versions-max": "100",
+}
+_STREAMING_PROPERTIES = {
+    **_COMMON_PROPERTIES,
+    "write.distribution-mode": "none",
+    "write.spark.fanout.enabled": "true",
+    "commit.retry.num-retries": "10",
+}
+
+BRONZE_EVENTS = TableSpec(
+    Layer.BRONZE,
+    "events",
+    T.StructType(
+        [
+            T.StructField("kafka_topic", T.StringType()),
+            T.StructField("kafka_partition", T.IntegerType()),
+            T.StructField("kafka_offset", T.LongType()),
+            T.StructField("kafka_timestamp", T.TimestampType()),
+            T.StructField("kafka_key", T.BinaryType()),
+            T.StructField("value", T.BinaryType()),
+            T.StructField("ingest_time", T.TimestampType()),
+            T.StructField("batch_id", T.LongType()),
+        ]
+    ),
+    (PartitionField("days", "kafka_timestamp"),),
+    "Every Kafka record, value untouched, with its coordinates. One row per (topic, partition, offset).",
+    _STREAMING_PROPERTIES,
+)
+
+SILVER_TABLE_NAMES: dict[EventType, str] = {
+    EventType.PAGE_VIEW: "page_views",
+    EventType.ADD_TO_CART: "cart_events",
+    EventType.PURCHASE: "purchases",
+    EventType.USER_SESSION: "user_sessions",
+    EventType.PRODUCT_UPDATE: "product_updates",
+}
+
+SILVER: dict[EventType, TableSpec] = {
+    event_type: TableSpec(
+        Layer.SILVER,
+        table_name,
+        silver_schema(event_type),
+        (PartitionField("identity", "event_date"),),
+        f"Valid, deduplicated {event_type.value} events, typed by the contract.",
+        _STREAMING_PROPERTIES,
+        date_column="event_date",
+    )
+    for event_type, table_name in SILVER_TABLE_NAMES.items()
+}
+
+QUARANTINE_EVENTS = TableSpec(
+    Layer.QUARANTINE,
+    "events",
+    T.StructType(
+        [
+            T.StructField("kafka_topic", T.StringType()),
+            T.StructField("kafka_partition", T.IntegerType()),
+            T.StructField("kafka_offset", T.LongType()),
+            T.StructField("kafka_timestamp", T.TimestampType()),
+            T.StructField("value", T.BinaryType()),
+            T.StructField("event_id", T.StringType()),
+            T.StructField("event_type", T.StringType()),
+            T.StructField("schema_version", T.StringType()),
+            T.StructField("event_date", T.DateType()),
+            T.StructField("failed_rules", T.ArrayType(T.StringType())),
+            T.StructField("ingest_time", T.TimestampType()),
+            T.StructField("batch_id", T.LongType()),
+        ]
+    ),
+    (PartitionField("days", "kafka_timestamp"),),
+    "Records that failed parsing or a rule (ids in failed_rules), or repeated an event_id ('duplicate').",
+    _STREAMING_PROPERTIES,
+)
+
+EVENT_INDEX = TableSpec(
+    Layer.OPS,
+    "event_index",
+    T.StructType(
+        [
+            T.StructField("event_id", T.StringType()),
+            T.StructField("event_type", T.StringType()),
+            T.StructField("event_date", T.DateType()),
+            T.StructField("kafka_topic", T.StringType()),
+            T.StructField("kafka_partition", T.IntegerType()),
+            T.StructField("kafka_offset", T.LongType()),
+            T.StructField("batch_id", T.LongType()),
+        ]
+    ),
+    (PartitionField("identity", "event_date"),),
+    "Every event id in silver, narrow, for deduplication: one scan instead of one per silver table.",
+    _STREAMING_PROPERTIES,
+    date_column="event_date",
+)
+
+STREAM_BATCHES = TableSpec(
+    Layer.OPS,
+    "stream_batches",
+    T.StructType(
+        [
+            T.StructField("stream_id", T.StringType()),
+            T.StructField("batch_id", T.LongType()),
+            T.StructField("started_at", T.TimestampType()),
+            T.StructField("committed_at", T.TimestampType()),
+            T.StructField("records", T.LongType()),
+            T.StructField("kafka_ts_min", T.TimestampType()),
+            T.StructField("kafka_ts_max", T.TimestampType()),
+            T.StructField("watermark", T.TimestampType()),
+            T.StructField("max_event_time", T.TimestampType()),
+            T.StructField("silver_rows", T.LongType()),
+            T.StructField("quarantined", T.LongType()),
+            T.StructField("duplicates", T.LongType()),
+            T.StructField("late", T.LongType()),
+        ]
+    ),
+    (),
+    "One row per committed micro-batch: what it read, what it wrote, when it became visible.",
+    _STREAMING_PROPERTIES,
+)
+
+GOLD_DAILY_SALES = TableSpec(
+    Layer.GOLD,
+    "daily_sales_summary",
+    T.StructType(
+        [
+            T.StructField("event_date", T.DateType()),
+            T.StructField("orders", T.LongType()),
+            T.StructField("revenue", T.DecimalType(18, 2)),
+            T.StructField("unique_customers", T.LongType()),
+            T.StructField("page_views", T.LongType()),
+            T.StructField("visitors", T.LongType()),
+        ]
+    ),
+    (PartitionField("identity", "event_date"),),
+    "One row per day: orders, revenue after discounts, customers, page views, visitors.",
+    _COMMON_PROPERTIES,
+    date_column="event_date",
+)
+
+ALL_TABLES: tuple[TableSpec, ...] = (
+    BRONZE_EVENTS,
+    *SILVER.values(),
+    QUARANTINE_EVENTS,
+    EVENT_INDEX,
+    STREAM_BATCHES,
+    GOLD_DAILY_SALES,
+)
+
+
+def table_by_identifier(identifier: str) -> TableSpec:
+    """Look a table up by ``namespace.table``; raises ``KeyError`` naming the known tables."""
+    for spec in ALL_TABLES:
+        if spec.identifier == identifier:
+            return spec
+    known = ", ".join(spec.identifier for spec in ALL_TABLES)
+    raise KeyError(f"unknown table {identifier!r}; known tables: {known}")

@@ -1,0 +1,281 @@
+"""The ``shoplake`` command line.
+
+Configuration comes from ``pipeline.config.Settings`` (defaults < shoplake.toml < SHOPLAKE_* environment).
+Errors in arguments or configuration end with a one-line message and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from devstack.jars import JarsError
+from devstack.process import ServiceError
+from pipeline.config import ConfigurationError, load_settings
+from shoplake.runtime import console
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXPECTED_ERRORS = (ConfigurationError, ServiceError, JarsError, ValueError, OSError, RuntimeError)
+
+
+def friendly_errors(func: F) -> F:
+    """Turn expected failures into ``error: ...`` and exit status 1 (tracebacks are for bugs)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except EXPECTED_ERRORS as exc:
+            console.print(f"[red]error:[/red] {exc}", highlight=False)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def iso_date(_ctx: click.Context, _param: click.Parameter, value: str | None) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Streaming e-commerce lakehouse: Kafka -> Spark -> Iceberg -> Dagster."""
+
+
+@main.command()
+@friendly_errors
+def jars() -> None:
+    """Resolve the pinned JVM dependencies (jvm/pom.xml) with Maven, once."""
+    from devstack.jars import resolve
+
+    for profile, folder in resolve(load_settings().home, log=console.print).items():
+        console.print(f"{profile}: {folder}")
+
+
+# -- services ---------------------------------------------------------------------------------------------------
+
+
+@main.group()
+def services() -> None:
+    """Local Kafka broker and object store (processes that outlive the command)."""
+
+
+@services.command("up")
+@click.option("--s3/--no-s3", default=True, show_default=True, help="Also start the S3-compatible object store.")
+@click.option("--kafka-port", type=click.IntRange(1, 65535), help="Broker port (default: a free one).")
+@friendly_errors
+def services_up(s3: bool, kafka_port: int | None) -> None:
+    """Start the services; `shoplake` commands then use them."""
+    from devstack.jars import resolve
+    from devstack.services import services_up as up
+
+    settings = load_settings()
+    resolve(settings.home, log=console.print)
+    running = up(settings.home, with_s3=s3, kafka_port=kafka_port)
+    console.print(f"kafka: {running.kafka_bootstrap}")
+    if running.s3:
+        console.print(f"object store: {running.s3.endpoint} (credentials in {settings.home}/services/state.json)")
+
+
+@services.command("status")
+@friendly_errors
+def services_status() -> None:
+    """Show what is running."""
+    from devstack.services import services_status as status
+
+    settings = load_settings()
+    current = status(settings.home)
+    if not current:
+        console.print("no local services (start them with `shoplake services up`)")
+        return
+    for name, line in current.items():
+        console.print(f"{name}: {line}")
+    console.print(f"catalog: {settings.catalog_uri}\nwarehouse: {settings.warehouse_uri}")
+
+
+@services.command("down")
+@friendly_errors
+def services_down() -> None:
+    """Stop the services started by `services up`."""
+    from devstack.services import services_down as down
+
+    stopped = down(load_settings().home)
+    console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+# -- simulator ----------------------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--scenario", "scenario_name", default="normal_day", show_default=True, help="Built-in name or TOML file."
+)
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--events", type=click.IntRange(min=1), default=20_000, show_default=True, help="Events the shop makes.")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="Live mode: send this many per second.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write a JSON Lines log here.")
+@click.option("--kafka", "to_kafka", is_flag=True, help="Send to the Kafka topics.")
+@friendly_errors
+def simulate(scenario_name: str, seed: int, events: int, rate: float | None, out: Path | None, to_kafka: bool) -> None:
+    """Simulate the shop: a deterministic log file, or events sent to Kafka."""
+    from simulation.generator import generate
+    from simulation.scenario import load_scenario
+    from simulation.sinks import make_producer, send, simulated_items, write_log, write_manifest
+
+    if (out is None) == (not to_kafka):
+        raise click.UsageError("give exactly one of --out FILE or --kafka")
+    if rate is not None and not to_kafka:
+        raise click.UsageError("--rate paces sends to Kafka; it needs --kafka")
+    scenario = load_scenario(scenario_name)
+    records, manifest = generate(scenario, seed, events)
+    if out is not None:
+        with _progress(f"simulating {scenario.name}", None) as advance:
+            manifest_path = write_log(records, scenario, out, manifest, advance)
+        console.print(f"{manifest.records} records ({manifest.events} events) -> {out}; manifest {manifest_path}")
+        return
+    from pipeline.kafka_topics import ensure_topics
+    from shoplake.runtime import with_services
+
+    settings = with_services(load_settings())
+    ensure_topics(settings)
+    producer = make_producer(settings.kafka.bootstrap_servers)
+    with _progress(f"sending {scenario.name}", None) as advance:
+        sent = send(
+            producer,
+            simulated_items(records, scenario, live=rate is not None),
+            settings.kafka.topic_prefix,
+            rate,
+            advance,
+        )
+    producer.close()
+    manifest_path = write_manifest(
+        manifest, settings.home / "simulations" / f"{scenario.name}-{seed}-{int(time.time())}"
+    )
+    console.print(f"sent {sent} records to {settings.kafka.bootstrap_servers}; manifest {manifest_path}")
+
+
+@main.command()
+@click.argument("log_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--rate", type=click.FloatRange(min=0, min_open=True), help="Records per second (default: as fast as possible)."
+)
+@friendly_errors
+def replay(log_file: Path, rate: float | None) -> None:
+    """Re-send a recorded log to Kafka, in order, with its keys."""
+    from pipeline.kafka_topics import ensure_topics
+    from shoplake.runtime import with_services
+    from simulation.sinks import log_items, make_producer, send
+
+    total = sum(1 for _ in log_items(log_file))  # validates every line before anything is sent
+    settings = with_services(load_settings())
+    ensure_topics(settings)
+    producer = make_producer(settings.kafka.bootstrap_servers)
+    with _progress(f"replaying {log_file.name}", total) as advance:
+        sent = send(producer, log_items(log_file), settings.kafka.topic_prefix, rate, advance)
+    producer.close()
+    console.print(f"replayed {sent} records")
+
+
+def _progress(description: str, total: int | None):  # type: ignore[no-untyped-def]
+    from shoplake.runtime import progress_bar
+
+    return progress_bar(description, total)
+
+
+# -- pipeline -------------------------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--available-now", is_flag=True, help="Process what Kafka holds now, then stop.")
+@click.option("--trigger", type=click.FloatRange(min=0), help="Micro-batch interval in seconds (default: settings).")
+@friendly_errors
+def stream(available_now: bool, trigger: float | None) -> None:
+    """Run the streaming job (Kafka -> bronze, silver, quarantine) until Ctrl-C."""
+    from pipeline.kafka_topics import ensure_topics
+    from pipeline.spark_session import build_spark_session
+    from pipeline.streaming.job import start_stream
+    from shoplake.runtime import BatchCounter, with_services
+
+    settings = with_services(load_settings())
+    if trigger is not None:
+        settings = settings.model_copy(
+            update={"stream": settings.stream.model_copy(update={"trigger_seconds": trigger})}
+        )
+    ensure_topics(settings)
+    spark = build_spark_session(settings)
+    counter = BatchCounter(log=True)
+    running = start_stream(spark, settings, available_now=available_now, on_batch=[counter])
+    console.print(f"streaming from {settings.kafka.bootstrap_servers} (Ctrl-C stops cleanly)")
+    signal.signal(signal.SIGTERM, lambda *_: running.stop())
+    try:
+        running.await_termination()
+    except KeyboardInterrupt:
+        console.print("stopping after the current micro-batch ...")
+        running.stop()
+    console.print(f"{counter.records} records in {counter.batches} micro-batches")
+
+
+@main.command()
+@click.option("--date", "first", callback=iso_date, required=True, help="Day to build (YYYY-MM-DD).")
+@click.option("--to", "last", callback=iso_date, help="Last day of a backfill range (inclusive).")
+@friendly_errors
+def gold(first: dt.date, last: dt.date | None) -> None:
+    """Materialize the daily gold assets through Dagster for a day or a range."""
+    from pipeline.orchestration.runs import dagster_instance, days_between, materialize_gold
+
+    settings = load_settings()
+    days = days_between(first, last or first)
+    with _progress("gold days", len(days)) as advance:
+        materialize_gold(settings, days, dagster_instance(settings), lambda day, result: advance(1))
+    console.print(f"gold built for {len(days)} day(s): {days[0]} .. {days[-1]}")
+
+
+@main.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=3000, show_default=True)
+def ui(port: int) -> None:
+    """Open Dagster's UI on 127.0.0.1 for the project's definitions."""
+    import os
+    import subprocess
+
+    from pipeline.orchestration.runs import dagster_instance
+
+    dagster_instance(load_settings())  # sets DAGSTER_HOME
+    cmd = ["dagster", "dev", "-m", "pipeline.orchestration.definitions", "-h", "127.0.0.1", "-p", str(port)]
+    sys.exit(subprocess.call(cmd, env=os.environ.copy()))
+
+
+@main.command()
+@click.option("--scenario", "scenario_name", default="normal_day", show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--events", type=click.IntRange(min=100), default=20_000, show_default=True)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0),
+    default=2500,
+    show_default=True,
+    help="Records/s sent (0: unpaced).",
+)
+@friendly_errors
+def demo(scenario_name: str, seed: int, events: int, rate: float) -> None:
+    """Simulate a shop day, stream it, build gold with Dagster, print gold and freshness."""
+    from shoplake.demo import run_demo
+
+    if not run_demo(load_settings(), scenario_name, seed, events, rate or None):
+        console.print("[red]gold differs from the oracle[/red]")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Glue shared by the CLI and the demo: settings that point at running services, progress bars, waiting."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from devstack.services import running_services
+from pipeline.config import ConfigurationError, Settings
+from pipeline.streaming.sink import BatchReport
+
+console = Console(stderr=True)
+
+
+def with_services(settings: Settings) -> Settings:
+    """Fill in the broker (and object store) of `shoplake services up` when the configuration names none."""
+    if settings.kafka.bootstrap_servers:
+        return settings
+    services = running_services(settings.home)
+    if services is None:
+        raise ConfigurationError(
+            "no Kafka broker configured and no local services running: run `shoplake services up` "
+            "or set SHOPLAKE_KAFKA__BOOTSTRAP_SERVERS"
+        )
+    return services.apply(settings)
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr; yields a function that advances it."""
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    if total:
+        columns.append(TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n: progress.advance(task, n)
+
+
+class BatchCounter:
+    """Counts records the stream has committed; an ``on_batch`` callback."""
+
+    def __init__(self, log: bool = False) -> None:
+        self.records = 0
+        self.batches = 0
+        self.log = log
+
+    def __call__(self, report: BatchReport) -> None:
+        self.records += report.records
+        self.batches += 1
+        if self.log:
+            rate = report.records / report.duration_s if report.duration_s else 0.0
+            console.print(
+                f"batch {report.batch_id}: {report.records} records in {report.duration_s:.2f}s "
+                f"({rate:,.0f}/s), {sum(report.silver_rows.values())} silver, {report.quarantined} quarantined, "
+                f"oldest record {report.lag_s or 0:.2f}s old at commit"
+            )
+
+    def wait_for(self, records: int, timeout_s: float, failed: Callable[[], BaseException | None]) -> None:
+        """Block until ``records`` records are committed; raise on timeout or when the stream failed."""
+        deadline = time.monotonic() + timeout_s
+        while self.records < records:
+            error = failed()
+            if error is not None:
+                raise RuntimeError(f"the stream failed: {error}") from error
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the stream committed {self.records} of {records} records in {timeout_s:g}s")
+            time.sleep(0.2)

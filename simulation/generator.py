@@ -1,0 +1,625 @@
+"""The shop simulation: sessions walking a funnel, product updates, and the fault knobs, as an ordered record stream.
+
+``generate(scenario, seed, events)`` yields :class:`SimRecord` s in delivery order. The same scenario, seed and
+event count always give the same records, byte for byte: all randomness comes from :class:`Rand`, all times are
+integer milliseconds of simulated time, and JSON is written with a fixed key order and separators.
+
+Counting: ``events`` is the number of events the model produces (what the shop really did). Fault knobs add
+records on top (a duplicate delivery, a malformed record) or change delivery order (late events); the
+:class:`Manifest` says exactly what was injected.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import datetime as dt
+import heapq
+import json
+from bisect import bisect_right
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from pipeline.contracts.events import (
+    DEVICE_TYPES,
+    PAGE_TYPES,
+    PAYMENT_METHODS,
+    SCHEMA_VERSION,
+    SHIPPING_METHODS,
+    EventType,
+    discount_for,
+    format_decimal,
+    money,
+)
+from simulation.model import USER_AGENTS, Product, User, build_catalog, build_users, charm_price
+from simulation.rand import Rand, cumulative, stable_id
+from simulation.scenario import Scenario
+
+DAY_MS = 86_400_000
+# Relative traffic by hour of day (UTC): quiet nights, a lunch peak, an evening peak.
+DIURNAL = (
+    0.25,
+    0.15,
+    0.10,
+    0.08,
+    0.08,
+    0.12,
+    0.25,
+    0.45,
+    0.70,
+    0.85,
+    0.95,
+    1.05,
+    1.20,
+    1.15,
+    1.00,
+    0.95,
+    0.95,
+    1.05,
+    1.25,
+    1.45,
+    1.50,
+    1.30,
+    0.90,
+    0.50,
+)
+MALFORMED_KINDS = (
+    "invalid_json",
+    "invalid_utf8",
+    "wrong_type",
+    "missing_field",
+    "negative_amount",
+    "inconsistent_amount",
+    "unknown_event_type",
+    "unsupported_version",
+    "oversized",
+)
+OVERSIZED_BYTES = 100_000  # larger than the pipeline's default 64 KiB limit
+DISCOUNTS = (Decimal("0.00"), Decimal("5.00"), Decimal("10.00"), Decimal("15.00"))
+DISCOUNT_CUM = (0.70, 0.82, 0.94, 1.0)
+
+
+def format_timestamp(start: dt.datetime, offset_ms: int) -> str:
+    instant = start + dt.timedelta(milliseconds=offset_ms)
+    return instant.strftime("%Y-%m-%dT%H:%M:%S.") + f"{instant.microsecond // 1000:03d}Z"
+
+
+def encode_json(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass
+class SimEvent:
+    """A payload: an event body (``timestamp`` filled in when encoded) or raw bytes. Encoded once, then reused."""
+
+    body: dict[str, Any] | None
+    raw: bytes | None = None
+    encoded: bytes | None = None
+
+
+@dataclass(order=True)
+class SimRecord:
+    """One Kafka record to deliver. Ordered by delivery time, then by creation."""
+
+    emit_ms: int
+    seq: int
+    topic: EventType = field(compare=False)
+    key: str = field(compare=False)
+    event_id: str | None = field(compare=False)
+    kind: str = field(compare=False)  # "event", "duplicate" or "malformed:<kind>"
+    event_ms: int = field(compare=False)
+    payload: SimEvent = field(compare=False, repr=False)
+
+    def value(self, stamp: Callable[[int], str]) -> bytes:
+        """The record's bytes; ``stamp`` turns this record's event time into the ``timestamp`` string.
+
+        A duplicate shares its original's payload, so it repeats the original's bytes exactly.
+        """
+        event = self.payload
+        if event.encoded is None:
+            if event.raw is not None:
+                event.encoded = event.raw
+            else:
+                assert event.body is not None
+                body = dict(event.body)
+                if "timestamp" in body and body["timestamp"] is None:
+                    body["timestamp"] = stamp(self.event_ms)
+                event.encoded = encode_json(body)
+        return event.encoded
+
+
+@dataclass
+class Manifest:
+    """What the generator produced and injected; written beside the output."""
+
+    scenario: str
+    seed: int
+    events: int = 0
+    records: int = 0
+    by_type: Counter[str] = field(default_factory=Counter)
+    faults: Counter[str] = field(default_factory=Counter)
+    duplicates: list[str] = field(default_factory=list)  # event ids delivered twice
+    late: list[dict[str, Any]] = field(default_factory=list)  # {"event_id", "delay_ms"}
+    malformed: list[dict[str, Any]] = field(default_factory=list)  # {"record", "kind", "topic"}
+    schema_v2: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario,
+            "seed": self.seed,
+            "events": self.events,
+            "records": self.records,
+            "events_by_type": dict(sorted(self.by_type.items())),
+            "faults": dict(sorted(self.faults.items())),
+            "duplicates": self.duplicates,
+            "late": self.late,
+            "malformed": self.malformed,
+            "schema_v2": self.schema_v2,
+        }
+
+
+@dataclass
+class Step:
+    """One step of a planned visit, ``gap_ms`` after the previous one."""
+
+    kind: str  # view | cart | checkout | purchase | logout
+    gap_ms: int
+    page_type: str = ""
+    product: Product | None = None
+    quantity: int = 0
+    percent: Decimal = Decimal("0.00")
+    payment: str = ""
+    shipping: str = ""
+
+
+@dataclass
+class SessionPlan:
+    """A visit decided before its start time is known (its prices are looked up when it is placed in time)."""
+
+    user: User
+    device: str
+    steps: list[Step]
+
+    @property
+    def events(self) -> int:
+        return 1 + len(self.steps)  # the login, then one event per step
+
+    @property
+    def duration_ms(self) -> int:
+        return sum(step.gap_ms for step in self.steps)
+
+
+class Shop:
+    """The behavioural model: catalog, users, a schedule of product updates, and session funnels.
+
+    Runs in two passes over the same seeded draws. The first plans visits until they hold the requested number
+    of events (with the product updates); the second plans the same visits again, spreads their start times
+    over the scenario's days following the traffic curve, and turns them into events with the prices in force
+    at each instant. So a run has exactly the requested number of events and covers every simulated day.
+    """
+
+    def __init__(self, scenario: Scenario, seed: int, events: int) -> None:
+        self.scenario = scenario
+        self.seed = seed
+        self.requested = events
+        self.root = Rand(seed, scenario.name)
+        self.products: list[Product] = build_catalog(self.root.child("catalog"), scenario.products)
+        self.by_id = {p.product_id: p for p in self.products}
+        self.users: list[User] = build_users(self.root.child("users"), scenario.users)
+        self.user_cum = cumulative([u.visit_weight for u in self.users])
+        self.product_cum = cumulative([p.popularity for p in self.products])
+        self.counter = 0
+        self.span_ms = scenario.days * DAY_MS
+        self.price_times: dict[str, list[int]] = {}
+        self.price_values: dict[str, list[Decimal]] = {}
+        self.updates = self._schedule_updates(self.root.child("updates"))
+
+    # -- identifiers, time, prices ---------------------------------------------------------------------------
+
+    def next_id(self, kind: str) -> str:
+        self.counter += 1
+        return stable_id(self.seed, self.scenario.name, kind, self.counter)
+
+    def intensity(self, t_ms: float) -> float:
+        """Relative session arrival rate at a simulated instant."""
+        hour = (t_ms % DAY_MS) / 3_600_000
+        rate = DIURNAL[int(hour)] if self.scenario.traffic.diurnal else 1.0
+        if self.in_sale(t_ms):
+            assert self.scenario.traffic.flash_sale is not None
+            rate *= self.scenario.traffic.flash_sale.traffic_multiplier
+        return rate
+
+    def in_sale(self, t_ms: float) -> bool:
+        sale = self.scenario.traffic.flash_sale
+        hour = (t_ms % DAY_MS) / 3_600_000
+        return sale is not None and sale.start_hour <= hour < sale.start_hour + sale.hours
+
+    def price_at(self, product: Product, t_ms: int) -> Decimal:
+        times = self.price_times.get(product.product_id)
+        if not times:
+            return product.price
+        i = bisect_right(times, t_ms)
+        return self.price_values[product.product_id][i - 1] if i else product.price
+
+    # -- product updates -------------------------------------------------------------------------------------
+
+    def _schedule_updates(self, rand: Rand) -> list[tuple[int, dict[str, Any]]]:
+        """All product_update events, with the price timeline later purchases follow.
+
+        Small runs get proportionally fewer updates (at most one per 50 requested events), so that a short run
+        is still mostly shopping.
+        """
+        s = self.scenario
+        per_day = {
+            "price_change": s.price_changes_per_day,
+            "inventory_update": s.inventory_updates_per_day,
+            "rating_update": s.rating_updates_per_day,
+        }
+        configured = sum(per_day.values()) * s.days
+        scale = min(1.0, (self.requested // 50) / configured) if configured else 0.0
+        planned: list[tuple[int, str, Product]] = []
+        for day in range(s.days):
+            for update_type, count in per_day.items():
+                for _ in range(round(count * scale)):
+                    t = day * DAY_MS + rand.integer(0, DAY_MS - 1)
+                    planned.append((t, update_type, rand.pick(self.products)))
+        planned.sort(key=lambda x: (x[0], x[1], x[2].product_id))
+        current = {p.product_id: p.price for p in self.products}
+        events = []
+        for t, update_type, product in planned:
+            body = self._envelope(EventType.PRODUCT_UPDATE)
+            body |= {"product_id": product.product_id, "update_type": update_type}
+            if update_type == "price_change":
+                new_price = charm_price(float(current[product.product_id]) * rand.between(0.8, 1.2))
+                current[product.product_id] = new_price
+                self.price_times.setdefault(product.product_id, []).append(t)
+                self.price_values.setdefault(product.product_id, []).append(new_price)
+                body["new_price"] = format_decimal(new_price)
+            elif update_type == "inventory_update":
+                body["stock_level"] = rand.integer(0, 800)
+            else:
+                body["rating"] = format_decimal(money(Decimal(str(round(rand.between(1.0, 5.0), 2)))))
+            events.append((t, body))
+        return events
+
+    # -- visits ----------------------------------------------------------------------------------------------
+
+    def _envelope(self, event_type: EventType) -> dict[str, Any]:
+        return {
+            "event_id": self.next_id("event"),
+            "event_type": event_type.value,
+            "schema_version": SCHEMA_VERSION,
+            "timestamp": None,  # filled in when encoded
+        }
+
+    def plan(self, rand: Rand) -> SessionPlan:
+        """One visit: login, page views, carts, maybe a checkout and purchase, maybe a logout."""
+        f = self.scenario.funnel
+
+        def gap(scale: float = 1.0) -> int:
+            return 1 + int(rand.exponential(f.think_time_s * 1000 * scale))
+
+        user = rand.weighted(self.users, self.user_cum)
+        device = user.device if rand.chance(0.8) else rand.pick(DEVICE_TYPES)
+        steps: list[Step] = []
+        has_cart = False
+        for i in range(rand.geometric(f.views_per_session)):
+            page_type = "home" if i == 0 else rand.weighted(PAGE_TYPES[1:4], (0.25, 0.80, 1.0))
+            product = rand.weighted(self.products, self.product_cum) if page_type == "product" else None
+            steps.append(Step("view", gap(), page_type=page_type, product=product))
+            if product is not None and rand.chance(f.cart_probability):
+                steps.append(
+                    Step("cart", gap(0.3), product=product, quantity=rand.weighted((1, 2, 3), (0.75, 0.93, 1.0)))
+                )
+                has_cart = True
+        if has_cart and rand.chance(min(1.0, f.purchase_probability * user.propensity)):
+            steps.append(Step("checkout", gap(), page_type="checkout"))
+            percent = rand.weighted(DISCOUNTS, DISCOUNT_CUM)
+            payment = rand.weighted(PAYMENT_METHODS, (0.45, 0.65, 0.85, 0.97, 1.0))
+            shipping = rand.weighted(SHIPPING_METHODS, (0.6, 0.85, 0.95, 1.0))
+            steps.append(Step("purchase", gap(0.5), percent=percent, payment=payment, shipping=shipping))
+        if rand.chance(f.logout_probability):
+            steps.append(Step("logout", gap()))
+        return SessionPlan(user, device, steps)
+
+    def materialize(self, plan: SessionPlan, start_ms: int) -> list[tuple[int, EventType, str, dict[str, Any]]]:
+        """The visit's events from ``start_ms``, with the prices in force at each step."""
+        user, device = plan.user, plan.device
+        session_id = self.next_id("session")
+        cart_id = self.next_id("cart")
+        agent = USER_AGENTS[device]
+        channel = "web" if device == "desktop" else "app"
+        session_fields = {"device_type": device, "ip_address": user.ip_address, "user_agent": agent}
+        out: list[tuple[int, EventType, str, dict[str, Any]]] = []
+        t = start_ms
+
+        def add(event_type: EventType, fields: dict[str, Any]) -> None:
+            body = self._envelope(event_type)
+            body["metadata"] = {"channel": channel}
+            body |= {"user_id": user.user_id, "session_id": session_id} | fields
+            out.append((t, event_type, user.user_id, body))
+
+        def view(page_type: str, product: Product | None) -> dict[str, Any]:
+            return {
+                "product_id": product.product_id if product else None,
+                "page_type": page_type,
+                "referrer": referrer,
+                "user_agent": agent,
+                "ip_address": user.ip_address,
+                "device_type": device,
+            }
+
+        add(EventType.USER_SESSION, {"session_type": "login"} | session_fields)
+        cart: dict[str, int] = {}
+        referrer = "https://search.example.com/"
+        for step in plan.steps:
+            t += step.gap_ms
+            if step.kind in ("view", "checkout"):
+                add(EventType.PAGE_VIEW, view(step.page_type, step.product))
+                referrer = f"https://shop.example.com/{step.page_type}"
+            elif step.kind == "cart":
+                assert step.product is not None
+                price = self.price_at(step.product, t)
+                add(
+                    EventType.ADD_TO_CART,
+                    {
+                        "product_id": step.product.product_id,
+                        "quantity": step.quantity,
+                        "price": format_decimal(price),
+                        "total_value": format_decimal(price * step.quantity),
+                        "cart_id": cart_id,
+                    },
+                )
+                cart[step.product.product_id] = cart.get(step.product.product_id, 0) + step.quantity
+            elif step.kind == "purchase":
+                add(EventType.PURCHASE, self._purchase(user, cart, step, t))
+            else:
+                add(EventType.USER_SESSION, {"session_type": "logout"} | session_fields)
+        return out
+
+    def _purchase(self, user: User, cart: dict[str, int], step: Step, t: int) -> dict[str, Any]:
+        items = []
+        subtotal = Decimal("0.00")
+        for product_id, quantity in cart.items():
+            product = self.by_id[product_id]
+            unit = self.price_at(product, t)
+            subtotal += unit * quantity
+            items.append(
+                {
+                    "product_id": product_id,
+                    "quantity": quantity,
+                    "unit_price": format_decimal(unit),
+                    "total_price": format_decimal(unit * quantity),
+                    "category": product.category,
+                    "brand": product.brand,
+                }
+            )
+        sale = self.scenario.traffic.flash_sale
+        percent = Decimal(sale.discount_percent) if sale and self.in_sale(t) else step.percent
+        discount = discount_for(subtotal, percent)
+        a = user.address
+        return {
+            "order_id": self.next_id("order"),
+            "items": items,
+            "subtotal": format_decimal(subtotal),
+            "discount_percent": format_decimal(percent),
+            "discount_amount": format_decimal(discount),
+            "total_amount": format_decimal(subtotal - discount),
+            "payment_method": step.payment,
+            "shipping_method": step.shipping,
+            "shipping_address": {
+                "street": a.street,
+                "city": a.city,
+                "state": a.state,
+                "zip_code": a.zip_code,
+                "country": a.country,
+            },
+        }
+
+    # -- placing visits in time ------------------------------------------------------------------------------
+
+    def _visits_needed(self) -> tuple[int, int]:
+        """First pass: how many visits hold the requested events, and the longest visit's duration."""
+        needed = self.requested - len(self.updates)
+        rand = self.root.child("sessions")
+        visits = longest = 0
+        while needed > 0:
+            plan = self.plan(rand)
+            needed -= plan.events
+            visits += 1
+            longest = max(longest, plan.duration_ms)
+        return visits, longest
+
+    def _start_times(self, visits: int) -> Iterator[int]:
+        """Visit starts at jittered quantiles of the traffic curve: increasing, covering every day."""
+        hours = self.scenario.days * 24
+        cumulative_traffic = cumulative([self.intensity(h * 3_600_000) for h in range(hours)])
+        total = cumulative_traffic[-1]
+        rand = self.root.child("arrivals")
+        hour = 0
+        for k in range(visits):
+            target = (k + rand.uniform()) / visits * total
+            while cumulative_traffic[hour] < target and hour < hours - 1:
+                hour += 1
+            before = cumulative_traffic[hour - 1] if hour else 0.0
+            within = (target - before) / (cumulative_traffic[hour] - before)
+            yield int((hour + min(within, 0.999999)) * 3_600_000)
+
+    def events(self) -> Iterator[tuple[int, EventType, str, dict[str, Any]]]:
+        """Second pass: exactly the requested number of events, in event-time order, within the scenario."""
+        visits, longest = self._visits_needed()
+        heap: list[tuple[int, int, EventType, str, dict[str, Any]]] = []
+        seq = 0
+        for t, body in self.updates:
+            heap.append((t, seq, EventType.PRODUCT_UPDATE, body["product_id"], body))
+            seq += 1
+        heapq.heapify(heap)
+        rand = self.root.child("sessions")
+        produced = 0
+        for start in self._start_times(visits):
+            plan = self.plan(rand)
+            # A visit that would run past the last day starts earlier instead; never earlier than
+            # `start - longest`, so everything before that instant is final and can be released.
+            placed = min(start, self.span_ms - 1 - plan.duration_ms)
+            for t, event_type, key, body in self.materialize(plan, max(placed, 0)):
+                heapq.heappush(heap, (t, seq, event_type, key, body))
+                seq += 1
+            while heap and heap[0][0] < start - longest and produced < self.requested:
+                t, _, event_type, key, body = heapq.heappop(heap)
+                produced += 1
+                yield t, event_type, key, body
+        while heap and produced < self.requested:
+            t, _, event_type, key, body = heapq.heappop(heap)
+            produced += 1
+            yield t, event_type, key, body
+
+
+class FaultInjector:
+    """Turns the model's events into deliveries: redeliveries, late arrivals, broken records, schema v2."""
+
+    def __init__(self, scenario: Scenario, seed: int, manifest: Manifest) -> None:
+        self.faults = scenario.faults
+        self.rand = Rand(seed, scenario.name).child("faults")
+        self.seed = seed
+        self.scenario = scenario
+        self.manifest = manifest
+        self.pending: list[SimRecord] = []
+        self.seq = 0
+        self.malformed_count = 0
+
+    def _push(self, record: SimRecord) -> None:
+        heapq.heappush(self.pending, record)
+
+    def _record(
+        self,
+        emit_ms: int,
+        topic: EventType,
+        key: str,
+        event_id: str | None,
+        kind: str,
+        event_ms: int,
+        payload: SimEvent,
+    ) -> SimRecord:
+        self.seq += 1
+        return SimRecord(emit_ms, self.seq, topic, key, event_id, kind, event_ms, payload)
+
+    def due(self, now_ms: int | None) -> Iterator[SimRecord]:
+        """Deliveries due by ``now_ms`` (all of them when None)."""
+        while self.pending and (now_ms is None or self.pending[0].emit_ms <= now_ms):
+            yield heapq.heappop(self.pending)
+
+    def add(self, t: int, event_type: EventType, key: str, body: dict[str, Any]) -> None:
+        f, rand, m = self.faults, self.rand, self.manifest
+        event_id = body["event_id"]
+        if f.schema_v2_rate and rand.chance(f.schema_v2_rate):
+            body["schema_version"] = 2
+            body["experiment_id"] = f"exp-{rand.integer(1, 4)}"
+            m.schema_v2.append(event_id)
+            m.faults["schema_v2"] += 1
+        emit = t
+        if f.late_rate and rand.chance(f.late_rate):
+            delay = int(rand.between(f.late_min_s, f.late_max_s) * 1000)
+            emit = t + delay
+            m.late.append({"event_id": event_id, "delay_ms": delay})
+            m.faults["late"] += 1
+        payload = SimEvent(body)
+        self._push(self._record(emit, event_type, key, event_id, "event", t, payload))
+        if f.duplicate_rate and rand.chance(f.duplicate_rate):
+            self._push(self._record(emit + rand.integer(0, 5000), event_type, key, event_id, "duplicate", t, payload))
+            m.duplicates.append(event_id)
+            m.faults["duplicate"] += 1
+        if f.malformed_rate and rand.chance(f.malformed_rate):
+            kind = rand.pick(MALFORMED_KINDS)
+            self.malformed_count += 1
+            broken = self._malform(kind, event_type, body, t)
+            self._push(self._record(t, event_type, key, None, f"malformed:{kind}", t, broken))
+            m.faults[f"malformed:{kind}"] += 1
+
+    def _malform(self, kind: str, event_type: EventType, body: dict[str, Any], t: int) -> SimEvent:
+        """A broken copy of ``body`` under a fresh event id (so it is not a redelivery of the original)."""
+        bad = copy.deepcopy(body)
+        bad["event_id"] = stable_id(self.seed, self.scenario.name, "malformed", self.malformed_count)
+        bad["timestamp"] = format_timestamp(self.scenario.start, t)
+        if kind == "invalid_json":
+            text = encode_json(bad)
+            return SimEvent(None, raw=text[: max(len(text) // 2, 1)])
+        if kind == "invalid_utf8":
+            return SimEvent(None, raw=encode_json(bad).replace(b'"event_id":"', b'"event_id":"\xff\xfe', 1))
+        if kind == "unknown_event_type":
+            bad["event_type"] = "refund_requested"
+        elif kind == "unsupported_version":
+            bad["schema_version"] = 3
+        elif kind == "oversized":
+            bad["metadata"] = {"blob": "x" * OVERSIZED_BYTES}
+        elif kind == "wrong_type":
+            if event_type is EventType.ADD_TO_CART:
+                bad["quantity"] = "three"
+            elif event_type is EventType.PURCHASE:
+                bad["items"] = "all of them"
+            else:
+                bad["timestamp"] = 1_700_000_000
+        elif kind == "missing_field":
+            del bad["product_id" if event_type is EventType.PRODUCT_UPDATE else "user_id"]
+        elif kind == "negative_amount" and event_type is EventType.ADD_TO_CART:
+            bad["price"] = "-" + bad["price"]
+        elif kind == "negative_amount" and event_type is EventType.PURCHASE:
+            bad["total_amount"] = "-" + bad["total_amount"]
+        elif kind == "inconsistent_amount" and event_type is EventType.ADD_TO_CART:
+            bad["total_value"] = format_decimal(Decimal(bad["total_value"]) + 1)
+        elif kind == "inconsistent_amount" and event_type is EventType.PURCHASE:
+            bad["total_amount"] = format_decimal(Decimal(bad["total_amount"]) + 1)
+        else:  # amounts only exist on carts and purchases: break the event type instead
+            bad["event_type"] = ""
+        return SimEvent(bad)
+
+
+def generate(scenario: Scenario, seed: int, events: int) -> tuple[Iterator[SimRecord], Manifest]:
+    """The delivery-ordered records of a run, and the manifest that fills in as they are consumed."""
+    if events < 1:
+        raise ValueError("events must be at least 1")
+    manifest = Manifest(scenario=scenario.name, seed=seed)
+
+    def records() -> Iterator[SimRecord]:
+        shop = Shop(scenario, seed, events)
+        injector = FaultInjector(scenario, seed, manifest)
+        for t, event_type, key, body in shop.events():
+            manifest.events += 1
+            manifest.by_type[event_type.value] += 1
+            injector.add(t, event_type, key, body)
+            yield from _counted(injector.due(t), manifest)
+        yield from _counted(injector.due(None), manifest)
+
+    return records(), manifest
+
+
+def _counted(records: Iterator[SimRecord], manifest: Manifest) -> Iterator[SimRecord]:
+    for record in records:
+        if record.kind.startswith("malformed:"):
+            manifest.malformed.append(
+                {"record": manifest.records, "kind": record.kind.split(":", 1)[1], "topic": record.topic.value}
+            )
+        manifest.records += 1
+        yield record
+
+
+# -- the JSON Lines log ---------------------------------------------------------------------------------------
+
+
+def to_log_line(record: SimRecord, value: bytes) -> str:
+    """One line of a recorded log: logical topic, key and value (base64 when the value is not UTF-8)."""
+    line: dict[str, Any] = {"topic": record.topic.value, "key": record.key}
+    try:
+        line["value"] = value.decode("utf-8")
+    except UnicodeDecodeError:
+        line["value_b64"] = base64.b64encode(value).decode("ascii")
+    return json.dumps(line, separators=(",", ":"), ensure_ascii=False)
+
+
+def from_log_line(line: str) -> tuple[str, str, bytes]:
+    """(logical topic, key, value bytes) of a recorded log line."""
+    obj = json.loads(line)
+    value = base64.b64decode(obj["value_b64"]) if "value_b64" in obj else obj["value"].encode("utf-8")
+    return obj["topic"], obj["key"], value

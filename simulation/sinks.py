@@ -1,0 +1,148 @@
+"""Where simulated records go: a JSON Lines log file, or Kafka (as fast as possible or paced at a rate).
+
+Two clocks:
+
+* **simulated** (default): an event's ``timestamp`` is its simulated instant, so the output is a pure function
+  of scenario, seed and event count;
+* **live** (``rate`` given): records are paced at ``rate`` per second and stamped with the real time at which
+  they are sent, minus the lateness the scenario gave them; used to measure freshness.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+
+from pipeline.contracts.events import EventType, topic_name
+from simulation.generator import Manifest, SimRecord, format_timestamp, from_log_line, to_log_line
+from simulation.scenario import Scenario
+
+Progress = Callable[[int], None]  # called with the number of records just sent
+
+
+class SinkError(RuntimeError):
+    """Records could not be written or delivered."""
+
+
+def simulated_stamp(scenario: Scenario) -> Callable[[int], str]:
+    return lambda event_ms: format_timestamp(scenario.start, event_ms)
+
+
+def live_stamp(record: SimRecord, now: float) -> Callable[[int], str]:
+    """Stamp with the real time, keeping the record's simulated lateness (delivery time - event time)."""
+    lateness_ms = record.emit_ms - record.event_ms
+
+    def stamp(_: int) -> str:
+        instant = dt.datetime.fromtimestamp(now - lateness_ms / 1000, dt.UTC)
+        return instant.strftime("%Y-%m-%dT%H:%M:%S.") + f"{instant.microsecond // 1000:03d}Z"
+
+    return stamp
+
+
+def write_log(
+    records: Iterable[SimRecord],
+    scenario: Scenario,
+    path: Path,
+    manifest: Manifest,
+    progress: Progress = lambda n: None,
+) -> Path:
+    """Write records as JSON Lines (in delivery order) and the manifest beside them; returns the manifest path."""
+    stamp = simulated_stamp(scenario)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="\n") as out:
+        for i, record in enumerate(records, 1):
+            out.write(to_log_line(record, record.value(stamp)) + "\n")
+            if i % 1000 == 0:
+                progress(1000)
+    progress(manifest.records % 1000)
+    return write_manifest(manifest, path)
+
+
+def write_manifest(manifest: Manifest, log_path: Path) -> Path:
+    manifest_path = log_path.with_name(log_path.name + ".manifest.json")
+    manifest_path.write_text(json.dumps(manifest.to_json(), indent=1) + "\n")
+    return manifest_path
+
+
+def make_producer(bootstrap_servers: str) -> KafkaProducer:
+    try:
+        return KafkaProducer(
+            bootstrap_servers=bootstrap_servers,
+            client_id="shoplake-simulator",
+            acks="all",
+            linger_ms=5,
+            batch_size=256 * 1024,
+            max_request_size=4 * 1024 * 1024,
+            retries=10,
+        )
+    except (KafkaError, OSError) as exc:
+        raise SinkError(f"cannot reach Kafka at {bootstrap_servers!r}: {exc}") from exc
+
+
+class Pacer:
+    """Sleeps so that sends average ``rate`` per second (no pacing when rate is None)."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.rate = rate
+        self.start = time.monotonic()
+        self.sent = 0
+
+    def wait(self) -> None:
+        self.sent += 1
+        if self.rate:
+            ahead = self.sent / self.rate - (time.monotonic() - self.start)
+            if ahead > 0.002:
+                time.sleep(ahead)
+
+
+def send(
+    producer: KafkaProducer,
+    items: Iterator[tuple[str, str, bytes]],
+    topic_prefix: str,
+    rate: float | None = None,
+    progress: Progress = lambda n: None,
+) -> int:
+    """Send (logical topic, key, value) triples in order; returns how many. Fails if any send failed."""
+    errors: list[BaseException] = []
+    pacer = Pacer(rate)
+    count = 0
+    for logical_topic, key, value in items:
+        topic = topic_name(topic_prefix, EventType(logical_topic))
+        future = producer.send(topic, key=key.encode(), value=value)
+        future.add_errback(errors.append)
+        count += 1
+        if count % 1000 == 0:
+            progress(1000)
+            if errors:
+                break
+        pacer.wait()
+    producer.flush()
+    progress(count % 1000)
+    if errors:
+        raise SinkError(f"{len(errors)} record(s) were not delivered; first error: {errors[0]!r}")
+    return count
+
+
+def simulated_items(records: Iterable[SimRecord], scenario: Scenario, live: bool) -> Iterator[tuple[str, str, bytes]]:
+    stamp = simulated_stamp(scenario)
+    for record in records:
+        value = record.value(live_stamp(record, time.time()) if live else stamp)
+        yield record.topic.value, record.key, value
+
+
+def log_items(path: Path) -> Iterator[tuple[str, str, bytes]]:
+    """Replay a recorded log, validating each line; a bad line stops the replay with its line number."""
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            try:
+                topic, key, value = from_log_line(line)
+                EventType(topic)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise SinkError(f"{path}:{number}: not a shoplake log line ({exc})") from exc
+            yield topic, key, value

@@ -1,0 +1,57 @@
+"""Settings precedence and validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from pipeline.config import ConfigurationError, Settings
+from pipeline.spark_session import JarsMissingError, jdbc_url, spark_jars
+
+
+def test_defaults_need_no_configuration(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path)
+    assert settings.catalog.name == "lake"
+    assert settings.catalog_uri == f"sqlite:///{tmp_path / 'catalog.db'}"
+    assert settings.warehouse_uri == (tmp_path / "warehouse").as_uri()
+
+
+def test_file_overrides_defaults_and_environment_overrides_file(tmp_path: Path, monkeypatch) -> None:
+    config = tmp_path / "shoplake.toml"
+    config.write_text('[kafka]\ntopic_prefix = "fromfile"\npartitions = 3\n')
+    monkeypatch.setenv("SHOPLAKE_CONFIG", str(config))
+    assert (Settings().kafka.topic_prefix, Settings().kafka.partitions) == ("fromfile", 3)
+    monkeypatch.setenv("SHOPLAKE_KAFKA__TOPIC_PREFIX", "fromenv")
+    assert (Settings().kafka.topic_prefix, Settings().kafka.partitions) == ("fromenv", 3)
+
+
+def test_missing_config_file_is_a_clear_error(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SHOPLAKE_CONFIG", str(tmp_path / "nope.toml"))
+    with pytest.raises(ConfigurationError, match=r"nope\.toml"):
+        Settings()
+
+
+@pytest.mark.parametrize(
+    "catalog",
+    [{"type": "rest"}, {"uri": "mysql://x/y"}, {"name": "Bad-Name"}],
+)
+def test_invalid_catalog_settings_are_rejected(catalog: dict) -> None:
+    with pytest.raises((ValidationError, ConfigurationError)):
+        Settings(catalog=catalog)
+
+
+def test_unknown_keys_are_rejected() -> None:
+    with pytest.raises(ValidationError, match="bootstrap"):
+        Settings(bootstrap="x")
+
+
+def test_jdbc_urls_follow_the_catalog_uri() -> None:
+    assert jdbc_url("sqlite:////tmp/c.db") == "jdbc:sqlite:/tmp/c.db"
+    assert jdbc_url("postgresql+psycopg2://h:5432/db") == "jdbc:postgresql://h:5432/db"
+
+
+def test_missing_jars_name_the_command_that_resolves_them(tmp_path: Path) -> None:
+    with pytest.raises(JarsMissingError, match="shoplake jars"):
+        spark_jars(tmp_path)

@@ -1,0 +1,248 @@
+"""Validation of Kafka records against the event contract: what lands in silver, what is quarantined and why."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import pytest
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from pipeline.contracts.events import EventType
+from pipeline.streaming.bronze import to_bronze
+from pipeline.streaming.silver import (
+    FAILED_RULES,
+    EventValidator,
+    filter_valid,
+    to_quarantine,
+    to_silver,
+    with_duplicate_flag,
+    with_late_flag,
+)
+
+KAFKA_SCHEMA = (
+    "key binary, value binary, topic string, partition int, offset long, timestamp timestamp, timestampType int"
+)
+KAFKA_TS = dt.datetime(2026, 11, 2, 12, 0, 0)
+
+
+def page_view(**changes: Any) -> dict[str, Any]:
+    event = {
+        "event_id": "e-1",
+        "event_type": "page_view",
+        "schema_version": 1,
+        "timestamp": "2026-11-02T10:00:00.000Z",
+        "user_id": "u1",
+        "session_id": "s1",
+        "product_id": "p1",
+        "page_type": "product",
+        "device_type": "mobile",
+    }
+    event.update(changes)
+    return {k: v for k, v in event.items() if v is not ...}
+
+
+def purchase(**changes: Any) -> dict[str, Any]:
+    event = {
+        "event_id": "o-1",
+        "event_type": "purchase",
+        "schema_version": 1,
+        "timestamp": "2026-11-02T10:05:00.000Z",
+        "user_id": "u1",
+        "session_id": "s1",
+        "order_id": "order-1",
+        "items": [
+            {
+                "product_id": "p1",
+                "quantity": 2,
+                "unit_price": "10.00",
+                "total_price": "20.00",
+                "category": "books",
+            },
+            {
+                "product_id": "p2",
+                "quantity": 1,
+                "unit_price": "5.55",
+                "total_price": "5.55",
+                "category": "toys",
+            },
+        ],
+        "subtotal": "25.55",
+        "discount_percent": "10.00",
+        "discount_amount": "2.56",
+        "total_amount": "22.99",
+        "payment_method": "paypal",
+        "shipping_method": "standard",
+        "shipping_address": {"street": "1 Elm St", "city": "Boise", "zip_code": "83701", "country": "US"},
+    }
+    event.update(changes)
+    return event
+
+
+def record(value: dict[str, Any] | bytes | None, topic: str = "page_view", offset: int = 0) -> tuple:
+    payload = json.dumps(value).encode() if isinstance(value, dict) else value
+    return (b"k", payload, f"shop.{topic}", 0, offset, KAFKA_TS, 0)
+
+
+@pytest.fixture(scope="module")
+def validator() -> EventValidator:
+    return EventValidator("shop", max_payload_bytes=2048)
+
+
+def validate(spark, validator: EventValidator, *records: tuple):
+    kafka_df = spark.createDataFrame(list(records), KAFKA_SCHEMA)
+    validated = validator.validate(to_bronze(kafka_df))
+    return with_late_flag(
+        validated.withColumns({"batch_id": F.lit(7), "ingest_time": F.lit(KAFKA_TS)}),
+        F.lit(dt.datetime(2026, 11, 2, 9)),
+    )
+
+
+def rules(spark, validator: EventValidator, *records: tuple) -> list[list[str]]:
+    df = validate(spark, validator, *records).orderBy("kafka_offset")
+    return [row[FAILED_RULES] for row in df.collect()]
+
+
+def test_valid_page_view_becomes_a_typed_silver_row(spark, validator) -> None:
+    silver = to_silver(filter_valid(validate(spark, validator, record(page_view()))), EventType.PAGE_VIEW)
+    row = silver.collect()[0]
+    assert (row.event_id, row.user_id, row.page_type, row.event_date) == (
+        "e-1",
+        "u1",
+        "product",
+        dt.date(2026, 11, 2),
+    )
+    assert row.event_time == dt.datetime(2026, 11, 2, 10, 0)
+    assert row.is_late is False
+    assert (row.kafka_topic, row.kafka_offset, row.batch_id) == ("shop.page_view", 0, 7)
+
+
+def test_valid_purchase_keeps_exact_money_items_and_address(spark, validator) -> None:
+    silver = to_silver(filter_valid(validate(spark, validator, record(purchase(), "purchase"))), EventType.PURCHASE)
+    row = silver.collect()[0]
+    from decimal import Decimal
+
+    assert (row.subtotal, row.discount_amount, row.total_amount) == (
+        Decimal("25.55"),
+        Decimal("2.56"),
+        Decimal("22.99"),
+    )
+    assert [(i.product_id, i.quantity, i.total_price) for i in row["items"]] == [
+        ("p1", 2, Decimal("20.00")),
+        ("p2", 1, Decimal("5.55")),
+    ]
+    assert row.items[1].brand is None
+    assert row.shipping_address.city == "Boise"
+    assert row.shipping_address.state is None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, ["empty_payload"]),
+        (b"\xff\xfe{}", ["invalid_utf8"]),
+        (b"{not json", ["invalid_json"]),
+        (b"[1, 2]", ["invalid_json"]),
+        (b'{"blob": "' + b"x" * 3000 + b'"}', ["oversized_payload"]),
+        (page_view(user_id=...), ["missing:user_id"]),
+        (page_view(user_id="  "), ["missing:user_id"]),
+        (page_view(event_type="refund"), ["unknown_event_type"]),
+        (page_view(event_type="purchase"), ["event_type_mismatch"]),
+        (page_view(schema_version=3), ["unsupported_schema_version"]),
+        (page_view(timestamp="2026-11-02 10:00:00"), ["invalid_timestamp:timestamp"]),
+        (page_view(timestamp=1700000000), ["invalid_timestamp:timestamp"]),
+        (page_view(page_type="landing"), ["invalid_value:page_type"]),
+        (page_view(metadata="not an object"), ["invalid_type:metadata"]),
+    ],
+)
+def test_bad_page_view_records_are_rejected_with_named_rules(spark, validator, value, expected) -> None:
+    assert rules(spark, validator, record(value)) == [expected]
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"items": []}, ["empty:items", "inconsistent:subtotal"]),
+        ({"items": "all of them"}, ["invalid_type:items"]),
+        ({"total_amount": "-22.99"}, ["negative:total_amount", "inconsistent:total_amount"]),
+        ({"total_amount": "23.99"}, ["inconsistent:total_amount"]),
+        ({"discount_amount": "2.55", "total_amount": "23.00"}, ["inconsistent:discount_amount"]),
+        ({"subtotal": "25.5"}, ["invalid_decimal:subtotal"]),
+        (
+            {"shipping_address": {"street": "1 Elm St", "zip_code": "1", "country": "US"}},
+            ["missing:shipping_address.city"],
+        ),
+        ({"payment_method": "cash"}, ["invalid_value:payment_method"]),
+    ],
+)
+def test_purchase_amounts_and_shapes_are_checked(spark, validator, changes, expected) -> None:
+    assert rules(spark, validator, record(purchase(**changes), "purchase")) == [expected]
+
+
+def test_item_arithmetic_is_checked_per_item(spark, validator) -> None:
+    items = purchase()["items"]
+    items[0] = {**items[0], "total_price": "21.00"}
+    assert rules(spark, validator, record(purchase(items=items, subtotal="26.55"), "purchase")) == [
+        ["inconsistent:items.total_price", "inconsistent:discount_amount", "inconsistent:total_amount"]
+    ]
+
+
+def test_schema_version_2_with_its_added_field_is_accepted(spark, validator) -> None:
+    df = validate(spark, validator, record(page_view(schema_version=2, experiment_id="exp-1", unknown_extra={"a": 1})))
+    row = to_silver(filter_valid(df), EventType.PAGE_VIEW).collect()[0]
+    assert (row.schema_version, row.experiment_id) == (2, "exp-1")
+
+
+def test_events_older_than_the_watermark_are_flagged_late_not_dropped(spark, validator) -> None:
+    df = validate(
+        spark,
+        validator,
+        record(page_view(timestamp="2026-11-02T08:00:00.000Z")),
+        record(page_view(event_id="e-2"), offset=1),
+    )
+    assert [(r.event_id, r.is_late) for r in filter_valid(df).orderBy("event_id").collect()] == [
+        ("e-1", True),
+        ("e-2", False),
+    ]
+
+
+def test_quarantine_rows_keep_the_raw_payload_and_coordinates(spark, validator) -> None:
+    raw = b"{not json"
+    quarantined = to_quarantine(validate(spark, validator, record(raw, offset=42))).collect()[0]
+    assert (bytes(quarantined.value), quarantined.kafka_offset, quarantined.failed_rules) == (
+        raw,
+        42,
+        ["invalid_json"],
+    )
+    assert quarantined.event_id is None
+
+
+COORDS = "event_id string, kafka_topic string, kafka_partition int, kafka_offset long"
+
+
+def test_duplicates_within_a_batch_keep_the_earliest_delivery(spark) -> None:
+    valid = spark.createDataFrame(
+        [("a", "t", 0, 5, KAFKA_TS), ("a", "t", 0, 9, KAFKA_TS), ("b", "t", 1, 3, KAFKA_TS)],
+        "event_id string, kafka_topic string, kafka_partition int, kafka_offset long, kafka_timestamp timestamp",
+    )
+    flagged = with_duplicate_flag(valid, spark.createDataFrame([], COORDS))
+    expected = spark.createDataFrame(
+        [("a", 5, False), ("a", 9, True), ("b", 3, False)],
+        "event_id string, kafka_offset long, is_duplicate boolean",
+    )
+    assertDataFrameEqual(flagged.select("event_id", "kafka_offset", "is_duplicate"), expected)
+
+
+def test_event_already_in_silver_at_other_coordinates_is_a_duplicate_but_a_replayed_record_is_not(
+    spark,
+) -> None:
+    valid = spark.createDataFrame(
+        [("a", "t", 0, 5, KAFKA_TS), ("b", "t", 0, 6, KAFKA_TS), ("c", "t", 0, 7, KAFKA_TS)],
+        "event_id string, kafka_topic string, kafka_partition int, kafka_offset long, kafka_timestamp timestamp",
+    )
+    known = spark.createDataFrame([("a", "t", 0, 1), ("b", "t", 0, 6), (None, "t", 0, 2)], COORDS)
+    flagged = with_duplicate_flag(valid, known)
+    expected = spark.createDataFrame([("a", True), ("b", False), ("c", False)], "event_id string, is_duplicate boolean")
+    assertDataFrameEqual(flagged.select("event_id", "is_duplicate"), expected)
