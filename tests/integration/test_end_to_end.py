@@ -85,3 +85,21 @@ def test_dirty_stream_lands_every_record_once_in_silver_or_quarantine(
     assert len(quarantine) == sum(truth.rejected.values()) + truth.duplicates
     assert len(silver_ids) + len(quarantine) == records
     assert all(row["failed_rules"] for row in quarantine), "a quarantined record has no reason"
+
+
+def test_lake_on_the_object_store_is_shared_by_spark_and_pyiceberg(lake, services: Services, spark) -> None:
+    import datetime as dt
+    from decimal import Decimal
+
+    from pipeline.iceberg_io import ensure_table, overwrite_days
+    from pipeline.spark_session import build_spark_session
+
+    settings = services.apply(lake, s3_warehouse=True)
+    build_spark_session(settings)
+    ensure_table(spark, settings.catalog.name, GOLD_DAILY_SALES)
+    row = (dt.date(2026, 11, 2), 3, Decimal("12.34"), 2, 10, 5)
+    overwrite_days(spark.createDataFrame([row], GOLD_DAILY_SALES.schema), settings.catalog.name, GOLD_DAILY_SALES)
+
+    table = pyiceberg_catalog(settings).load_table(GOLD_DAILY_SALES.identifier)
+    assert table.location().startswith("s3://")
+    assert [tuple(r.values()) for r in table.scan().to_arrow().to_pylist()] == [row]
