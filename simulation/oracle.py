@@ -55,6 +55,8 @@ class Truth:
     records: int = 0
     duplicates: int = 0
     rejected: Counter[str] = field(default_factory=Counter)  # reason -> records
+    # (topic, event date or None when unreadable, "duplicate" or the rejection reason), one per quarantined record
+    quarantined: list[tuple[str, dt.date | None, str]] = field(default_factory=list)
 
     def of_type(self, event_type: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e["event_type"] == event_type]
@@ -146,14 +148,33 @@ def read_truth(lines: Iterable[tuple[str, str, bytes]], max_payload_bytes: int =
         reason = rejection_reason(topic, value, max_payload_bytes)
         if reason is not None:
             truth.rejected[reason] += 1
+            truth.quarantined.append((topic, _readable_date(value, max_payload_bytes), reason))
             continue
         event = json.loads(value)
         if event["event_id"] in seen:
             truth.duplicates += 1
+            truth.quarantined.append((topic, event_date(event), "duplicate"))
             continue
         seen.add(event["event_id"])
         truth.events.append(event)
     return truth
+
+
+def _readable_date(value: bytes, max_payload_bytes: int) -> dt.date | None:
+    """The event date of a rejected record, when its JSON and timestamp can be read at all."""
+    if len(value) > max_payload_bytes:
+        return None
+    try:
+        event = json.loads(value.decode("utf-8"))
+    except ValueError:  # includes UnicodeDecodeError
+        return None
+    timestamp = event.get("timestamp") if isinstance(event, dict) else None
+    if isinstance(timestamp, str) and TIMESTAMP.match(timestamp):
+        try:
+            return dt.date.fromisoformat(timestamp[:10])
+        except ValueError:
+            return None
+    return None
 
 
 def read_log(path: Path, max_payload_bytes: int = 65536) -> Truth:
@@ -165,33 +186,229 @@ def event_date(event: dict[str, Any]) -> dt.date:
     return dt.date.fromisoformat(event["timestamp"][:10])
 
 
+CENTS = Decimal("0.01")
+RATE = Decimal("0.000001")
+
+
+def ratio(numerator: Decimal | int, denominator: Decimal | int, unit: Decimal) -> Decimal | None:
+    """``numerator / denominator`` rounded half up to ``unit``, exactly (integer arithmetic); None for x/0."""
+    if not denominator:
+        return None
+    # Scale everything to integers: n / d in units of `unit` is (n / unit) / d.
+    scale = 10 ** max(-Decimal(numerator).as_tuple().exponent, -Decimal(denominator).as_tuple().exponent, 0)  # type: ignore[operator]
+    n, d = int(Decimal(numerator) * scale), int(Decimal(denominator) * scale)
+    steps = int(1 / unit)
+    quotient = (2 * n * steps + d) // (2 * d)  # half up, for n >= 0 and d > 0
+    return (Decimal(quotient) / steps).quantize(unit)
+
+
+def _by_day(truth: Truth) -> dict[dt.date, list[dict[str, Any]]]:
+    days: dict[dt.date, list[dict[str, Any]]] = defaultdict(list)
+    for event in truth.events:
+        days[event_date(event)].append(event)
+    return dict(sorted(days.items()))
+
+
 def daily_sales_summary(truth: Truth) -> dict[dt.date, dict[str, Any]]:
-    """docs/metrics.md, "Daily sales summary": one row per day that has any accepted event."""
-    days: dict[dt.date, dict[str, Any]] = defaultdict(
-        lambda: {
-            "orders": 0,
-            "revenue": Decimal("0.00"),
-            "customers": set(),
-            "page_views": 0,
-            "visitors": set(),
+    """docs/metrics.md, ``gold.daily_sales_summary``: one row per day that has any accepted event."""
+    out = {}
+    for day, events in _by_day(truth).items():
+        purchases = [e for e in events if e["event_type"] == "purchase"]
+        views = [e for e in events if e["event_type"] == "page_view"]
+        revenue = sum((Decimal(p["total_amount"]) for p in purchases), Decimal("0.00"))
+        sessions = {e["session_id"] for e in events if e.get("session_id")}
+        converted = {p["session_id"] for p in purchases}
+        visitors = {v["user_id"] for v in views}
+        methods = Counter(p["payment_method"] for p in purchases)
+        out[day] = {
+            "orders": len(purchases),
+            "revenue": revenue,
+            "gross_revenue": sum((Decimal(p["subtotal"]) for p in purchases), Decimal("0.00")),
+            "discount_total": sum((Decimal(p["discount_amount"]) for p in purchases), Decimal("0.00")),
+            "average_order_value": ratio(revenue, len(purchases), CENTS),
+            "units": sum(i["quantity"] for p in purchases for i in p["items"]),
+            "unique_customers": len({p["user_id"] for p in purchases}),
+            "page_views": len(views),
+            "visitors": len(visitors),
+            "sessions": len(sessions),
+            "converted_sessions": len(converted),
+            "conversion_rate": ratio(len(converted), len(sessions), RATE),
+            "revenue_per_visitor": ratio(revenue, len(visitors), CENTS),
+            "top_payment_method": min(methods, key=lambda m: (-methods[m], m)) if methods else None,
         }
+    return out
+
+
+def daily_category_sales(truth: Truth) -> dict[tuple[dt.date, str], dict[str, Any]]:
+    """docs/metrics.md, ``gold.daily_category_sales``."""
+    out: dict[tuple[dt.date, str], dict[str, Any]] = {}
+    for day, events in _by_day(truth).items():
+        for purchase in (e for e in events if e["event_type"] == "purchase"):
+            for category in {i["category"] for i in purchase["items"]}:
+                row = out.setdefault((day, category), {"orders": 0, "units": 0, "gross_revenue": Decimal("0.00")})
+                row["orders"] += 1
+            for item in purchase["items"]:
+                row = out[(day, item["category"])]
+                row["units"] += item["quantity"]
+                row["gross_revenue"] += Decimal(item["total_price"])
+    return out
+
+
+def _recency_score(days: int | None) -> int:
+    if days is None:
+        return 1
+    for limit, score in ((0, 5), (7, 4), (30, 3), (90, 2)):
+        if days <= limit:
+            return score
+    return 1
+
+
+def _frequency_score(orders: int) -> int:
+    for limit, score in ((1, 1), (2, 2), (4, 3), (9, 4)):
+        if orders <= limit:
+            return score
+    return 5
+
+
+def _monetary_score(ltv: Decimal) -> int:
+    for limit, score in ((50, 1), (200, 2), (500, 3), (1000, 4)):
+        if ltv < limit:
+            return score
+    return 5
+
+
+def _segment(orders_to_date: int, first_order: dt.date | None, day: dt.date, r: int, f: int) -> str:
+    if orders_to_date == 0:
+        return "prospect"
+    if r >= 4 and f >= 4:
+        return "champion"
+    if first_order == day:
+        return "new_customer"
+    if f >= 3:
+        return "loyal"
+    if r <= 2:
+        return "at_risk"
+    return "regular"
+
+
+def customer_daily(truth: Truth) -> dict[tuple[dt.date, str], dict[str, Any]]:
+    """docs/metrics.md, ``gold.customer_daily``: per day and active user, with lifetime-to-date figures."""
+    out: dict[tuple[dt.date, str], dict[str, Any]] = {}
+    first_seen: dict[str, dt.date] = {}
+    first_order: dict[str, dt.date] = {}
+    last_purchase: dict[str, dt.date] = {}
+    orders_to_date: Counter[str] = Counter()
+    ltv: dict[str, Decimal] = defaultdict(lambda: Decimal("0.00"))
+    for day, events in _by_day(truth).items():
+        todays: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for event in events:
+            if event.get("user_id"):
+                todays[event["user_id"]].append(event)
+        for user, user_events in todays.items():
+            purchases = [e for e in user_events if e["event_type"] == "purchase"]
+            revenue = sum((Decimal(p["total_amount"]) for p in purchases), Decimal("0.00"))
+            first_seen.setdefault(user, day)
+            orders_to_date[user] += len(purchases)
+            ltv[user] += revenue
+            if purchases:
+                last_purchase[user] = day
+                first_order.setdefault(user, day)
+            recency = (day - last_purchase[user]).days if user in last_purchase else None
+            r, f = _recency_score(recency), _frequency_score(orders_to_date[user])
+            out[(day, user)] = {
+                "orders": len(purchases),
+                "revenue": revenue,
+                "orders_to_date": orders_to_date[user],
+                "ltv": ltv[user],
+                "first_seen": first_seen[user],
+                "last_purchase": last_purchase.get(user),
+                "recency_days": recency,
+                "recency_score": r,
+                "frequency_score": f,
+                "monetary_score": _monetary_score(ltv[user]),
+                "segment": _segment(orders_to_date[user], first_order.get(user), day, r, f),
+            }
+    return out
+
+
+def product_daily(truth: Truth) -> dict[tuple[dt.date, str], dict[str, Any]]:
+    """docs/metrics.md, ``gold.product_daily``."""
+    out: dict[tuple[dt.date, str], dict[str, Any]] = {}
+    for day, events in _by_day(truth).items():
+        rows: dict[str, dict[str, Any]] = defaultdict(
+            lambda: {
+                "views": 0,
+                "carts": 0,
+                "cart_units": 0,
+                "purchases": 0,
+                "units": 0,
+                "gross_revenue": Decimal("0.00"),
+                "viewed": set(),
+                "carted": set(),
+                "bought": set(),
+            }
+        )
+        for event in events:
+            kind = event["event_type"]
+            if kind == "page_view" and event.get("product_id"):
+                rows[event["product_id"]]["views"] += 1
+                rows[event["product_id"]]["viewed"].add(event["session_id"])
+            elif kind == "add_to_cart":
+                row = rows[event["product_id"]]
+                row["carts"] += 1
+                row["cart_units"] += event["quantity"]
+                row["carted"].add(event["session_id"])
+            elif kind == "purchase":
+                for product_id in {i["product_id"] for i in event["items"]}:
+                    rows[product_id]["purchases"] += 1
+                    rows[product_id]["bought"].add(event["session_id"])
+                for item in event["items"]:
+                    rows[item["product_id"]]["units"] += item["quantity"]
+                    rows[item["product_id"]]["gross_revenue"] += Decimal(item["total_price"])
+        for product_id, row in rows.items():
+            viewed, carted, bought = row.pop("viewed"), row.pop("carted"), row.pop("bought")
+            row["view_to_cart_rate"] = ratio(len(viewed & carted), len(viewed), RATE)
+            row["cart_to_purchase_rate"] = ratio(len(carted & bought), len(carted), RATE)
+            out[(day, product_id)] = row
+    return out
+
+
+def product_pairs(truth: Truth) -> dict[tuple[dt.date, str, str], dict[str, Any]]:
+    """docs/metrics.md, ``gold.product_pairs``: (day, antecedent, consequent) -> support, confidence, lift."""
+    out: dict[tuple[dt.date, str, str], dict[str, Any]] = {}
+    for day, events in _by_day(truth).items():
+        baskets = [{i["product_id"] for i in e["items"]} for e in events if e["event_type"] == "purchase"]
+        containing: Counter[str] = Counter(p for basket in baskets for p in basket)
+        together: Counter[tuple[str, str]] = Counter(
+            (a, b) for basket in baskets for a in basket for b in basket if a != b
+        )
+        orders = len(baskets)
+        for (a, b), both in together.items():
+            out[(day, a, b)] = {
+                "pair_orders": both,
+                "support": ratio(both, orders, RATE),
+                "confidence": ratio(both, containing[a], RATE),
+                "lift": ratio(both * orders, containing[a] * containing[b], RATE),  # = confidence / P(B)
+            }
+    return out
+
+
+SILVER_TABLE_OF_TOPIC = {
+    "page_view": "page_views",
+    "add_to_cart": "cart_events",
+    "purchase": "purchases",
+    "user_session": "user_sessions",
+    "product_update": "product_updates",
+}
+
+
+def data_quality(truth: Truth) -> dict[tuple[dt.date | None, str], dict[str, int]]:
+    """docs/metrics.md, ``gold.data_quality``: the columns the oracle can know (rows, duplicates, quarantined)."""
+    out: dict[tuple[dt.date | None, str], dict[str, int]] = defaultdict(
+        lambda: {"rows": 0, "duplicates": 0, "quarantined": 0}
     )
     for event in truth.events:
-        day = days[event_date(event)]
-        if event["event_type"] == "purchase":
-            day["orders"] += 1
-            day["revenue"] += Decimal(event["total_amount"])
-            day["customers"].add(event["user_id"])
-        elif event["event_type"] == "page_view":
-            day["page_views"] += 1
-            day["visitors"].add(event["user_id"])
-    return {
-        date: {
-            "orders": d["orders"],
-            "revenue": d["revenue"],
-            "unique_customers": len(d["customers"]),
-            "page_views": d["page_views"],
-            "visitors": len(d["visitors"]),
-        }
-        for date, d in sorted(days.items())
-    }
+        out[(event_date(event), SILVER_TABLE_OF_TOPIC[event["event_type"]])]["rows"] += 1
+    for topic, day, reason in truth.quarantined:
+        out[(day, SILVER_TABLE_OF_TOPIC[topic])]["duplicates" if reason == "duplicate" else "quarantined"] += 1
+    return dict(out)

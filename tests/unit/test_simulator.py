@@ -16,7 +16,7 @@ from pipeline.contracts.events import EventType
 from simulation import oracle
 from simulation.generator import format_timestamp, generate, to_log_line
 from simulation.scenario import ScenarioError, builtin_scenarios, load_scenario
-from simulation.sinks import write_log
+from simulation.sinks import simulated_items, write_log
 
 
 def digest(scenario_name: str, seed: int, events: int) -> str:
@@ -111,7 +111,7 @@ def test_generation_is_deterministic_for_any_seed(seed: int) -> None:
 def test_every_injected_fault_is_in_the_manifest_and_the_oracle_sees_it(seed: int) -> None:
     scenario = load_scenario("dirty_stream")
     records, manifest = generate(scenario, seed, 1500)
-    lines = [(r.topic.value, r.key, r.value(lambda ms: format_timestamp(scenario.start, ms))) for r in records]
+    lines = list(simulated_items(records, scenario, live=False))
     assert manifest.records == len(lines) == manifest.events + len(manifest.duplicates) + len(manifest.malformed)
     truth = oracle.read_truth(lines)
     assert truth.duplicates == len(manifest.duplicates)

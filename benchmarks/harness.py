@@ -1,0 +1,58 @@
+"""Benchmark results: JSON files of runs, each with the machine it ran on, and PNG plots beside them.
+
+Full runs write to ``benchmarks/results/`` (committed); quick runs (CI) to a temporary folder, so that proving
+the harness works never overwrites published numbers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine_info() -> dict[str, Any]:
+    java = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False).stderr.splitlines()
+    try:
+        memory_kib = int(
+            next(
+                line.split()[1]
+                for line in Path("/proc/meminfo").read_text().splitlines()
+                if line.startswith("MemTotal")
+            )
+        )
+    except (OSError, StopIteration, ValueError):
+        memory_kib = 0
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gib": round(memory_kib / 1024 / 1024, 1),
+        "machine": platform.machine(),
+        "system": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "java": java[0] if java else "",
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+class Results:
+    """Appends runs to ``<dir>/<name>.json``: ``{"machine": ..., "runs": [...]}`` (replaced per session)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._runs: dict[str, list[dict[str, Any]]] = {}
+
+    def add(self, name: str, run: dict[str, Any]) -> Path:
+        self._runs.setdefault(name, []).append(run)
+        path = self.directory / f"{name}.json"
+        path.write_text(json.dumps({"machine": machine_info(), "runs": self._runs[name]}, indent=1, default=str) + "\n")
+        return path
+
+    def path(self, name: str) -> Path:
+        return self.directory / name
