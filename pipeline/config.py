@@ -80,6 +80,10 @@ class StreamSettings(BaseModel):
         default=600, ge=0, description="An event is late when its time is this far behind the watermark."
     )
     max_payload_bytes: int = Field(default=65536, ge=1024, description="Larger payloads are quarantined.")
+    rollup_lookback_days: int = Field(
+        default=7, ge=1, description="How far back a late event can still update its session or minute."
+    )
+    batch_partitions: int = Field(default=2, ge=1, description="Spark partitions a micro-batch is processed in.")
 
 
 class Settings(BaseSettings):

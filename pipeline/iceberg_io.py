@@ -15,6 +15,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.functions import partitioning
 
+from pipeline.streaming.rollups import Rollup
 from pipeline.tables import TableSpec
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,7 @@ class BatchCommitter:
             return False
         writer = (
             df.select(*spec.schema.fieldNames())
+            .coalesce(1)  # one data file per table per micro-batch
             .writeTo(spec.qualified(self.catalog))
             .option(f"snapshot-property.{STREAM_ID_PROPERTY}", self.stream_id)
             .option(f"snapshot-property.{BATCH_ID_PROPERTY}", str(batch_id))
@@ -117,6 +119,13 @@ class BatchCommitter:
         writer.append()
         self._last[spec.identifier] = batch_id
         return True
+
+
+def merge_rollup(df: DataFrame, rollup: Rollup, catalog: str, since: dt.datetime) -> None:
+    """Merge partial aggregates into a roll-up table (see ``pipeline.streaming.rollups``)."""
+    view = f"shoplake_rollup_{rollup.table.name}"
+    df.createOrReplaceTempView(view)
+    df.sparkSession.sql(rollup.merge_sql(catalog, view), args={"since": since})
 
 
 def summary_value(

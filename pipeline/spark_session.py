@@ -35,7 +35,13 @@ def catalog_conf(settings: Settings) -> dict[str, str]:
     """Spark properties that register the Iceberg catalog under ``settings.catalog.name``."""
     name = settings.catalog.name
     prefix = f"spark.sql.catalog.{name}"
-    conf = {prefix: "org.apache.iceberg.spark.SparkCatalog", f"{prefix}.warehouse": settings.warehouse_uri}
+    conf = {
+        prefix: "org.apache.iceberg.spark.SparkCatalog",
+        f"{prefix}.warehouse": settings.warehouse_uri,
+        # A streaming query writes through its own copy of the session's catalogs; with caching on, readers in
+        # the main session (gold, audits) would see tables up to 30 s old.
+        f"{prefix}.cache-enabled": "false",
+    }
     if settings.catalog.type is CatalogType.REST:
         conf |= {f"{prefix}.type": "rest", f"{prefix}.uri": settings.catalog_uri}
     else:

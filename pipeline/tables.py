@@ -108,6 +108,51 @@ SILVER: dict[EventType, TableSpec] = {
     for event_type, table_name in SILVER_TABLE_NAMES.items()
 }
 
+SESSIONS = TableSpec(
+    Layer.SILVER,
+    "sessions",
+    T.StructType(
+        [
+            T.StructField("session_id", T.StringType()),
+            T.StructField("user_id", T.StringType()),
+            T.StructField("device_type", T.StringType()),
+            T.StructField("started_at", T.TimestampType()),
+            T.StructField("ended_at", T.TimestampType()),
+            T.StructField("duration_s", T.LongType()),
+            T.StructField("page_views", T.LongType()),
+            T.StructField("carts", T.LongType()),
+            T.StructField("purchases", T.LongType()),
+            T.StructField("revenue", T.DecimalType(18, 2)),
+            T.StructField("converted", T.BooleanType()),
+            T.StructField("has_logout", T.BooleanType()),
+            T.StructField("stream_id", T.StringType()),
+            T.StructField("batch_id", T.LongType()),
+        ]
+    ),
+    (PartitionField("days", "started_at"),),
+    "One row per session, updated by every micro-batch that brings events of it (late ones included).",
+    {**_STREAMING_PROPERTIES, "write.merge.mode": "merge-on-read", "write.update.mode": "merge-on-read"},
+)
+
+EVENT_MINUTES = TableSpec(
+    Layer.SILVER,
+    "event_minutes",
+    T.StructType(
+        [
+            T.StructField("minute", T.TimestampType()),
+            T.StructField("event_type", T.StringType()),
+            T.StructField("events", T.LongType()),
+            T.StructField("purchases", T.LongType()),
+            T.StructField("revenue", T.DecimalType(18, 2)),
+            T.StructField("stream_id", T.StringType()),
+            T.StructField("batch_id", T.LongType()),
+        ]
+    ),
+    (PartitionField("days", "minute"),),
+    "Real-time view: accepted events per event-time minute and type, purchases and revenue; every micro-batch.",
+    {**_STREAMING_PROPERTIES, "write.merge.mode": "merge-on-read", "write.update.mode": "merge-on-read"},
+)
+
 QUARANTINE_EVENTS = TableSpec(
     Layer.QUARANTINE,
     "events",
@@ -199,6 +244,8 @@ GOLD_DAILY_SALES = TableSpec(
 ALL_TABLES: tuple[TableSpec, ...] = (
     BRONZE_EVENTS,
     *SILVER.values(),
+    SESSIONS,
+    EVENT_MINUTES,
     QUARANTINE_EVENTS,
     EVENT_INDEX,
     STREAM_BATCHES,

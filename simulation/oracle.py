@@ -412,3 +412,40 @@ def data_quality(truth: Truth) -> dict[tuple[dt.date | None, str], dict[str, int
     for topic, day, reason in truth.quarantined:
         out[(day, SILVER_TABLE_OF_TOPIC[topic])]["duplicates" if reason == "duplicate" else "quarantined"] += 1
     return dict(out)
+
+
+def sessions(truth: Truth) -> dict[str, dict[str, Any]]:
+    """``silver.sessions``: per session id, over every accepted event carrying it (any day)."""
+    out: dict[str, dict[str, Any]] = {}
+    for event in sorted(truth.events, key=lambda e: e["timestamp"]):
+        session_id = event.get("session_id")
+        if not session_id:
+            continue
+        row = out.setdefault(
+            session_id,
+            {"user_id": event["user_id"], "started_at": event["timestamp"], "page_views": 0, "carts": 0,
+             "purchases": 0, "revenue": Decimal("0.00"), "has_logout": False},
+        )  # fmt: skip
+        row["ended_at"] = event["timestamp"]
+        kind = event["event_type"]
+        row["page_views"] += kind == "page_view"
+        row["carts"] += kind == "add_to_cart"
+        if kind == "purchase":
+            row["purchases"] += 1
+            row["revenue"] += Decimal(event["total_amount"])
+        row["has_logout"] |= kind == "user_session" and event["session_type"] == "logout"
+    return out
+
+
+def event_minutes(truth: Truth) -> dict[tuple[str, str], dict[str, Any]]:
+    """``silver.event_minutes``: per (event-time minute ``YYYY-MM-DDTHH:MM``, event type)."""
+    out: dict[tuple[str, str], dict[str, Any]] = defaultdict(
+        lambda: {"events": 0, "purchases": 0, "revenue": Decimal("0.00")}
+    )
+    for event in truth.events:
+        row = out[(event["timestamp"][:16], event["event_type"])]
+        row["events"] += 1
+        if event["event_type"] == "purchase":
+            row["purchases"] += 1
+            row["revenue"] += Decimal(event["total_amount"])
+    return dict(out)

@@ -66,6 +66,7 @@ def write_log(
 
 def write_manifest(manifest: Manifest, log_path: Path) -> Path:
     manifest_path = log_path.with_name(log_path.name + ".manifest.json")
+    manifest_path.parent.mkdir(parents=True, exist_ok=True)
     manifest_path.write_text(json.dumps(manifest.to_json(), indent=1) + "\n")
     return manifest_path
 
@@ -76,8 +77,8 @@ def make_producer(bootstrap_servers: str) -> KafkaProducer:
             bootstrap_servers=bootstrap_servers,
             client_id="shoplake-simulator",
             acks="all",
-            linger_ms=5,
-            batch_size=256 * 1024,
+            linger_ms=10,
+            batch_size=1024 * 1024,
             max_request_size=4 * 1024 * 1024,
             retries=10,
         )
@@ -110,18 +111,22 @@ def send(
 ) -> int:
     """Send (logical topic, key, value) triples in order; returns how many. Fails if any send failed."""
     errors: list[BaseException] = []
+    topics = {event_type.value: topic_name(topic_prefix, event_type) for event_type in EventType}
     pacer = Pacer(rate)
     count = 0
     for logical_topic, key, value in items:
-        topic = topic_name(topic_prefix, EventType(logical_topic))
-        future = producer.send(topic, key=key.encode(), value=value)
-        future.add_errback(errors.append)
+        try:
+            topic = topics[logical_topic]
+        except KeyError:
+            raise SinkError(f"record {count + 1}: unknown topic {logical_topic!r}") from None
+        producer.send(topic, key=key.encode(), value=value).add_errback(errors.append)
         count += 1
         if count % 1000 == 0:
             progress(1000)
             if errors:
                 break
-        pacer.wait()
+        if rate:
+            pacer.wait()
     producer.flush()
     progress(count % 1000)
     if errors:

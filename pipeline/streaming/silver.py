@@ -32,6 +32,7 @@ Nested fields are named with dots, e.g. ``missing:shipping_address.city``, ``inc
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 
 from pyspark.sql import Column, DataFrame, Window
@@ -40,6 +41,7 @@ from pyspark.sql import types as T
 
 from pipeline.contracts.events import (
     CONTRACTS,
+    ENVELOPE,
     SPARK_TIMESTAMP_PATTERN,
     SUPPORTED_SCHEMA_VERSIONS,
     TIMESTAMP_REGEX,
@@ -57,7 +59,7 @@ _RAW = "_raw"  # map<string,string>: each top-level JSON field's raw text
 _PARSED = "_parsed_"  # prefix of the loosely parsed struct/array/map fields
 _KAFKA_COORDINATES = ("kafka_topic", "kafka_partition", "kafka_offset")
 
-Rule = tuple[str, Callable[[Column], Column]]  # (rule id, raw value -> "rule is violated")
+Rule = tuple[str, Callable[[Column, Column], Column]]  # (rule id, (raw text, typed value) -> "violated")
 
 
 _INT_PATTERN = r"^-?\d{1,9}$"
@@ -73,47 +75,41 @@ def _flag(condition: Column) -> Column:
 
 
 def _scalar_rules(spec: FieldSpec, path: str) -> Iterator[Rule]:
-    """Rules of one scalar field, as functions of its raw text."""
+    """Rules of one scalar field. The typed value is null exactly when the raw text breaks the format, so the
+    format rules test that instead of matching the text a second time."""
     if spec.required:
         if spec.type is FieldType.STRING:
-            yield f"missing:{path}", lambda raw: raw.isNull() | (F.trim(raw) == "")
+            yield f"missing:{path}", lambda raw, typed: raw.isNull() | (F.trim(raw) == "")
         else:
-            yield f"missing:{path}", lambda raw: raw.isNull()
+            yield f"missing:{path}", lambda raw, typed: raw.isNull()
     if spec.type is FieldType.STRING and spec.allowed:
         allowed = list(spec.allowed)
-        yield f"invalid_value:{path}", lambda raw: raw.isNotNull() & ~raw.isin(*allowed)
+        yield f"invalid_value:{path}", lambda raw, typed: raw.isNotNull() & ~raw.isin(*allowed)
     elif spec.type is FieldType.INT:
-        yield f"invalid_type:{path}", lambda raw: raw.isNotNull() & ~raw.rlike(_INT_PATTERN)
+        yield f"invalid_type:{path}", lambda raw, typed: raw.isNotNull() & typed.isNull()
         if spec.positive:
-            yield f"out_of_range:{path}", lambda raw: raw.try_cast("int") <= 0
+            yield f"out_of_range:{path}", lambda raw, typed: typed <= 0
         elif spec.non_negative:
-            yield f"out_of_range:{path}", lambda raw: raw.try_cast("int") < 0
+            yield f"out_of_range:{path}", lambda raw, typed: typed < 0
     elif spec.type is FieldType.DECIMAL:
-        pattern = _decimal_pattern(spec)
-        yield f"invalid_decimal:{path}", lambda raw: raw.isNotNull() & ~raw.rlike(pattern)
+        yield f"invalid_decimal:{path}", lambda raw, typed: raw.isNotNull() & typed.isNull()
         if spec.non_negative:
-            yield f"negative:{path}", lambda raw: raw.rlike(pattern) & raw.startswith("-")
+            yield f"negative:{path}", lambda raw, typed: typed < 0
     elif spec.type is FieldType.TIMESTAMP:
-        yield (
-            f"invalid_timestamp:{path}",
-            lambda raw: (
-                raw.isNotNull()
-                & (~raw.rlike(TIMESTAMP_REGEX) | F.try_to_timestamp(raw, F.lit(SPARK_TIMESTAMP_PATTERN)).isNull())
-            ),
-        )
+        yield f"invalid_timestamp:{path}", lambda raw, typed: raw.isNotNull() & typed.isNull()
 
 
 def _typed(spec: FieldSpec, raw: Column) -> Column:
-    """The silver value of a field from its raw text (or loosely parsed struct/array); null when invalid."""
+    """The silver value of a field from its raw text (or loosely parsed struct/array); null when malformed."""
     match spec.type:
         case FieldType.STRING:
             return raw
         case FieldType.INT:
             return F.when(raw.rlike(_INT_PATTERN), raw.try_cast(typed_type(spec)))
-        case FieldType.DECIMAL:  # a value that breaks the format is null, so no arithmetic rule trips over it
+        case FieldType.DECIMAL:
             return F.when(raw.rlike(_decimal_pattern(spec)), raw.try_cast(typed_type(spec)))
         case FieldType.TIMESTAMP:
-            return F.try_to_timestamp(raw, F.lit(SPARK_TIMESTAMP_PATTERN))
+            return F.when(raw.rlike(TIMESTAMP_REGEX), F.try_to_timestamp(raw, F.lit(SPARK_TIMESTAMP_PATTERN)))
         case FieldType.STRING_MAP:
             return raw
         case FieldType.STRUCT:
@@ -123,13 +119,13 @@ def _typed(spec: FieldSpec, raw: Column) -> Column:
     raise AssertionError(spec.type)
 
 
-def _element_rule(violated: Callable[[Column], Column], name: str) -> Callable[[Column], Column]:
+def _element_rule(violated: Callable[[Column, Column], Column], spec: FieldSpec) -> Callable[[Column], Column]:
     # Spark builds one lambda variable per parameter, so the function must take exactly the element.
-    return lambda element: _flag(violated(element[name]))
+    return lambda element: _flag(violated(element[spec.name], _typed(spec, element[spec.name])))
 
 
-def _field_violations(spec: FieldSpec) -> Iterator[tuple[str, Column]]:
-    """(rule id, violated?) for a top-level field, reading ``_raw`` and the parsed complex fields."""
+def _field_violations(spec: FieldSpec, typed: Column) -> Iterator[tuple[str, Column]]:
+    """(rule id, violated?) for a top-level field: its raw text in ``_raw``, its typed value ``typed``."""
     raw = F.col(_RAW)[spec.name]
     if spec.type in (FieldType.STRUCT, FieldType.ARRAY, FieldType.STRING_MAP):
         parsed = F.col(_PARSED + spec.name)
@@ -139,17 +135,17 @@ def _field_violations(spec: FieldSpec) -> Iterator[tuple[str, Column]]:
         if spec.type is FieldType.STRUCT:
             for sub in spec.fields:
                 for rule_id, violated in _scalar_rules(sub, f"{spec.name}.{sub.name}"):
-                    yield rule_id, parsed.isNotNull() & violated(parsed[sub.name])
+                    yield rule_id, parsed.isNotNull() & violated(parsed[sub.name], typed[sub.name])
         elif spec.type is FieldType.ARRAY:
             yield f"empty:{spec.name}", F.size(parsed) == 0
             for sub in spec.fields:
                 for rule_id, violated in _scalar_rules(sub, f"{spec.name}.{sub.name}"):
-                    yield rule_id, F.exists(parsed, _element_rule(violated, sub.name))
+                    yield rule_id, F.exists(parsed, _element_rule(violated, sub))
         return
     if spec.name in ("event_type", "schema_version"):
         return  # envelope rules below give these their own ids
     for rule_id, violated in _scalar_rules(spec, spec.name):
-        yield rule_id, violated(raw)
+        yield rule_id, violated(raw, typed)
 
 
 def _envelope_violations(event_type: EventType) -> Iterator[tuple[str, Column]]:
@@ -227,11 +223,14 @@ class EventValidator:
         ]
 
         raw = F.col(_RAW)
-        typed = [F.col("*")]
+        # The event time is common to every type: typed once, outside the per-type structs.
+        timestamp_spec = next(f for f in ENVELOPE if f.name == "timestamp")
+        typed = [F.col("*"), _typed(timestamp_spec, raw["timestamp"]).alias("event_time")]
         for event_type, contract in CONTRACTS.items():
             fields = [
                 _typed(f, F.col(_PARSED + f.name) if f.name in complex_fields else raw[f.name]).alias(f.name)
                 for f in contract.fields
+                if f.name != "timestamp"
             ]
             typed.append(F.when(topic == self.topics[event_type], F.struct(*fields)).alias(_typed_column(event_type)))
         self._typed = typed
@@ -242,23 +241,32 @@ class EventValidator:
             .when(is_oversized, F.array(F.lit("oversized_payload")))
             .when(raw.isNull(), F.array(F.lit("invalid_json")))
         )
+        no_failures = F.array().cast("array<string>")
         for event_type, contract in CONTRACTS.items():
             struct = F.col(_typed_column(event_type))
             violations = [
                 *_envelope_violations(event_type),
-                *(v for f in contract.fields for v in _field_violations(f)),
+                *(
+                    v
+                    for f in contract.fields
+                    for v in _field_violations(f, F.col("event_time") if f.name == "timestamp" else struct[f.name])
+                ),
                 *_consistency_violations(event_type, struct.getField),
             ]
-            rules = F.array(*[F.when(_flag(cond), F.lit(rule_id)) for rule_id, cond in violations])
-            failed = failed.when(topic == self.topics[event_type], F.filter(rules, lambda x: x.isNotNull()))
-        event_time = F.try_to_timestamp(raw["timestamp"], F.lit(SPARK_TIMESTAMP_PATTERN))
+            flags = [_flag(cond) for _, cond in violations]
+            # Most records are valid: test the rules with short-circuiting ORs, name them only on failure.
+            any_failed = functools.reduce(lambda a, b: a | b, flags)
+            names = F.filter(
+                F.array(*[F.when(flag, F.lit(rule_id)) for (rule_id, _), flag in zip(violations, flags, strict=True)]),
+                lambda x: x.isNotNull(),
+            )
+            failed = failed.when(topic == self.topics[event_type], F.when(any_failed, names).otherwise(no_failures))
         self._validate = [
             F.col("*"),
             failed.otherwise(F.array(F.lit("unknown_topic"))).alias(FAILED_RULES),
             raw["event_id"].alias("event_id"),
             F.coalesce(*[F.when(topic == t, F.lit(e.value)) for e, t in self.topics.items()]).alias("_event_type"),
-            event_time.alias("event_time"),
-            F.to_date(event_time).alias("event_date"),
+            F.to_date(F.col("event_time")).alias("event_date"),
         ]
 
     def validate(self, bronze_df: DataFrame) -> DataFrame:
@@ -285,25 +293,26 @@ def filter_invalid(validated_df: DataFrame) -> DataFrame:
     return validated_df.filter(F.size(F.col(FAILED_RULES)) > 0)
 
 
-def with_duplicate_flag(valid_df: DataFrame, known_df: DataFrame) -> DataFrame:
-    """Add ``is_duplicate``: an earlier delivery of the same ``event_id`` exists.
+def with_duplicate_flag(validated_df: DataFrame, known_df: DataFrame) -> DataFrame:
+    """Add ``is_duplicate`` to valid rows (invalid rows get False): an earlier delivery of the same event exists.
 
-    Earlier means: in ``known_df`` (rows already in silver: ``event_id`` + Kafka coordinates) at *other*
-    coordinates, or earlier in this frame (by Kafka timestamp, then coordinates). Rows of ``known_df`` at the
-    same coordinates are this very record written before a restart, not a duplicate: replaying a batch then
-    flags exactly what the first run flagged.
+    Earlier means: in ``known_df`` (deliveries already in silver: ``event_id`` + Kafka coordinates) at *other*
+    coordinates, or earlier among this frame's valid rows (by Kafka timestamp, then coordinates). A row of
+    ``known_df`` at the same coordinates is this very record written before a restart, not a duplicate:
+    replaying a batch then flags exactly what the first run flagged.
     """
     coordinates = list(_KAFKA_COORDINATES)
+    is_valid = F.size(F.col(FAILED_RULES)) == 0
     earlier_elsewhere = (
-        known_df.join(valid_df.select(*coordinates), on=coordinates, how="left_anti")
+        known_df.join(validated_df.select(*coordinates), on=coordinates, how="left_anti")
         .select("event_id")
         .distinct()
         .withColumn("_known", F.lit(True))
     )
-    order = Window.partitionBy("event_id").orderBy("kafka_timestamp", *coordinates)
+    order = Window.partitionBy(is_valid, "event_id").orderBy("kafka_timestamp", *coordinates)
     return (
-        valid_df.join(earlier_elsewhere, on="event_id", how="left")
-        .withColumn("is_duplicate", F.col("_known").isNotNull() | (F.row_number().over(order) > 1))
+        validated_df.join(F.broadcast(earlier_elsewhere), on="event_id", how="left")
+        .withColumn("is_duplicate", is_valid & (F.col("_known").isNotNull() | (F.row_number().over(order) > 1)))
         .drop("_known")
     )
 

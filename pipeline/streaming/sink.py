@@ -15,10 +15,12 @@ when it did, and the stream's state is recovered from the tables themselves afte
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -26,13 +28,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pipeline.contracts.events import EventType
-from pipeline.iceberg_io import BatchCommitter, summary_value
+from pipeline.iceberg_io import BatchCommitter, merge_rollup, summary_value
 from pipeline.streaming.bronze import to_bronze, with_ingest
+from pipeline.streaming.rollups import MINUTE_ROLLUP, SESSION_ROLLUP, minute_rollup, session_rollup
 from pipeline.streaming.silver import (
     DUPLICATE_RULE,
     FAILED_RULES,
     EventValidator,
-    filter_invalid,
     filter_valid,
     to_event_index,
     to_quarantine,
@@ -100,6 +102,8 @@ class MicroBatchSink:
     checkpoint_location: str
     max_payload_bytes: int
     late_after: dt.timedelta
+    batch_partitions: int = 2
+    rollup_lookback: dt.timedelta = dt.timedelta(days=7)
     on_batch: list = field(default_factory=list)  # callbacks receiving each BatchReport
 
     def __post_init__(self) -> None:
@@ -140,44 +144,38 @@ class MicroBatchSink:
         ingest_time = dt.datetime.fromtimestamp(started)
         # Validate, then stamp (see `with_ingest`). The checkpoint cuts the plan's lineage: the later jobs of
         # this batch then plan in milliseconds instead of re-analysing hundreds of rule expressions.
-        validated = self._validator.validate(to_bronze(batch_df)).localCheckpoint()
+        # Kafka gives one partition per topic partition; a micro-batch is small, so fewer tasks (and files) win.
+        validated = self._validator.validate(to_bronze(batch_df).coalesce(self.batch_partitions)).localCheckpoint()
         validated = with_late_flag(with_ingest(validated, F.lit(batch_id), F.lit(ingest_time)), F.lit(report.watermark))
-        is_valid = F.size(F.col(FAILED_RULES)) == 0
-        stats = validated.agg(
-            F.count("*").alias("records"),
-            F.count_if(~is_valid).alias("invalid"),
-            F.min("kafka_timestamp").alias("ts_min"),
-            F.max("kafka_timestamp").alias("ts_max"),
-            F.collect_set(F.when(is_valid, F.col("event_date"))).alias("dates"),
-        ).first()
-        assert stats is not None
         report.phases["validate"] = time.time() - started
-        report.records, report.kafka_ts_min, report.kafka_ts_max = (
-            stats["records"],
-            stats["ts_min"],
-            stats["ts_max"],
-        )
-        if report.records == 0:
-            return
-        known = self._known_deliveries(spark, filter_valid(validated), stats["dates"])
-        flagged = with_duplicate_flag(filter_valid(validated), known).localCheckpoint()
+        known = self._known_deliveries(spark, validated)
+        flagged = with_duplicate_flag(validated, known).coalesce(self.batch_partitions).localCheckpoint()
+        report.phases["deduplicate"] = time.time() - started - report.phases["validate"]
+        is_valid = F.size(F.col(FAILED_RULES)) == 0
+        unique_valid = is_valid & ~F.col("is_duplicate")
         per_type = {
             row["_event_type"]: row
             for row in flagged.groupBy("_event_type")
             .agg(
-                F.count_if(~F.col("is_duplicate")).alias("rows"),
+                F.count("*").alias("records"),
+                F.count_if(~is_valid).alias("invalid"),
+                F.count_if(unique_valid).alias("rows"),
                 F.count_if(F.col("is_duplicate")).alias("duplicates"),
-                F.count_if(~F.col("is_duplicate") & F.col("is_late")).alias("late"),
-                F.max("event_time").alias("max_time"),
+                F.count_if(unique_valid & F.col("is_late")).alias("late"),
+                F.max(F.when(unique_valid, F.col("event_time"))).alias("max_time"),
+                F.min(F.when(unique_valid, F.col("event_time"))).alias("min_time"),
+                F.min("kafka_timestamp").alias("ts_min"),
+                F.max("kafka_timestamp").alias("ts_max"),
             )
             .collect()
         }
-        unique = flagged.filter(~F.col("is_duplicate"))
-        report.phases["deduplicate"] = time.time() - started - report.phases["validate"]
-        writes: list[tuple[DataFrame, TableSpec]] = [
-            (validated, BRONZE_EVENTS),
-            (to_event_index(unique), EVENT_INDEX),
-        ]
+        report.records = sum(row["records"] for row in per_type.values())
+        if report.records == 0:
+            return
+        report.kafka_ts_min = min(row["ts_min"] for row in per_type.values())
+        report.kafka_ts_max = max(row["ts_max"] for row in per_type.values())
+        unique = flagged.filter(unique_valid)
+        writes: list[tuple[DataFrame, TableSpec]] = [(flagged, BRONZE_EVENTS), (to_event_index(unique), EVENT_INDEX)]
         for event_type in EventType:
             counts = per_type.get(event_type.value)
             report.silver_rows[SILVER[event_type].identifier] = counts["rows"] if counts else 0
@@ -185,16 +183,15 @@ class MicroBatchSink:
                 writes.append((to_silver(unique, event_type), SILVER[event_type]))
         report.duplicates = sum(row["duplicates"] for row in per_type.values())
         report.late = sum(row["late"] for row in per_type.values())
-        report.quarantined = stats["invalid"] + report.duplicates
+        report.quarantined = sum(row["invalid"] for row in per_type.values()) + report.duplicates
         if report.quarantined:
-            duplicates = flagged.filter(F.col("is_duplicate")).withColumn(FAILED_RULES, F.array(F.lit(DUPLICATE_RULE)))
+            reasons = F.when(F.col("is_duplicate"), F.array(F.lit(DUPLICATE_RULE))).otherwise(F.col(FAILED_RULES))
             writes.append(
-                (to_quarantine(filter_invalid(validated)).unionByName(to_quarantine(duplicates)), QUARANTINE_EVENTS)
+                (to_quarantine(flagged.filter(~unique_valid).withColumn(FAILED_RULES, reasons)), QUARANTINE_EVENTS)
             )
+        oldest = [row["min_time"] for row in per_type.values() if row["min_time"] is not None]
         newest = [row["max_time"] for row in per_type.values() if row["max_time"] is not None]
-        if self._max_event_time is not None:
-            newest.append(self._max_event_time)
-        report.max_event_time = max(newest) if newest else None
+        report.max_event_time = max([*newest, *([self._max_event_time] if self._max_event_time else [])], default=None)
         properties = {
             INGEST_TIME: _iso(ingest_time),
             WATERMARK: _iso(report.watermark),
@@ -202,8 +199,18 @@ class MicroBatchSink:
             KAFKA_TS_MIN: _iso(report.kafka_ts_min),
             KAFKA_TS_MAX: _iso(report.kafka_ts_max),
         }
+        tasks: list[Callable[[], object]] = [
+            functools.partial(committer.append, df, spec, batch_id, properties) for df, spec in writes
+        ]
+        if oldest:
+            since = min(oldest) - self.rollup_lookback
+            stream, batch = F.lit(committer.stream_id), F.lit(batch_id)
+            for rollup, partial in ((SESSION_ROLLUP, session_rollup), (MINUTE_ROLLUP, minute_rollup)):
+                tasks.append(
+                    functools.partial(merge_rollup, partial(unique, stream, batch), rollup, self.catalog, since)
+                )
         commit_started = time.time()
-        self._append_all(committer, writes, batch_id, properties)
+        self._run_all(tasks)
         report.committed_at = time.time()
         report.phases["commit"] = report.committed_at - commit_started
         self._max_event_time = report.max_event_time
@@ -212,25 +219,24 @@ class MicroBatchSink:
             callback(report)
 
     @staticmethod
-    def _append_all(
-        committer: BatchCommitter,
-        writes: list[tuple[DataFrame, TableSpec]],
-        batch_id: int,
-        properties: dict[str, str],
-    ) -> None:
-        """Append to every table at once: each is its own Iceberg commit, none needs to wait for another."""
-        with ThreadPoolExecutor(max_workers=len(writes), thread_name_prefix="append") as pool:
-            futures = [pool.submit(committer.append, df, spec, batch_id, properties) for df, spec in writes]
-            for future in futures:
+    def _run_all(tasks: list[Callable[[], object]]) -> None:
+        """Run every commit at once: each table is its own Iceberg commit, none needs to wait for another."""
+        with ThreadPoolExecutor(max_workers=len(tasks), thread_name_prefix="commit") as pool:
+            for future in [pool.submit(task) for task in tasks]:
                 future.result()
 
-    def _known_deliveries(self, spark: SparkSession, valid_df: DataFrame, days: list[dt.date]) -> DataFrame:
-        """Deliveries already in silver of this batch's event ids (a redelivery has its event's date)."""
+    def _known_deliveries(self, spark: SparkSession, validated_df: DataFrame) -> DataFrame:
+        """Deliveries already in silver of this batch's valid events.
+
+        Joined on the event date as well as the id (a redelivery carries its event's date): the index is
+        partitioned by date, so Spark prunes it to the batch's days at run time.
+        """
+        batch_keys = filter_valid(validated_df).select("event_id", "event_date").distinct()
         return (
             spark.table(EVENT_INDEX.qualified(self.catalog))
-            .filter(F.col("event_date").isin(days))
-            .select("event_id", "kafka_topic", "kafka_partition", "kafka_offset")
-            .join(valid_df.select("event_id"), on="event_id", how="left_semi")
+            .select("event_id", "event_date", "kafka_topic", "kafka_partition", "kafka_offset")
+            .join(F.broadcast(batch_keys), on=["event_id", "event_date"], how="left_semi")
+            .drop("event_date")
         )
 
     # -- ops.stream_batches: written while the next batch runs -------------------------------------------------

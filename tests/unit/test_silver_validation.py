@@ -220,29 +220,33 @@ def test_quarantine_rows_keep_the_raw_payload_and_coordinates(spark, validator) 
 
 
 COORDS = "event_id string, kafka_topic string, kafka_partition int, kafka_offset long"
+BATCH = f"{COORDS}, kafka_timestamp timestamp, failed_rules array<string>"
 
 
-def test_duplicates_within_a_batch_keep_the_earliest_delivery(spark) -> None:
-    valid = spark.createDataFrame(
-        [("a", "t", 0, 5, KAFKA_TS), ("a", "t", 0, 9, KAFKA_TS), ("b", "t", 1, 3, KAFKA_TS)],
-        "event_id string, kafka_topic string, kafka_partition int, kafka_offset long, kafka_timestamp timestamp",
+def test_duplicates_within_a_batch_keep_the_earliest_valid_delivery(spark) -> None:
+    batch = spark.createDataFrame(
+        [
+            ("a", "t", 0, 5, KAFKA_TS, []),
+            ("a", "t", 0, 9, KAFKA_TS, []),
+            ("a", "t", 0, 2, KAFKA_TS, ["missing:user_id"]),
+            ("b", "t", 1, 3, KAFKA_TS, []),
+            (None, "t", 1, 4, KAFKA_TS, ["invalid_json"]),
+        ],
+        BATCH,
     )
-    flagged = with_duplicate_flag(valid, spark.createDataFrame([], COORDS))
+    flagged = with_duplicate_flag(batch, spark.createDataFrame([], COORDS))
     expected = spark.createDataFrame(
-        [("a", 5, False), ("a", 9, True), ("b", 3, False)],
+        [("a", 5, False), ("a", 9, True), ("a", 2, False), ("b", 3, False), (None, 4, False)],
         "event_id string, kafka_offset long, is_duplicate boolean",
     )
     assertDataFrameEqual(flagged.select("event_id", "kafka_offset", "is_duplicate"), expected)
 
 
-def test_event_already_in_silver_at_other_coordinates_is_a_duplicate_but_a_replayed_record_is_not(
-    spark,
-) -> None:
-    valid = spark.createDataFrame(
-        [("a", "t", 0, 5, KAFKA_TS), ("b", "t", 0, 6, KAFKA_TS), ("c", "t", 0, 7, KAFKA_TS)],
-        "event_id string, kafka_topic string, kafka_partition int, kafka_offset long, kafka_timestamp timestamp",
+def test_event_already_in_silver_at_other_coordinates_is_a_duplicate_but_a_replayed_record_is_not(spark) -> None:
+    batch = spark.createDataFrame(
+        [("a", "t", 0, 5, KAFKA_TS, []), ("b", "t", 0, 6, KAFKA_TS, []), ("c", "t", 0, 7, KAFKA_TS, [])], BATCH
     )
     known = spark.createDataFrame([("a", "t", 0, 1), ("b", "t", 0, 6), (None, "t", 0, 2)], COORDS)
-    flagged = with_duplicate_flag(valid, known)
+    flagged = with_duplicate_flag(batch, known)
     expected = spark.createDataFrame([("a", True), ("b", False), ("c", False)], "event_id string, is_duplicate boolean")
     assertDataFrameEqual(flagged.select("event_id", "is_duplicate"), expected)
