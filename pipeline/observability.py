@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 
 from pipeline.iceberg_io import BATCH_ID_PROPERTY
 from pipeline.streaming.sink import INGEST_TIME
-from pipeline.tables import SILVER, TableSpec
+from pipeline.tables import EVENT_MINUTES, SESSIONS, SILVER, TableSpec
 
 
 def with_latency(silver_df: DataFrame, snapshots_df: DataFrame) -> DataFrame:
@@ -69,3 +69,34 @@ def summarize(latencies_df: DataFrame) -> LatencySummary | None:
 def latency_summary(spark: SparkSession, catalog: str) -> LatencySummary | None:
     """Percentiles of Kafka -> silver latency over every event in silver."""
     return summarize(silver_latencies(spark, catalog))
+
+
+@dataclass(frozen=True)
+class LiveView:
+    """The real-time view: the last minutes of event time, and sessions still open."""
+
+    minutes: list[dict]  # minute, event_type, events, purchases, revenue
+    active_sessions: int
+    newest_event: object
+
+
+def live_view(spark: SparkSession, catalog: str, minutes: int = 5, session_idle_minutes: int = 30) -> LiveView:
+    """Per-minute volume by type (last ``minutes`` of event time) and sessions with an event in the last
+    ``session_idle_minutes`` and no logout. Both tables are updated by every micro-batch."""
+    minute_table = spark.table(EVENT_MINUTES.qualified(catalog))
+    newest = minute_table.agg(F.max("minute")).first()
+    newest_minute = newest[0] if newest is not None else None
+    if newest_minute is None:
+        return LiveView([], 0, None)
+    recent = (
+        minute_table.filter(F.col("minute") > F.lit(newest_minute) - F.expr(f"INTERVAL {int(minutes)} MINUTES"))
+        .orderBy("minute", "event_type")
+        .select("minute", "event_type", "events", "purchases", "revenue")
+    )
+    idle_since = F.lit(newest_minute) - F.expr(f"INTERVAL {int(session_idle_minutes)} MINUTES")
+    active = (
+        spark.table(SESSIONS.qualified(catalog))
+        .filter((F.col("ended_at") >= idle_since) & ~F.col("has_logout"))
+        .count()
+    )
+    return LiveView([row.asDict() for row in recent.collect()], active, newest_minute)

@@ -228,6 +228,27 @@ def stream(available_now: bool, trigger: float | None) -> None:
 
 
 @main.command()
+@click.option("--minutes", type=click.IntRange(1, 1440), default=5, show_default=True, help="Minutes of event time.")
+@friendly_errors
+def live(minutes: int) -> None:
+    """Real-time view: events per minute and type, purchases, revenue, active sessions."""
+    from rich.table import Table
+
+    from pipeline.observability import live_view
+    from pipeline.spark_session import build_spark_session
+
+    settings = load_settings()
+    view = live_view(build_spark_session(settings), settings.catalog.name, minutes)
+    table = Table(title=f"last {minutes} minutes of event time (newest {view.newest_event})")
+    for column in ("minute", "event_type", "events", "purchases", "revenue"):
+        table.add_column(column, justify="right")
+    for row in view.minutes:
+        table.add_row(*(str(row[c]) for c in ("minute", "event_type", "events", "purchases", "revenue")))
+    console.print(table)
+    console.print(f"active sessions: {view.active_sessions}")
+
+
+@main.command()
 @click.option("--date", "first", callback=iso_date, required=True, help="Day to build (YYYY-MM-DD).")
 @click.option("--to", "last", callback=iso_date, help="Last day of a backfill range (inclusive).")
 @friendly_errors

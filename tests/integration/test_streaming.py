@@ -14,6 +14,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from pipeline.config import Settings
+from pipeline.observability import live_view
 from pipeline.streaming.job import start_stream
 from tests.integration.helpers import assert_lake_matches, send_log, write_day
 
@@ -33,6 +34,17 @@ def test_dirty_stream_in_many_micro_batches_matches_the_oracle(spark, live, tmp_
     send_log(settings, log)
     _catch_up(spark, settings)
     assert_lake_matches(spark, settings, [log])
+
+    view = live_view(spark, settings.catalog.name, minutes=3)
+    assert view.newest_event is not None
+    assert {row["event_type"] for row in view.minutes} <= {
+        "page_view",
+        "add_to_cart",
+        "purchase",
+        "user_session",
+        "product_update",
+    }
+    assert sum(row["events"] for row in view.minutes) > 0
 
 
 def test_replaying_a_log_adds_nothing_but_quarantined_duplicates(spark, live, tmp_path: Path) -> None:
