@@ -51,15 +51,35 @@ def ensure_tables(spark: SparkSession, catalog: str, specs: tuple[TableSpec, ...
         ensure_table(spark, catalog, spec)
 
 
-def read_table(spark: SparkSession, catalog: str, spec: TableSpec) -> DataFrame:
-    return spark.table(spec.qualified(catalog))
+def read_table(spark: SparkSession, catalog: str, spec: TableSpec, snapshot_id: int | None = None) -> DataFrame:
+    if snapshot_id is None:
+        return spark.table(spec.qualified(catalog))
+    return spark.read.option("versionAsOf", snapshot_id).table(spec.qualified(catalog))
 
 
-def read_day(spark: SparkSession, catalog: str, spec: TableSpec, day: dt.date) -> DataFrame:
-    """Rows of one day of a table partitioned by its date column (the date is bound, not interpolated)."""
+def read_day(
+    spark: SparkSession, catalog: str, spec: TableSpec, day: dt.date, snapshot_id: int | None = None
+) -> DataFrame:
+    """Rows of one day of a table partitioned by its date column (the date is bound, not interpolated),
+    optionally as of an older snapshot."""
     if spec.date_column is None:
         raise ValueError(f"{spec.identifier} has no date column to select a day by")
-    return read_table(spark, catalog, spec).filter(F.col(spec.date_column) == F.lit(day))
+    table = read_table(spark, catalog, spec, snapshot_id)
+    return table.filter(F.col(spec.date_column) == F.lit(day))
+
+
+def current_snapshot_id(spark: SparkSession, catalog: str, spec: TableSpec) -> int | None:
+    """The table's current snapshot id: the head of its ``main`` branch (None for a never written table)."""
+    row = spark.table(f"{spec.qualified(catalog)}.refs").filter(F.col("name") == F.lit("main")).first()
+    return int(row["snapshot_id"]) if row is not None else None
+
+
+def append_rows(df: DataFrame, catalog: str, spec: TableSpec) -> int:
+    """Append rows (not a streaming batch: no once-only bookkeeping); returns how many."""
+    rows = df.count()
+    if rows:
+        df.select(*spec.schema.fieldNames()).writeTo(spec.qualified(catalog)).append()
+    return rows
 
 
 def overwrite_days(df: DataFrame, catalog: str, spec: TableSpec) -> int:

@@ -45,6 +45,7 @@ class TableSpec:
     # Streaming tables are appended every few seconds: skip the pre-write shuffle, write fan-out.
     properties: dict[str, str] = field(default_factory=dict)
     date_column: str | None = None  # the DATE column a daily partition key selects, if any
+    key_columns: tuple[str, ...] = ()  # what identifies a row (gold tables)
 
     @property
     def identifier(self) -> str:
@@ -215,6 +216,7 @@ STREAM_BATCHES = TableSpec(
             T.StructField("quarantined", T.LongType()),
             T.StructField("duplicates", T.LongType()),
             T.StructField("late", T.LongType()),
+            T.StructField("late_dates", T.ArrayType(T.DateType())),
         ]
     ),
     (),
@@ -222,21 +224,116 @@ STREAM_BATCHES = TableSpec(
     _STREAMING_PROPERTIES,
 )
 
-GOLD_DAILY_SALES = TableSpec(
-    Layer.GOLD,
+
+def _gold(name: str, fields: list[tuple[str, T.DataType]], keys: tuple[str, ...], description: str) -> TableSpec:
+    """A gold table: partitioned by event day, one partition rewritten per build; ``event_date`` first."""
+    schema = T.StructType([T.StructField("event_date", T.DateType()), *(T.StructField(n, t) for n, t in fields)])
+    return TableSpec(
+        Layer.GOLD,
+        name,
+        schema,
+        (PartitionField("identity", "event_date"),),
+        description,
+        _COMMON_PROPERTIES,
+        date_column="event_date",
+        key_columns=("event_date", *keys),
+    )
+
+
+MONEY = T.DecimalType(18, 2)
+RATE = T.DecimalType(12, 6)
+_L = T.LongType()
+
+GOLD_DAILY_SALES = _gold(
     "daily_sales_summary",
+    [
+        ("orders", _L), ("revenue", MONEY), ("gross_revenue", MONEY), ("discount_total", MONEY),
+        ("average_order_value", MONEY), ("units", _L), ("unique_customers", _L), ("page_views", _L),
+        ("visitors", _L), ("sessions", _L), ("converted_sessions", _L), ("conversion_rate", RATE),
+        ("revenue_per_visitor", MONEY), ("top_payment_method", T.StringType()),
+    ],
+    (),
+    "One row per day: orders, revenue after discounts, units, customers, traffic, sessions, conversion.",
+)  # fmt: skip
+
+GOLD_CATEGORY_SALES = _gold(
+    "daily_category_sales",
+    [("category", T.StringType()), ("orders", _L), ("units", _L), ("gross_revenue", MONEY)],
+    ("category",),
+    "Per day and item category: orders containing it, units, item revenue before order discounts.",
+)
+
+GOLD_CUSTOMERS = _gold(
+    "customer_daily",
+    [
+        ("user_id", T.StringType()), ("orders", _L), ("revenue", MONEY), ("orders_to_date", _L), ("ltv", MONEY),
+        ("first_seen", T.DateType()), ("last_purchase", T.DateType()), ("recency_days", T.IntegerType()),
+        ("recency_score", T.IntegerType()), ("frequency_score", T.IntegerType()),
+        ("monetary_score", T.IntegerType()), ("segment", T.StringType()),
+    ],
+    ("user_id",),
+    "Per day and active user: the day's orders and revenue, lifetime to date (LTV), RFM scores, segment.",
+)  # fmt: skip
+
+GOLD_PRODUCTS = _gold(
+    "product_daily",
+    [
+        ("product_id", T.StringType()), ("views", _L), ("carts", _L), ("cart_units", _L), ("purchases", _L),
+        ("units", _L), ("gross_revenue", MONEY), ("view_to_cart_rate", RATE), ("cart_to_purchase_rate", RATE),
+    ],
+    ("product_id",),
+    "Per day and product: views, carts, purchases, units, revenue, view->cart and cart->purchase rates.",
+)  # fmt: skip
+
+GOLD_PRODUCT_PAIRS = _gold(
+    "product_pairs",
+    [
+        ("antecedent", T.StringType()), ("consequent", T.StringType()), ("pair_orders", _L),
+        ("support", RATE), ("confidence", RATE), ("lift", RATE),
+    ],
+    ("antecedent", "consequent"),
+    "Co-purchase recommendations per day: support, confidence and lift of A -> B.",
+)  # fmt: skip
+
+GOLD_DATA_QUALITY = _gold(
+    "data_quality",
+    [
+        ("table_name", T.StringType()), ("rows", _L), ("late_rows", _L), ("duplicates", _L), ("quarantined", _L),
+        ("quarantine_reasons", T.MapType(T.StringType(), _L)), ("undated_quarantined", _L),
+        ("p50_latency_s", T.DoubleType()), ("p95_latency_s", T.DoubleType()), ("bronze_records", _L),
+        ("conservation_ok", T.BooleanType()),
+    ],
+    ("table_name",),
+    "Per day and silver table: rows, late, duplicates, quarantined by reason, freshness, conservation.",
+)  # fmt: skip
+
+GOLD_TABLES: tuple[TableSpec, ...] = (
+    GOLD_DAILY_SALES,
+    GOLD_CATEGORY_SALES,
+    GOLD_CUSTOMERS,
+    GOLD_PRODUCTS,
+    GOLD_PRODUCT_PAIRS,
+    GOLD_DATA_QUALITY,
+)
+
+RESTATEMENTS = TableSpec(
+    Layer.GOLD,
+    "restatements",
     T.StructType(
         [
             T.StructField("event_date", T.DateType()),
-            T.StructField("orders", T.LongType()),
-            T.StructField("revenue", T.DecimalType(18, 2)),
-            T.StructField("unique_customers", T.LongType()),
-            T.StructField("page_views", T.LongType()),
-            T.StructField("visitors", T.LongType()),
+            T.StructField("table_name", T.StringType()),
+            T.StructField("row_key", T.StringType()),
+            T.StructField("metric", T.StringType()),
+            T.StructField("old_value", T.StringType()),
+            T.StructField("new_value", T.StringType()),
+            T.StructField("old_snapshot_id", _L),
+            T.StructField("new_snapshot_id", _L),
+            T.StructField("restated_at", T.TimestampType()),
         ]
     ),
     (PartitionField("identity", "event_date"),),
-    "One row per day: orders, revenue after discounts, customers, page views, visitors.",
+    "What each rebuild of an already built gold day changed: metric, old value, new value, snapshot ids.",
     _COMMON_PROPERTIES,
     date_column="event_date",
 )
@@ -249,7 +346,8 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     QUARANTINE_EVENTS,
     EVENT_INDEX,
     STREAM_BATCHES,
-    GOLD_DAILY_SALES,
+    *GOLD_TABLES,
+    RESTATEMENTS,
 )
 
 

@@ -263,6 +263,104 @@ def gold(first: dt.date, last: dt.date | None) -> None:
     console.print(f"gold built for {len(days)} day(s): {days[0]} .. {days[-1]}")
 
 
+def _table_spec(name: str):  # type: ignore[no-untyped-def]
+    from pipeline.tables import table_by_identifier
+
+    try:
+        return table_by_identifier(name.removeprefix(load_settings().catalog.name + "."))
+    except KeyError as exc:
+        raise click.BadParameter(str(exc.args[0])) from None
+
+
+@main.command()
+@click.argument("table")
+@friendly_errors
+def history(table: str) -> None:
+    """List a table's snapshots (id, time, operation, records added), oldest first."""
+    from rich.table import Table
+
+    from pipeline.catalog import pyiceberg_catalog
+
+    spec = _table_spec(table)
+    loaded = pyiceberg_catalog(load_settings()).load_table(spec.identifier)
+    out = Table(title=f"{spec.identifier} snapshots")
+    out.add_column("snapshot_id", no_wrap=True, min_width=19)
+    out.add_column("committed_at (UTC)", no_wrap=True)
+    for column in ("operation", "added", "total"):
+        out.add_column(column)
+    for snapshot in loaded.snapshots():
+        summary = snapshot.summary
+        when = dt.datetime.fromtimestamp(snapshot.timestamp_ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        operation = summary.operation.value if summary else ""
+        added = summary.get("added-records", "") if summary else ""
+        total = summary.get("total-records", "") if summary else ""
+        out.add_row(str(snapshot.snapshot_id), when, operation, added, total)
+    console.print(out)
+
+
+def _as_of(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | dt.datetime | None:
+    """A snapshot id (digits) or an ISO time (UTC when no offset is given)."""
+    if value is None:
+        return None
+    if value.isdigit():
+        return int(value)
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is neither a snapshot id nor an ISO time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+@main.command()
+@click.argument("table")
+@click.option("--as-of", "as_of", callback=_as_of, help="Snapshot id or time (ISO 8601) to read the table as of.")
+@click.option("--date", "day", callback=iso_date, help="Only rows of this day (tables with a date column).")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
+@friendly_errors
+def show(table: str, as_of: int | dt.datetime | None, day: dt.date | None, limit: int) -> None:
+    """Print rows of a table, now or as of an older snapshot (Iceberg time travel)."""
+    from rich.table import Table
+
+    from pipeline.catalog import pyiceberg_catalog
+
+    spec = _table_spec(table)
+    loaded = pyiceberg_catalog(load_settings()).load_table(spec.identifier)
+    snapshot_id = None
+    if isinstance(as_of, int):
+        if loaded.snapshot_by_id(as_of) is None:
+            raise click.BadParameter(f"{spec.identifier} has no snapshot {as_of} (see `shoplake history`)")
+        snapshot_id = as_of
+    elif as_of is not None:
+        found = loaded.snapshot_as_of_timestamp(int(as_of.timestamp() * 1000))
+        if found is None:
+            raise click.BadParameter(f"{spec.identifier} did not exist yet at {as_of.isoformat()}")
+        snapshot_id = found.snapshot_id
+    if day is not None and spec.date_column is None:
+        raise click.BadParameter(f"{spec.identifier} has no date column")
+    from pyiceberg.expressions import AlwaysTrue, EqualTo
+
+    row_filter = EqualTo(spec.date_column, day) if day is not None and spec.date_column else AlwaysTrue()
+    rows = loaded.scan(row_filter=row_filter, snapshot_id=snapshot_id, limit=limit).to_arrow().to_pylist()
+    title = spec.identifier + (f" as of snapshot {snapshot_id}" if snapshot_id else "")
+    columns = [f.name for f in spec.schema.fields if f.dataType.typeName() != "binary"]
+    if len(columns) <= 6:
+        out = Table(title=title)
+        for column in columns:
+            out.add_column(column)
+        for row in rows:
+            out.add_row(*(str(row[c]) for c in columns))
+        console.print(out)
+    else:  # wide tables read better one record at a time
+        console.print(f"{title}: {len(rows)} row(s)")
+        for number, row in enumerate(rows, 1):
+            record = Table(title=f"row {number}", show_header=False)
+            record.add_column("column", style="bold")
+            record.add_column("value", overflow="fold")
+            for column in columns:
+                record.add_row(column, str(row[column]))
+            console.print(record)
+
+
 @main.command()
 @click.option("--port", type=click.IntRange(1, 65535), default=3000, show_default=True)
 def ui(port: int) -> None:

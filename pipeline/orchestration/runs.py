@@ -53,7 +53,7 @@ def materialize_gold(
         )
         if not result.success:
             failures = [
-                f"{event.step_key}: {event.event_specific_data.error.message.strip()}"  # type: ignore[union-attr]
+                f"{event.step_key}: {_error_text(event.event_specific_data.error)}"  # type: ignore[union-attr]
                 for event in result.all_events
                 if event.is_step_failure
             ]
@@ -61,3 +61,12 @@ def materialize_gold(
         on_day(day, result)
         results.append(result)
     return results
+
+
+def _error_text(error: object) -> str:
+    """A failure's message with its causes (Dagster wraps the real error of an IO manager or asset)."""
+    parts = []
+    while error is not None:
+        parts.append(getattr(error, "message", str(error)).strip().splitlines()[0])
+        error = getattr(error, "cause", None)
+    return " <- ".join(parts)

@@ -73,6 +73,7 @@ class BatchReport:
     quarantined: int = 0
     duplicates: int = 0
     late: int = 0
+    late_dates: list[dt.date] = field(default_factory=list)  # event days that received late events
     kafka_ts_min: dt.datetime | None = None
     kafka_ts_max: dt.datetime | None = None
     watermark: dt.datetime | None = None
@@ -164,6 +165,7 @@ class MicroBatchSink:
                 F.count_if(unique_valid & F.col("is_late")).alias("late"),
                 F.max(F.when(unique_valid, F.col("event_time"))).alias("max_time"),
                 F.min(F.when(unique_valid, F.col("event_time"))).alias("min_time"),
+                F.collect_set(F.when(unique_valid & F.col("is_late"), F.col("event_date"))).alias("late_dates"),
                 F.min("kafka_timestamp").alias("ts_min"),
                 F.max("kafka_timestamp").alias("ts_max"),
             )
@@ -183,6 +185,7 @@ class MicroBatchSink:
                 writes.append((to_silver(unique, event_type), SILVER[event_type]))
         report.duplicates = sum(row["duplicates"] for row in per_type.values())
         report.late = sum(row["late"] for row in per_type.values())
+        report.late_dates = sorted({d for row in per_type.values() for d in row["late_dates"]})
         report.quarantined = sum(row["invalid"] for row in per_type.values()) + report.duplicates
         if report.quarantined:
             reasons = F.when(F.col("is_duplicate"), F.array(F.lit(DUPLICATE_RULE))).otherwise(F.col(FAILED_RULES))
@@ -257,6 +260,7 @@ class MicroBatchSink:
             report.quarantined,
             report.duplicates,
             report.late,
+            report.late_dates,
         )
 
         def write() -> None:

@@ -85,3 +85,55 @@ def assert_lake_matches(spark: SparkSession, settings: Settings, paths: list[Pat
     assert sum(Decimal(e["total_amount"]) for e in truth.events if e["event_type"] == "purchase") == sum(
         m[2] for m in minutes.values()
     )
+
+
+def gold_rows(settings: Settings, identifier: str) -> list[dict]:
+    return pyiceberg_catalog(settings).load_table(identifier).scan().to_arrow().to_pylist()
+
+
+def assert_gold_matches(settings: Settings, truth: oracle.Truth, days: list) -> None:
+    """Every gold table equals the oracle for ``days``, value for value (decimals exact)."""
+    from pipeline.tables import (
+        GOLD_CATEGORY_SALES,
+        GOLD_CUSTOMERS,
+        GOLD_DAILY_SALES,
+        GOLD_DATA_QUALITY,
+        GOLD_PRODUCT_PAIRS,
+        GOLD_PRODUCTS,
+    )
+
+    wanted = set(days)
+
+    def keyed(identifier: str, *keys: str) -> dict:
+        out = {}
+        for row in gold_rows(settings, identifier):
+            if row["event_date"] in wanted:
+                key = tuple(row[k] for k in ("event_date", *keys))
+                assert key not in out, f"{identifier}: two rows for {key}"
+                out[key if keys else row["event_date"]] = row
+        return out
+
+    def compare(name: str, got: dict, expected: dict) -> None:
+        expected = {k: v for k, v in expected.items() if (k[0] if isinstance(k, tuple) else k) in wanted}
+        assert set(got) == set(expected), f"{name}: rows differ: {sorted(set(got) ^ set(expected), key=str)[:5]}"
+        for key, want in expected.items():
+            have = {column: got[key][column] for column in want}
+            assert have == want, f"{name} {key}: {have} != {want}"
+
+    summary = {d: v for d, v in oracle.daily_sales_summary(truth).items()}
+    compare("daily_sales_summary", keyed(GOLD_DAILY_SALES.identifier), summary)
+    compare(
+        "daily_category_sales", keyed(GOLD_CATEGORY_SALES.identifier, "category"), oracle.daily_category_sales(truth)
+    )
+    compare("customer_daily", keyed(GOLD_CUSTOMERS.identifier, "user_id"), oracle.customer_daily(truth))
+    compare("product_daily", keyed(GOLD_PRODUCTS.identifier, "product_id"), oracle.product_daily(truth))
+    compare(
+        "product_pairs", keyed(GOLD_PRODUCT_PAIRS.identifier, "antecedent", "consequent"), oracle.product_pairs(truth)
+    )
+    quality = keyed(GOLD_DATA_QUALITY.identifier, "table_name")
+    dated = {k: v for k, v in oracle.data_quality(truth).items() if k[0] is not None}
+    for (day, table), want in dated.items():
+        if day in wanted:
+            row = quality[(day, table)]
+            assert {c: row[c] for c in want} == want, (day, table, {c: row[c] for c in want}, want)
+    assert all(row["conservation_ok"] for row in quality.values())

@@ -1,32 +1,185 @@
-"""Daily sales summary on tiny silver inputs."""
+"""Gold metrics on tiny silver frames, and the property that Spark and the oracle agree for any shop day."""
 
 from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
 
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.testing import assertDataFrameEqual
 
-from pipeline.batch.gold import daily_sales_summary
-from pipeline.tables import GOLD_DAILY_SALES
+from pipeline.batch import gold
+from pipeline.contracts.events import EventType
+from pipeline.streaming.bronze import to_bronze
+from pipeline.streaming.silver import EventValidator, filter_valid, to_silver
+from simulation import oracle
+from simulation.generator import generate
+from simulation.scenario import load_scenario
+from simulation.sinks import simulated_items
 
 DAY = dt.date(2026, 11, 2)
-PURCHASES = T.StructType(
-    [T.StructField("user_id", T.StringType()), T.StructField("total_amount", T.DecimalType(12, 2))]
+KAFKA_SCHEMA = (
+    "key binary, value binary, topic string, partition int, offset long, timestamp timestamp, timestampType int"
 )
-VIEWS = T.StructType([T.StructField("user_id", T.StringType())])
 
 
-def test_sales_summary_counts_orders_revenue_customers_views_and_visitors(spark) -> None:
-    purchases = spark.createDataFrame(
-        [("u1", Decimal("10.01")), ("u1", Decimal("5.00")), ("u2", Decimal("0.99"))], PURCHASES
+def silver_frames(spark: SparkSession, lines: list[tuple[str, str, bytes]]) -> dict[EventType, DataFrame]:
+    """Silver rows exactly as the stream makes them (validator + projection), for accepted, unique events."""
+    now = dt.datetime(2026, 11, 25)
+    kafka = spark.createDataFrame(
+        [(k.encode(), v, f"shop.{t}", 0, i, now, 0) for i, (t, k, v) in enumerate(lines)], KAFKA_SCHEMA
     )
-    views = spark.createDataFrame([("u1",), ("u1",), ("u3",), (None,)], VIEWS)
-    expected = spark.createDataFrame([(DAY, 3, Decimal("16.00"), 2, 4, 2)], GOLD_DAILY_SALES.schema)
-    assertDataFrameEqual(daily_sales_summary(purchases, views, DAY), expected)
+    valid = (
+        filter_valid(EventValidator("shop", 65536).validate(to_bronze(kafka)))
+        .withColumns({"is_late": F.lit(False), "batch_id": F.lit(0), "ingest_time": F.lit(now)})
+        .dropDuplicates(["event_id"])
+    )
+    return {e: to_silver(valid, e).cache() for e in EventType}
 
 
-def test_a_day_without_events_still_gets_one_row_of_zeros(spark) -> None:
-    empty = daily_sales_summary(spark.createDataFrame([], PURCHASES), spark.createDataFrame([], VIEWS), DAY)
-    assertDataFrameEqual(empty, spark.createDataFrame([(DAY, 0, Decimal("0.00"), 0, 0, 0)], GOLD_DAILY_SALES.schema))
+def day_of(frame: DataFrame, day: dt.date) -> DataFrame:
+    return frame.filter(F.col("event_date") == F.lit(day))
+
+
+def test_ratio_rounds_half_up_exactly_and_is_null_for_zero(spark) -> None:
+    df = spark.createDataFrame([(1, 3), (2, 3), (1, 8), (5, 0), (0, 7)], "n long, d long")
+    got = df.select(gold.ratio(F.col("n"), F.col("d")).alias("r"), gold.ratio(F.col("n"), F.col("d"), 2).alias("c"))
+    expected = [
+        (Decimal("0.333333"), Decimal("0.33")),
+        (Decimal("0.666667"), Decimal("0.67")),
+        (Decimal("0.125000"), Decimal("0.13")),
+        (None, None),
+        (Decimal("0.000000"), Decimal("0.00")),
+    ]
+    assert [(r.r, r.c) for r in got.collect()] == expected
+
+
+def test_money_ratio_rounds_to_the_cent(spark) -> None:
+    df = spark.createDataFrame([(Decimal("10.05"), 2), (Decimal("0.00"), 0)], T.StructType(
+        [T.StructField("a", T.DecimalType(18, 2)), T.StructField("n", T.LongType())]
+    ))  # fmt: skip
+    assert [r[0] for r in df.select(gold.money_ratio(F.col("a"), F.col("n"))).collect()] == [Decimal("5.03"), None]
+
+
+@pytest.fixture(scope="module")
+def tiny_day(spark):
+    scenario = load_scenario("flash_sale")
+    records, _ = generate(scenario, 11, 1500)
+    lines = list(simulated_items(records, scenario, live=False))
+    return silver_frames(spark, lines), oracle.read_truth(lines), scenario.dates[0]
+
+
+def test_sales_summary_matches_its_definition(tiny_day) -> None:
+    frames, truth, day = tiny_day
+    row = gold.daily_sales_summary(
+        *(
+            day_of(frames[e], day)
+            for e in (EventType.PURCHASE, EventType.PAGE_VIEW, EventType.ADD_TO_CART, EventType.USER_SESSION)
+        ),
+        day,
+    ).first()
+    expected = oracle.daily_sales_summary(truth)[day]
+    assert {k: row[k] for k in expected} == expected
+
+
+def test_a_day_without_events_gets_one_row_of_zeros(spark, tiny_day) -> None:
+    frames, _, _ = tiny_day
+    empty = {e: f.limit(0) for e, f in frames.items()}
+    row = gold.daily_sales_summary(
+        empty[EventType.PURCHASE],
+        empty[EventType.PAGE_VIEW],
+        empty[EventType.ADD_TO_CART],
+        empty[EventType.USER_SESSION],
+        DAY,
+    ).collect()
+    assert len(row) == 1
+    assert (row[0].orders, row[0].revenue, row[0].sessions, row[0].conversion_rate, row[0].top_payment_method) == (
+        0, Decimal("0.00"), 0, None, None
+    )  # fmt: skip
+
+
+def test_conversion_never_exceeds_one_even_when_a_session_buys_twice(spark) -> None:
+    purchases = spark.createDataFrame(
+        [("s1", "u1", "paypal"), ("s1", "u1", "paypal")], "session_id string, user_id string, payment_method string"
+    ).withColumns(
+        {
+            "total_amount": F.lit(Decimal("1.00")),
+            "subtotal": F.lit(Decimal("1.00")),
+            "discount_amount": F.lit(Decimal("0.00")),
+            "items": F.array().cast("array<struct<quantity:int>>"),
+        }
+    )
+    views = spark.createDataFrame([("s1", "u1")], "session_id string, user_id string")
+    row = gold.daily_sales_summary(purchases, views, views.limit(0), views.limit(0), DAY).first()
+    assert (row.sessions, row.converted_sessions, row.conversion_rate) == (1, 1, Decimal("1.000000"))
+
+
+def test_restatements_list_changed_added_and_removed_values(spark) -> None:
+    schema = "event_date date, user_id string, orders long"
+    old = spark.createDataFrame([(DAY, "u1", 1), (DAY, "u2", 2), (DAY, "u3", None)], schema)
+    new = spark.createDataFrame([(DAY, "u1", 1), (DAY, "u2", 3), (DAY, "u4", 1), (DAY, "u3", None)], schema)
+    changes = gold.restatements(old, new, ("event_date", "user_id"), "gold.customer_daily")
+    expected = spark.createDataFrame(
+        [
+            (DAY, "gold.customer_daily", "user_id=u2", "orders", "2", "3"),
+            (DAY, "gold.customer_daily", "user_id=u4", "orders", None, "1"),
+        ],
+        "event_date date, table_name string, row_key string, metric string, old_value string, new_value string",
+    )
+    assertDataFrameEqual(changes, expected)
+
+
+@settings(
+    max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+@given(
+    seed=st.integers(0, 2**31),
+    events=st.integers(150, 500),
+    scenario_name=st.sampled_from(["normal_day", "flash_sale", "multi_day"]),
+)
+def test_spark_gold_equals_the_oracle_for_any_simulated_day(spark, seed: int, events: int, scenario_name: str) -> None:
+    scenario = load_scenario(scenario_name)
+    records, _ = generate(scenario, seed, events)
+    lines = list(simulated_items(records, scenario, live=False))
+    frames, truth = silver_frames(spark, lines), oracle.read_truth(lines)
+    day = scenario.dates[0]
+    p, v, c, s = (
+        day_of(frames[e], day)
+        for e in (EventType.PURCHASE, EventType.PAGE_VIEW, EventType.ADD_TO_CART, EventType.USER_SESSION)
+    )
+
+    summary = gold.daily_sales_summary(p, v, c, s, day).first().asDict()
+    want = oracle.daily_sales_summary(truth).get(day)
+    if want:
+        assert {k: summary[k] for k in want} == want
+    categories = {r.category: r.asDict() for r in gold.daily_category_sales(p, day).collect()}
+    assert {k[1]: v for k, v in oracle.daily_category_sales(truth).items() if k[0] == day} == {
+        k: {c: r[c] for c in ("orders", "units", "gross_revenue")} for k, r in categories.items()
+    }
+    products = {r.product_id: r.asDict() for r in gold.product_daily(v, c, p, day).collect()}
+    expected_products = {k[1]: v for k, v in oracle.product_daily(truth).items() if k[0] == day}
+    assert {
+        k: {c: r[c] for c in next(iter(expected_products.values()))} for k, r in products.items()
+    } == expected_products
+    activity = F.col("event_date") <= F.lit(day)
+    users = gold.customer_daily(
+        frames[EventType.PURCHASE].filter(activity),
+        frames[EventType.PAGE_VIEW]
+        .select("user_id", "event_date")
+        .unionByName(frames[EventType.USER_SESSION].select("user_id", "event_date"))
+        .unionByName(frames[EventType.ADD_TO_CART].select("user_id", "event_date"))
+        .unionByName(frames[EventType.PURCHASE].select("user_id", "event_date"))
+        .filter(activity),
+        day,
+    )
+    got_users = {r.user_id: r.asDict() for r in users.collect()}
+    expected_users = {k[1]: v for k, v in oracle.customer_daily(truth).items() if k[0] == day}
+    assert {
+        k: {c: r[c] for c in v} for k, r in got_users.items() for v in [next(iter(expected_users.values()))]
+    } == expected_users
+    assert sum(r["revenue"] for r in got_users.values()) == summary["revenue"]
