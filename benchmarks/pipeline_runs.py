@@ -7,6 +7,7 @@ Kafka timestamp to the commit of the Iceberg snapshot that made it visible in si
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -87,12 +88,18 @@ def measure_freshness(
         warm = preload(settings, warmup_events, seed=10_001)
         counter.wait_for(warm, timeout_s=300, failed=stream.exception)
         first_measured_batch = len(reports)
-        events = int(rate * duration_s)
-        producer = producer_process(settings, rate, events, seed=20_002)
-        _, stderr = producer.communicate(timeout=duration_s * 4 + 120)
-        if producer.returncode != 0:
-            raise RuntimeError(f"producer failed: {stderr.decode()[-2000:]}")
-        counter.wait_for(warm + events, timeout_s=600, failed=stream.exception)
+        # One producer process sends up to ~8k records/s here; faster rates are split across several.
+        processes = max(1, math.ceil(rate / 8000))
+        per_process = int(rate * duration_s / processes)
+        producers = [
+            producer_process(settings, rate / processes, per_process, seed=20_002 + i) for i in range(processes)
+        ]
+        for producer in producers:
+            _, stderr = producer.communicate(timeout=duration_s * 4 + 120)
+            if producer.returncode != 0:
+                raise RuntimeError(f"producer failed: {stderr.decode()[-2000:]}")
+        events = per_process * processes
+        counter.wait_for(warm + events, timeout_s=900, failed=stream.exception)
     finally:
         stream.stop()
     measured = reports[first_measured_batch:]

@@ -102,6 +102,15 @@ def session_conf(settings: Settings) -> dict[str, str]:
     return conf
 
 
+def ensure_local_paths(settings: Settings) -> None:
+    """Create the local folders the embedded default writes to (home, SQLite catalog's folder, warehouse)."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    if settings.catalog_uri.startswith("sqlite:///"):
+        Path(settings.catalog_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if settings.warehouse_uri.startswith("file:"):
+        Path(settings.warehouse_uri.removeprefix("file:").removeprefix("//")).mkdir(parents=True, exist_ok=True)
+
+
 def build_spark_session(settings: Settings) -> SparkSession:
     """Return the process's SparkSession, creating it from ``settings`` if none is running.
 

@@ -188,6 +188,53 @@ def replay(log_file: Path, rate: float | None) -> None:
     console.print(f"replayed {sent} records")
 
 
+@main.group("import")
+def import_() -> None:
+    """Import public clickstreams as contract events."""
+
+
+@import_.command("rees46")
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write a JSON Lines log here.")
+@click.option("--kafka", "to_kafka", is_flag=True, help="Send to the Kafka topics.")
+@click.option("--speedup", type=click.FloatRange(min=0, min_open=True), help="Replay at X times the original pace.")
+@friendly_errors
+def import_rees46(csv_file: Path, out: Path | None, to_kafka: bool, speedup: float | None) -> None:
+    """A REES46 Open CDP CSV (event_time, event_type, product_id, ...), streamed row by row (docs/rees46.md)."""
+    from simulation.generator import to_log_line
+    from simulation.rees46 import ImportReport, paced, read_records
+
+    if (out is None) == (not to_kafka):
+        raise click.UsageError("give exactly one of --out FILE or --kafka")
+    if speedup is not None and not to_kafka:
+        raise click.UsageError("--speedup paces sends to Kafka; it needs --kafka")
+    report = ImportReport()
+    records = paced(read_records(csv_file, report), speedup)
+    if out is not None:
+        with (
+            out.open("w", encoding="utf-8", newline="\n") as handle,
+            _progress(f"importing {csv_file.name}", None) as advance,
+        ):
+            for record in records:
+                handle.write(to_log_line(record.topic.value, record.key, record.value) + "\n")
+                advance(1)
+    else:
+        from pipeline.kafka_topics import ensure_topics
+        from shoplake.runtime import with_services
+        from simulation.sinks import make_producer, send
+
+        settings = with_services(load_settings())
+        ensure_topics(settings)
+        producer = make_producer(settings.kafka.bootstrap_servers)
+        items = ((r.topic.value, r.key, r.value) for r in records)
+        with _progress(f"importing {csv_file.name}", None) as advance:
+            send(producer, items, settings.kafka.topic_prefix, progress=advance)
+        producer.close()
+    console.print(f"{report.rows} rows: " + ", ".join(f"{n} {kind}" for kind, n in sorted(report.events.items())))
+    for line, why in report.unmappable:
+        console.print(f"[yellow]line {line} not mapped[/yellow] ({why}): sent as is, it will be quarantined")
+
+
 def _progress(description: str, total: int | None):  # type: ignore[no-untyped-def]
     from shoplake.runtime import progress_bar
 

@@ -24,17 +24,24 @@ from decimal import Decimal
 from typing import Any
 
 from pipeline.contracts.events import (
-    DEVICE_TYPES,
     PAGE_TYPES,
-    PAYMENT_METHODS,
     SCHEMA_VERSION,
-    SHIPPING_METHODS,
     EventType,
     discount_for,
     format_decimal,
     money,
 )
-from simulation.model import USER_AGENTS, Product, User, build_catalog, build_users, charm_price
+from simulation.model import (
+    DEVICES,
+    PAYMENTS,
+    SHIPPINGS,
+    USER_AGENTS,
+    Product,
+    User,
+    build_catalog,
+    build_users,
+    charm_price,
+)
 from simulation.rand import Rand, cumulative, stable_id
 from simulation.scenario import Scenario
 
@@ -303,7 +310,7 @@ class Shop:
             return 1 + int(rand.exponential(f.think_time_s * 1000 * scale))
 
         user = rand.weighted(self.users, self.user_cum)
-        device = user.device if rand.chance(0.8) else rand.pick(DEVICE_TYPES)
+        device = user.device if rand.chance(0.8) else rand.pick(DEVICES)
         steps: list[Step] = []
         has_cart = False
         for i in range(rand.geometric(f.views_per_session)):
@@ -318,8 +325,8 @@ class Shop:
         if has_cart and rand.chance(min(1.0, f.purchase_probability * user.propensity)):
             steps.append(Step("checkout", gap(), page_type="checkout"))
             percent = rand.weighted(DISCOUNTS, DISCOUNT_CUM)
-            payment = rand.weighted(PAYMENT_METHODS, (0.45, 0.65, 0.85, 0.97, 1.0))
-            shipping = rand.weighted(SHIPPING_METHODS, (0.6, 0.85, 0.95, 1.0))
+            payment = rand.weighted(PAYMENTS, (0.45, 0.65, 0.85, 0.97, 1.0))
+            shipping = rand.weighted(SHIPPINGS, (0.6, 0.85, 0.95, 1.0))
             steps.append(Step("purchase", gap(0.5), percent=percent, payment=payment, shipping=shipping))
         if rand.chance(f.logout_probability):
             steps.append(Step("logout", gap()))
@@ -608,9 +615,9 @@ def _counted(records: Iterator[SimRecord], manifest: Manifest) -> Iterator[SimRe
 # -- the JSON Lines log ---------------------------------------------------------------------------------------
 
 
-def to_log_line(record: SimRecord, value: bytes) -> str:
+def to_log_line(topic: str, key: str, value: bytes) -> str:
     """One line of a recorded log: logical topic, key and value (base64 when the value is not UTF-8)."""
-    line: dict[str, Any] = {"topic": record.topic.value, "key": record.key}
+    line: dict[str, Any] = {"topic": topic, "key": key}
     try:
         line["value"] = value.decode("utf-8")
     except UnicodeDecodeError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from pipeline.contracts.events import DEVICE_TYPES, money
+from pipeline.contracts.events import money
 from simulation.rand import Rand, cumulative
 
 CATEGORIES: dict[str, tuple[tuple[str, ...], float, float]] = {
@@ -18,6 +18,11 @@ CATEGORIES: dict[str, tuple[tuple[str, ...], float, float]] = {
     "books": (("inkwell press", "harbor books"), 5.0, 60.0),
     "toys": (("tinkerly", "brickbay"), 5.0, 150.0),
 }
+
+# The simulated shop always knows these (the contract also allows "unknown", for imported data).
+DEVICES = ("desktop", "mobile", "tablet")
+PAYMENTS = ("credit_card", "debit_card", "paypal", "apple_pay", "gift_card")
+SHIPPINGS = ("standard", "express", "next_day", "pickup")
 
 SEGMENTS: dict[str, tuple[float, float, float]] = {
     # segment: (share of users, visit weight, purchase propensity multiplier)
@@ -116,7 +121,7 @@ def build_users(rand: Rand, count: int) -> list[User]:
             User(
                 user_id=f"u{i + 1:06d}",
                 segment=segment,
-                device=rand.weighted(DEVICE_TYPES, device_cum),
+                device=rand.weighted(DEVICES, device_cum),
                 ip_address=f"10.{rand.integer(0, 255)}.{rand.integer(0, 255)}.{rand.integer(1, 254)}",
                 address=Address(
                     street=f"{rand.integer(1, 9999)} {rand.pick(STREETS)}",

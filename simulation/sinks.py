@@ -57,7 +57,7 @@ def write_log(
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8", newline="\n") as out:
         for i, record in enumerate(records, 1):
-            out.write(to_log_line(record, record.value(stamp)) + "\n")
+            out.write(to_log_line(record.topic.value, record.key, record.value(stamp)) + "\n")
             if i % 1000 == 0:
                 progress(1000)
     progress(manifest.records % 1000)

@@ -74,9 +74,10 @@ def _money(name: str, description: str = "", required: bool = True) -> FieldSpec
 
 
 PAGE_TYPES = ("home", "category", "product", "search", "cart", "checkout")
-DEVICE_TYPES = ("desktop", "mobile", "tablet")
-PAYMENT_METHODS = ("credit_card", "debit_card", "paypal", "apple_pay", "gift_card")
-SHIPPING_METHODS = ("standard", "express", "next_day", "pickup")
+# "unknown": the source of the event did not say (imported clickstreams); the simulator never uses it.
+DEVICE_TYPES = ("desktop", "mobile", "tablet", "unknown")
+PAYMENT_METHODS = ("credit_card", "debit_card", "paypal", "apple_pay", "gift_card", "unknown")
+SHIPPING_METHODS = ("standard", "express", "next_day", "pickup", "unknown")
 SESSION_TYPES = ("login", "logout")
 UPDATE_TYPES = ("price_change", "inventory_update", "rating_update")
 
@@ -136,7 +137,13 @@ BODY: dict[EventType, tuple[FieldSpec, ...]] = {
         _money("total_amount", "subtotal - discount_amount"),
         _s("payment_method", allowed=PAYMENT_METHODS),
         _s("shipping_method", allowed=SHIPPING_METHODS),
-        FieldSpec("shipping_address", FieldType.STRUCT, fields=ADDRESS_FIELDS),
+        FieldSpec(
+            "shipping_address",
+            FieldType.STRUCT,
+            required=False,
+            fields=ADDRESS_FIELDS,
+            description="Absent when unknown (imported data) or not shipped.",
+        ),
     ),
     EventType.USER_SESSION: (
         *_USER_SESSION_FIELDS,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -45,3 +46,36 @@ def test_replay_rejects_a_file_that_is_not_a_log(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["replay", str(bad)])
     assert result.exit_code == 1
     assert "bad.jsonl:2" in result.output
+
+
+def test_import_rees46_writes_a_replayable_log_and_reports_unmappable_lines(tmp_path: Path) -> None:
+    csv = tmp_path / "sample.csv"
+    csv.write_text(
+        "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session\r\n"
+        "2019-10-01 00:00:00 UTC,view,1,10,,acme,0.00,7,s1\r\n"
+        "2019-10-01 00:00:00 UTC,view,1,10,,acme,0.00,7,s1\r\n"
+        "2019-10-01 00:00:01 UTC,purchase,1,10,a.b,,12.50,7,s1\r\n"
+        "2019-10-01 00:00:02 UTC,view,2,10,,acme,3.00,8\r\n"
+    )
+    out = tmp_path / "log.jsonl"
+    result = CliRunner().invoke(main, ["import", "rees46", str(csv), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "line 5 not mapped" in result.output
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == 4
+    assert lines[0] == lines[1], "an exact duplicate row is a redelivery of the same event"
+    purchase = json.loads(lines[2]["value"])
+    assert (purchase["total_amount"], purchase["items"][0]["category"], "brand" in purchase["items"][0]) == (
+        "12.50",
+        "a.b",
+        False,
+    )
+    assert lines[3]["value"].startswith("2019-10-01 00:00:02 UTC,view")
+
+
+def test_import_rejects_a_file_of_another_format(tmp_path: Path) -> None:
+    other = tmp_path / "other.csv"
+    other.write_text("a,b,c\n1,2,3\n")
+    result = CliRunner().invoke(main, ["import", "rees46", str(other), "--out", str(tmp_path / "x.jsonl")])
+    assert result.exit_code == 1
+    assert "not a REES46 Open CDP file" in result.output

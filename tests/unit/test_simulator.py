@@ -24,7 +24,11 @@ def digest(scenario_name: str, seed: int, events: int) -> str:
     records, _ = generate(scenario, seed, events)
     h = hashlib.sha256()
     for record in records:
-        h.update(to_log_line(record, record.value(lambda ms: format_timestamp(scenario.start, ms))).encode())
+        h.update(
+            to_log_line(
+                record.topic.value, record.key, record.value(lambda ms: format_timestamp(scenario.start, ms))
+            ).encode()
+        )
     return h.hexdigest()
 
 

@@ -1,0 +1,149 @@
+"""Gold batch: one day's gold from silver for 1M and 10M events with Spark, and DuckDB over the same files.
+
+Silver is made inside Spark (a simulated day, multiplied with fresh ids), written as the stream would, so both
+engines read the very same Parquet data files. DuckDB computes the daily sales summary with SQL over the files
+PyIceberg lists for the day. Result: ``benchmarks/results/gold.json``: events, spark_s, duckdb_s, ratio.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import duckdb
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from benchmarks.harness import Results
+from benchmarks.plots import bars
+from devstack.pytest_plugin import make_settings
+from pipeline.batch import gold
+from pipeline.batch.inputs import silver_day
+from pipeline.catalog import pyiceberg_catalog
+from pipeline.contracts.events import EventType
+from pipeline.iceberg_io import ensure_table
+from pipeline.spark_session import build_spark_session
+from pipeline.streaming.bronze import to_bronze
+from pipeline.streaming.silver import EventValidator, filter_valid, to_silver
+from pipeline.tables import SILVER
+from simulation.generator import generate
+from simulation.scenario import load_scenario
+from simulation.sinks import simulated_items
+
+KAFKA_SCHEMA = (
+    "key binary, value binary, topic string, partition int, offset long, timestamp timestamp, timestampType int"
+)
+DUCKDB_SUMMARY = """
+WITH p AS (SELECT * FROM read_parquet($purchases)), v AS (SELECT * FROM read_parquet($page_views))
+SELECT (SELECT count(*) FROM p) AS orders,
+       (SELECT coalesce(sum(total_amount), 0) FROM p) AS revenue,
+       (SELECT count(DISTINCT user_id) FROM p) AS unique_customers,
+       (SELECT count(*) FROM v) AS page_views,
+       (SELECT count(DISTINCT user_id) FROM v) AS visitors,
+       (SELECT count(*) FROM (SELECT session_id FROM p UNION SELECT session_id FROM v
+                              UNION SELECT session_id FROM read_parquet($carts)
+                              UNION SELECT session_id FROM read_parquet($sessions))) AS sessions
+"""
+
+
+def _seed_silver(spark: SparkSession, base_events: int) -> tuple[dict[EventType, DataFrame], dt.date]:
+    scenario = load_scenario("normal_day")
+    records, _ = generate(scenario, 77, base_events)
+    now = dt.datetime(2026, 11, 25)
+    rows = [
+        (k.encode(), v, f"shop.{t}", 0, i, now, 0)
+        for i, (t, k, v) in enumerate(simulated_items(records, scenario, live=False))
+    ]
+    valid = filter_valid(EventValidator("shop", 65536).validate(to_bronze(spark.createDataFrame(rows, KAFKA_SCHEMA))))
+    valid = valid.withColumns({"is_late": F.lit(False), "batch_id": F.lit(0), "ingest_time": F.lit(now)})
+    return {e: to_silver(valid, e).localCheckpoint() for e in EventType}, scenario.dates[0]
+
+
+def _write_silver(spark: SparkSession, catalog: str, seeds: dict[EventType, DataFrame], copies: int) -> None:
+    """Each seed row `copies` times, with distinct ids (sessions and users stay grouped within a copy)."""
+    for event_type, seed in seeds.items():
+        spec = SILVER[event_type]
+        ensure_table(spark, catalog, spec)
+        copy = F.explode(F.sequence(F.lit(0), F.lit(copies - 1))).alias("_copy")
+        suffix = F.concat(F.lit("-"), F.col("_copy").cast("string"))
+        changes = {"event_id": F.concat("event_id", suffix)}
+        for column in ("session_id", "user_id", "order_id", "cart_id"):
+            if column in seed.columns:
+                changes[column] = F.concat(column, suffix)
+        seed.select("*", copy).withColumns(changes).drop("_copy").repartition(4).writeTo(
+            spec.qualified(catalog)
+        ).append()
+
+
+def _files(settings, event_type: EventType, day: dt.date) -> list[str]:
+    table = pyiceberg_catalog(settings).load_table(SILVER[event_type].identifier)
+    from pyiceberg.expressions import EqualTo
+
+    return [
+        task.file.file_path.removeprefix("file:")
+        for task in table.scan(row_filter=EqualTo("event_date", day)).plan_files()
+    ]
+
+
+def test_gold_day_spark_vs_duckdb(full: bool, results: Results, spark: SparkSession, tmp_path, jars_home) -> None:
+    sizes = [1_000_000, 10_000_000] if full else [20_000]
+    base = 50_000 if full else 5_000
+    seeds, day = _seed_silver(spark, base)
+    runs = []
+    for events in sizes:
+        settings = make_settings(tmp_path / str(events), jars_home)
+        build_spark_session(settings)
+        catalog = settings.catalog.name
+        _write_silver(spark, catalog, seeds, max(1, events // base))
+        frames = {e: silver_day(spark, catalog, e, day) for e in EventType}
+
+        started = time.monotonic()
+        summary = gold.daily_sales_summary(
+            frames[EventType.PURCHASE],
+            frames[EventType.PAGE_VIEW],
+            frames[EventType.ADD_TO_CART],
+            frames[EventType.USER_SESSION],
+            day,
+        ).first()
+        spark_s = time.monotonic() - started
+
+        files = {e: _files(settings, e, day) for e in EventType}
+        started = time.monotonic()
+        con = duckdb.connect()
+        row = con.execute(
+            DUCKDB_SUMMARY,
+            {
+                "purchases": files[EventType.PURCHASE],
+                "page_views": files[EventType.PAGE_VIEW],
+                "carts": files[EventType.ADD_TO_CART],
+                "sessions": files[EventType.USER_SESSION],
+            },
+        ).fetchone()
+        duckdb_s = time.monotonic() - started
+        con.close()
+        assert row is not None
+        assert (row[0], row[1], row[2], row[3], row[4], row[5]) == (
+            summary.orders,
+            summary.revenue,
+            summary.unique_customers,
+            summary.page_views,
+            summary.visitors,
+            summary.sessions,
+        ), "the two engines disagree"
+        total = sum(frame.count() for frame in frames.values())
+        runs.append(
+            {
+                "events": total,
+                "spark_s": round(spark_s, 3),
+                "duckdb_s": round(duckdb_s, 3),
+                "ratio": round(spark_s / duckdb_s, 2),
+            }
+        )
+        path = results.add("gold", runs[-1])
+    bars(
+        [f"{r['events']:,}" for r in runs],
+        {"Spark": [r["spark_s"] for r in runs], "DuckDB": [r["duckdb_s"] for r in runs]},
+        path.with_name("gold.png"),
+        "one day's sales summary",
+        "seconds",
+    )
