@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from dataclasses import dataclass
 
 from pyspark.errors import AnalysisException
@@ -141,11 +142,28 @@ class BatchCommitter:
         return True
 
 
-def merge_rollup(df: DataFrame, rollup: Rollup, catalog: str, since: dt.datetime) -> None:
-    """Merge partial aggregates into a roll-up table (see ``pipeline.streaming.rollups``)."""
+def merge_rollup(df: DataFrame, rollup: Rollup, catalog: str, since: dt.datetime, attempts: int = 4) -> None:
+    """Merge partial aggregates into a roll-up table (see ``pipeline.streaming.rollups``).
+
+    A merge that loses a race with a concurrent commit on the same files (table maintenance compacting them) is
+    run again: the merge is idempotent per batch, so a retry merges exactly what is still missing.
+    """
     view = f"shoplake_rollup_{rollup.table.name}"
     df.createOrReplaceTempView(view)
-    df.sparkSession.sql(rollup.merge_sql(catalog, view), args={"since": since})
+    for attempt in range(1, attempts + 1):
+        try:
+            df.sparkSession.sql(rollup.merge_sql(catalog, view), args={"since": since})
+            return
+        except Exception as exc:
+            conflict = any(word in str(exc) for word in ("ValidationException", "CommitFailedException", "conflicting"))
+            if not conflict or attempt == attempts:
+                raise
+            log.warning(
+                "merge into %s lost a race with a concurrent commit (attempt %d): retrying",
+                rollup.table.identifier,
+                attempt,
+            )
+            time.sleep(0.5 * attempt)
 
 
 def summary_value(

@@ -120,6 +120,7 @@ def build_spark_session(settings: Settings) -> SparkSession:
     """
     # The process's first session, not `getActiveSession()`: after a streaming query ran, the active session of
     # a thread can be the query's clone, whose configuration the rest of the process does not see.
+    ensure_local_paths(settings)
     existing = SparkSession._instantiatedSession
     if existing is not None and not existing._sc._jsc.sc().isStopped():
         for key, value in catalog_conf(settings).items():

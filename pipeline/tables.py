@@ -338,6 +338,29 @@ RESTATEMENTS = TableSpec(
     date_column="event_date",
 )
 
+MAINTENANCE_RUNS = TableSpec(
+    Layer.OPS,
+    "maintenance_runs",
+    T.StructType(
+        [
+            T.StructField("run_at", T.TimestampType()),
+            T.StructField("table_name", T.StringType()),
+            *(
+                T.StructField(f"{when}_{what}", T.LongType())
+                for when in ("before", "after")
+                for what in ("data_files", "delete_files", "bytes", "snapshots", "manifests")
+            ),
+            T.StructField("rewritten_files", T.LongType()),
+            T.StructField("expired_snapshots", T.LongType()),
+            T.StructField("orphans_removed", T.LongType()),
+            T.StructField("skipped", T.StringType()),
+        ]
+    ),
+    (),
+    "One row per table per maintenance run: files, bytes, snapshots and manifests before and after.",
+    _COMMON_PROPERTIES,
+)
+
 ALL_TABLES: tuple[TableSpec, ...] = (
     BRONZE_EVENTS,
     *SILVER.values(),
@@ -346,6 +369,7 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     QUARANTINE_EVENTS,
     EVENT_INDEX,
     STREAM_BATCHES,
+    MAINTENANCE_RUNS,
     *GOLD_TABLES,
     RESTATEMENTS,
 )

@@ -18,9 +18,11 @@ from pipeline.batch import gold
 from pipeline.batch.inputs import data_quality_inputs, silver_until, user_activity_until
 from pipeline.config import Settings, load_settings
 from pipeline.contracts.events import EventType
-from pipeline.iceberg_io import read_day
+from pipeline.iceberg_io import append_rows, ensure_table, ensure_tables, read_day
+from pipeline.maintenance import maintain, maintenance_rows
 from pipeline.orchestration.resources import IcebergIOManager, LakehouseResource, partition_day
 from pipeline.orchestration.sensors import build_late_events_sensor
+from pipeline.streaming.job import STREAMING_TABLES
 from pipeline.tables import (
     BRONZE_EVENTS,
     GOLD_CATEGORY_SALES,
@@ -29,11 +31,13 @@ from pipeline.tables import (
     GOLD_DATA_QUALITY,
     GOLD_PRODUCT_PAIRS,
     GOLD_PRODUCTS,
+    MAINTENANCE_RUNS,
     SILVER,
     TableSpec,
 )
 
 GOLD_JOB = "gold_daily"
+MAINTENANCE_JOB = "table_maintenance"
 
 
 def asset_key(spec: TableSpec) -> dg.AssetKey:
@@ -155,8 +159,32 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         """Co-purchase recommendations (support, confidence, lift) of one day."""
         return gold.product_pairs(purchases_df, partition_day(context.partition_key))
 
+    @dg.asset(key=asset_key(MAINTENANCE_RUNS), group_name="maintenance", kinds={"iceberg", "spark"})
+    def maintenance(context: dg.AssetExecutionContext, lake: LakehouseResource) -> dg.MaterializeResult:
+        """Compact, rewrite manifests, expire snapshots (keeping stream markers), remove old orphan files."""
+        spark, catalog = lake.spark(), lake.settings().catalog.name
+        ensure_tables(spark, catalog, STREAMING_TABLES)
+        results = [maintain(spark, catalog, spec) for spec in STREAMING_TABLES]
+        ensure_table(spark, catalog, MAINTENANCE_RUNS)
+        append_rows(maintenance_rows(spark, results), catalog, MAINTENANCE_RUNS)
+        files = {r.table: f"{r.before.data_files} -> {r.after.data_files}" for r in results}
+        snapshots = {r.table: f"{r.before.snapshots} -> {r.after.snapshots}" for r in results}
+        context.log.info("data files %s; snapshots %s", files, snapshots)
+        return dg.MaterializeResult(
+            metadata={
+                "data_files_before": sum(r.before.data_files for r in results),
+                "data_files_after": sum(r.after.data_files for r in results),
+                "snapshots_before": sum(r.before.snapshots for r in results),
+                "snapshots_after": sum(r.after.snapshots for r in results),
+                "bytes_before": sum(r.before.bytes for r in results),
+                "bytes_after": sum(r.after.bytes for r in results),
+                "skipped": "; ".join(f"{r.table}: {r.skipped}" for r in results if r.skipped) or "none",
+            }
+        )
+
     checks = build_checks(quality_key)
     gold_job = dg.define_asset_job(GOLD_JOB, selection=dg.AssetSelection.groups("gold"))
+    maintenance_job = dg.define_asset_job(MAINTENANCE_JOB, selection=dg.AssetSelection.groups("maintenance"))
     lake = LakehouseResource.from_settings(settings)
     return dg.Definitions(
         assets=[
@@ -167,10 +195,14 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             customer_daily,
             product_daily,
             product_pairs,
+            maintenance,
         ],
         asset_checks=checks,
-        jobs=[gold_job],
-        schedules=[dg.build_schedule_from_partitioned_job(gold_job, hour_of_day=1, minute_of_hour=0)],
+        jobs=[gold_job, maintenance_job],
+        schedules=[
+            dg.build_schedule_from_partitioned_job(gold_job, hour_of_day=1, minute_of_hour=0),
+            dg.ScheduleDefinition(job=maintenance_job, cron_schedule="17 * * * *", execution_timezone="UTC"),
+        ],
         sensors=[build_late_events_sensor(GOLD_JOB, asset_key(GOLD_DAILY_SALES))],
         resources={"lake": lake, "iceberg": IcebergIOManager(lake=lake)},
     )

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
-from pipeline.config import Settings
+from pipeline.config import ConfigurationError, Settings
 from pipeline.contracts.events import all_topics
 from pipeline.iceberg_io import ensure_tables
 from pipeline.kafka_topics import bootstrap_servers
@@ -39,6 +41,36 @@ STREAMING_TABLES = (
 
 def checkpoint_location(settings: Settings) -> str:
     return f"{settings.checkpoint_root.rstrip('/')}/{QUERY_NAME}"
+
+
+class CheckpointError(ConfigurationError):
+    """The stream's checkpoint exists but cannot be read: resuming from it would be a guess."""
+
+
+def check_catalog(spark: SparkSession, settings: Settings) -> None:
+    try:
+        spark.sql(f"SHOW NAMESPACES IN {settings.catalog.name}").collect()  # a validated identifier
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigurationError(
+            f"the Iceberg catalog {settings.catalog.name!r} at {settings.catalog_uri} cannot be used: {first}"
+        ) from exc
+
+
+def check_checkpoint(location: str) -> None:
+    """A local checkpoint whose query metadata is missing or unreadable is refused (remote ones: Spark checks)."""
+    metadata = Path(location.removeprefix("file:")) / "metadata"
+    if "://" in location and not location.startswith("file:"):
+        return
+    if not metadata.exists() and not (metadata.parent / "offsets").exists():
+        return  # first start (or a start that died before writing anything)
+    try:
+        json.loads(metadata.read_text().splitlines()[0])["id"]
+    except (OSError, ValueError, KeyError, IndexError) as exc:
+        raise CheckpointError(
+            f"checkpoint {location} is unreadable ({type(exc).__name__}: {exc}); restore it, or move it away to "
+            "start over (the stream then re-reads Kafka from the earliest offsets; silver deduplicates)"
+        ) from exc
 
 
 def kafka_source(spark: SparkSession, settings: Settings) -> DataFrame:
@@ -94,9 +126,14 @@ def start_stream(
     available_now: bool = False,
     on_batch: Iterable[Callable[[BatchReport], None]] = (),
 ) -> Stream:
-    """Start the query. ``available_now`` processes what Kafka holds at start, then stops by itself."""
+    """Start the query. ``available_now`` processes what Kafka holds at start, then stops by itself.
+
+    Fails fast, with the setting to fix, when the catalog cannot be reached or the checkpoint cannot be read.
+    """
+    check_catalog(spark, settings)
     ensure_tables(spark, settings.catalog.name, STREAMING_TABLES)
     location = checkpoint_location(settings)
+    check_checkpoint(location)
     sink = MicroBatchSink(
         catalog=settings.catalog.name,
         topic_prefix=settings.kafka.topic_prefix,

@@ -1,0 +1,135 @@
+"""Table maintenance for tables written by the stream: compaction, manifest rewrite, snapshot expiry, orphans.
+
+Safe beside a running stream:
+
+* compaction and manifest rewrites are ordinary Iceberg commits; appends never conflict with them, and a
+  conflicting merge (roll-ups) is retried by the stream;
+* snapshot expiry never removes the snapshots from the newest stream marker on: the exactly-once bookkeeping
+  (stream id + batch id in the snapshot summary) stays readable;
+* orphan files are only removed when older than ``orphan_age`` (3 days by default): a file a writer has just
+  written but not yet committed is never touched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import asdict, dataclass
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from pipeline.iceberg_io import STREAM_ID_PROPERTY
+from pipeline.tables import MAINTENANCE_RUNS, TableSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TableShape:
+    data_files: int
+    delete_files: int
+    bytes: int
+    snapshots: int
+    manifests: int
+
+
+@dataclass(frozen=True)
+class MaintenanceResult:
+    table: str
+    before: TableShape
+    after: TableShape
+    rewritten_files: int
+    expired_snapshots: int
+    orphans_removed: int
+    skipped: str = ""  # why a step was skipped (e.g. a concurrent commit won)
+
+    def as_metadata(self) -> dict[str, object]:
+        return {"table": self.table, **{f"before_{k}": v for k, v in asdict(self.before).items()},
+                **{f"after_{k}": v for k, v in asdict(self.after).items()},
+                "rewritten_files": self.rewritten_files, "expired_snapshots": self.expired_snapshots,
+                "orphans_removed": self.orphans_removed, "skipped": self.skipped}  # fmt: skip
+
+
+def table_shape(spark: SparkSession, name: str) -> TableShape:
+    files = spark.table(f"{name}.files")
+    stats = files.agg(
+        F.count_if(F.col("content") == 0).alias("data"),
+        F.count_if(F.col("content") != 0).alias("deletes"),
+        F.coalesce(F.sum("file_size_in_bytes"), F.lit(0)).alias("bytes"),
+    ).first()
+    snapshots = spark.table(f"{name}.snapshots").count()
+    manifests = spark.table(f"{name}.manifests").count()
+    assert stats is not None
+    return TableShape(int(stats["data"]), int(stats["deletes"]), int(stats["bytes"]), snapshots, manifests)
+
+
+def _newest_marker(spark: SparkSession, name: str) -> dt.datetime | None:
+    """Commit time of the newest snapshot carrying a stream marker (the one a restarted stream reads)."""
+    row = (
+        spark.table(f"{name}.snapshots")
+        .filter(F.col("summary")[STREAM_ID_PROPERTY].isNotNull())
+        .agg(F.max("committed_at"))
+        .first()
+    )
+    return row[0] if row is not None else None
+
+
+def maintain(
+    spark: SparkSession,
+    catalog: str,
+    spec: TableSpec,
+    *,
+    snapshot_retention: dt.timedelta = dt.timedelta(hours=1),
+    retain_last: int = 10,
+    orphan_age: dt.timedelta = dt.timedelta(days=3),
+    now: dt.datetime | None = None,
+) -> MaintenanceResult:
+    """Compact, rewrite manifests, expire old snapshots (keeping stream markers) and remove old orphans."""
+    name = spec.qualified(catalog)
+    now = now or dt.datetime.now()
+    before = table_shape(spark, name)
+    call = f"{catalog}.system"
+    skipped = []
+    rewritten = 0
+    try:
+        row = spark.sql(
+            f"CALL {call}.rewrite_data_files(table => :table, options => map('partial-progress.enabled', 'true',"
+            " 'min-input-files', '2'))",
+            args={"table": name},
+        ).first()
+        rewritten = int(row["rewritten_data_files_count"]) if row is not None else 0
+    except Exception as exc:
+        skipped.append(f"compaction: {type(exc).__name__}")
+        log.warning("compaction of %s skipped: %s", name, exc)
+    try:
+        spark.sql(f"CALL {call}.rewrite_manifests(table => :table)", args={"table": name}).collect()
+    except Exception as exc:
+        skipped.append(f"manifests: {type(exc).__name__}")
+    cutoff = now - snapshot_retention
+    marker = _newest_marker(spark, name)
+    if marker is not None and marker < cutoff:
+        cutoff = marker  # never expire the stream's newest bookkeeping snapshot (or anything after it)
+    expired = spark.sql(
+        f"CALL {call}.expire_snapshots(table => :table, older_than => :cutoff, retain_last => :keep)",
+        args={"table": name, "cutoff": cutoff, "keep": retain_last},
+    ).first()
+    expired_count = int(expired["deleted_manifest_lists_count"]) if expired is not None else 0
+    orphans = spark.sql(
+        f"CALL {call}.remove_orphan_files(table => :table, older_than => :cutoff)",
+        args={"table": name, "cutoff": now - orphan_age},
+    ).count()
+    return MaintenanceResult(
+        spec.identifier, before, table_shape(spark, name), rewritten, expired_count, orphans, "; ".join(skipped)
+    )
+
+
+def maintenance_rows(spark: SparkSession, results: list[MaintenanceResult]) -> DataFrame:
+    """``ops.maintenance_runs`` rows for one run."""
+    run_at = dt.datetime.now()
+    rows = [
+        (run_at, r.table, *asdict(r.before).values(), *asdict(r.after).values(), r.rewritten_files,
+         r.expired_snapshots, r.orphans_removed, r.skipped)
+        for r in results
+    ]  # fmt: skip
+    return spark.createDataFrame(rows, MAINTENANCE_RUNS.schema)
