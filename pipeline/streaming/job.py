@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from pipeline.tables import (
     SILVER,
     STREAM_BATCHES,
 )
+
+log = logging.getLogger(__name__)
 
 QUERY_NAME = "kafka_to_lake"
 STREAMING_TABLES = (
@@ -91,6 +94,61 @@ def kafka_source(spark: SparkSession, settings: Settings) -> DataFrame:
     return reader.load()
 
 
+def pending_batch(spark: SparkSession, location: str) -> int | None:
+    """The batch the checkpoint planned but never committed (the driver died in it), if any.
+
+    Read through Hadoop's file system API, like Spark reads the checkpoint itself, so local and object-store
+    checkpoints are handled alike.
+    """
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
+
+    def batch_ids(log_name: str) -> list[int]:
+        path = jvm.org.apache.hadoop.fs.Path(f"{location.rstrip('/')}/{log_name}")
+        fs = path.getFileSystem(conf)
+        if not fs.exists(path):
+            return []
+        return [
+            int(status.getPath().getName()) for status in fs.listStatus(path) if status.getPath().getName().isdigit()
+        ]
+
+    planned, committed = batch_ids("offsets"), batch_ids("commits")
+    if not planned or max(planned) <= max(committed, default=-1):
+        return None
+    return max(planned)
+
+
+def _replay_pending_batch(spark: SparkSession, settings: Settings, sink: MicroBatchSink, location: str) -> None:
+    """Re-run the batch a killed driver left uncommitted, alone, before the stream proper starts.
+
+    Spark 4.1.1 fails a query whose first batch is such a replay: the Kafka source reports progress metrics for
+    offsets it never fetched (a NullPointerException in ``KafkaMicroBatchStream.metrics``, SPARK-55271), after
+    the batch itself has been committed. Replaying it in a one-batch query of its own confines that failure to a
+    query whose only job is the replay; the error is accepted only if the checkpoint now records the batch as
+    committed, so nothing is ever skipped.
+    """
+    pending = pending_batch(spark, location)
+    if pending is None:
+        return
+    log.info("replaying batch %d, left uncommitted by the previous run", pending)
+    query = (
+        kafka_source(spark, settings)
+        .writeStream.queryName(f"{QUERY_NAME}_replay")
+        .option("checkpointLocation", location)
+        .trigger(once=True)  # with a planned batch in the log, "once" is exactly that batch
+        .foreachBatch(sink)
+        .start()
+    )
+    try:
+        query.awaitTermination()
+    except Exception:
+        if pending_batch(spark, location) is not None:
+            raise
+        log.info("batch %d replayed and committed (Spark's progress report failed afterwards: SPARK-55271)", pending)
+    sink.flush()
+
+
 @dataclass
 class Stream:
     """A running streaming query and its sink; ``stop`` also waits for the sink's last bookkeeping write."""
@@ -144,6 +202,7 @@ def start_stream(
         rollup_lookback=dt.timedelta(days=settings.stream.rollup_lookback_days),
         on_batch=list(on_batch),
     )
+    _replay_pending_batch(spark, settings, sink, location)
     writer = kafka_source(spark, settings).writeStream.queryName(QUERY_NAME).option("checkpointLocation", location)
     if available_now:
         writer = writer.trigger(availableNow=True)

@@ -95,6 +95,7 @@ def test_sigkilled_driver_restarts_from_its_checkpoint_without_loss_or_duplicate
         while _batches_committed(live) <= before and time.monotonic() < deadline:
             time.sleep(0.5)
         time.sleep(rng.uniform(0.3, 2.0))  # somewhere inside a following batch
+        assert process.poll() is None, f"the restarted driver died on its own: see {tmp_path / 'stream.log'}"
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
         kills += 1
