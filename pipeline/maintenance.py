@@ -115,8 +115,10 @@ def maintain(
         args={"table": name, "cutoff": cutoff, "keep": retain_last},
     ).first()
     expired_count = int(expired["deleted_manifest_lists_count"]) if expired is not None else 0
+    # Listed through the table's FileIO (prefix listing), not a Hadoop file system: an s3:// warehouse has no
+    # Hadoop file system here (S3FileIO needs none), and a local one lists the same either way.
     orphans = spark.sql(
-        f"CALL {call}.remove_orphan_files(table => :table, older_than => :cutoff)",
+        f"CALL {call}.remove_orphan_files(table => :table, older_than => :cutoff, prefix_listing => true)",
         args={"table": name, "cutoff": now - orphan_age},
     ).count()
     return MaintenanceResult(
