@@ -19,14 +19,18 @@ from pipeline.tables import EVENT_MINUTES, SESSIONS, SILVER, TableSpec
 
 
 def with_latency(silver_df: DataFrame, snapshots_df: DataFrame) -> DataFrame:
-    """Add ``visible_at`` and ``latency_s`` (Kafka timestamp -> commit of the snapshot that added the row)."""
+    """Add ``visible_at`` and ``latency_s`` (Kafka timestamp -> commit of the snapshot that added the row).
+
+    Every row is kept: where table maintenance has expired the snapshot that added a row, its latency is no
+    longer known and both columns are null.
+    """
     summary = F.col("summary")
     commits = snapshots_df.select(
         summary[BATCH_ID_PROPERTY].cast("long").alias("batch_id"),
         F.to_timestamp(summary[INGEST_TIME]).alias("ingest_time"),
         F.col("committed_at").alias("visible_at"),
     )
-    return silver_df.join(commits, on=["batch_id", "ingest_time"], how="inner").withColumn(
+    return silver_df.join(commits, on=["batch_id", "ingest_time"], how="left").withColumn(
         "latency_s",
         (F.unix_micros(F.col("visible_at")) - F.unix_micros(F.col("kafka_timestamp"))) / F.lit(1_000_000.0),
     )
@@ -55,7 +59,7 @@ class LatencySummary:
 
 def summarize(latencies_df: DataFrame) -> LatencySummary | None:
     row = latencies_df.agg(
-        F.count("*").alias("n"),
+        F.count("latency_s").alias("n"),  # events whose latency is known
         F.percentile("latency_s", F.lit(0.50)).alias("p50"),
         F.percentile("latency_s", F.lit(0.95)).alias("p95"),
         F.percentile("latency_s", F.lit(0.99)).alias("p99"),
