@@ -1,7 +1,8 @@
 """Test isolation for every suite (tests/, benchmarks/), and the project's fixtures (devstack.pytest_plugin).
 
-Tests never read a developer's configuration: SHOPLAKE_* variables are removed and the working directory is a
-temporary one (no shoplake.toml); every test builds its Settings explicitly.
+Tests never read a developer's configuration: SHOPLAKE_* variables are removed (the suites' own SHOPLAKE_TEST_*
+knobs stay) and the working directory is a temporary one (no shoplake.toml); every test builds its Settings
+explicitly.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 
 pytest_plugins = ["devstack.pytest_plugin"]
 
-for name in [n for n in os.environ if n.startswith("SHOPLAKE_") and n != "SHOPLAKE_TEST_JARS_HOME"]:
+for name in [n for n in os.environ if n.startswith("SHOPLAKE_") and not n.startswith("SHOPLAKE_TEST_")]:
     del os.environ[name]
 os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
 

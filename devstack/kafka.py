@@ -107,15 +107,27 @@ def start_local_kafka(
             classpath,
             ["kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id, "-c", str(props)],
         )
+    return launch_local_kafka(home, workdir, detach=detach)
+
+
+def launch_local_kafka(home: Path, workdir: Path, *, detach: bool = False) -> tuple[ManagedProcess, str]:
+    """Start the broker of an already formatted ``workdir`` (same ports, same data): a start or a restart."""
+    java = java_executable(17)
+    props = workdir / "server.properties"
+    port = next(
+        int(line.split("127.0.0.1:", 1)[1].split(",")[0])
+        for line in props.read_text().splitlines()
+        if line.startswith("listeners=")
+    )
     cmd = [
         java,
         "-Xms256m",
         "-Xmx1g",
         "-XX:+UseG1GC",
         "-Djava.awt.headless=true",
-        f"-Dlog4j2.configurationFile={log4j}",
+        f"-Dlog4j2.configurationFile={workdir / 'log4j2.properties'}",
         "-cp",
-        classpath,
+        f"{jars_dir(home, 'kafka')}/*",
         "kafka.Kafka",
         str(props),
     ]

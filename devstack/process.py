@@ -69,7 +69,11 @@ class ManagedProcess:
 
     @classmethod
     def start(cls, name: str, cmd: Sequence[str], log_path: Path, *, detach: bool, cwd: Path) -> ManagedProcess:
-        """Start ``cmd``; unless ``detach``, the kernel terminates it when this process dies (even by SIGKILL)."""
+        """Start ``cmd``; unless ``detach``, the kernel terminates it when this process dies (even by SIGKILL).
+
+        More exactly, when the *thread* that started it ends (``PR_SET_PDEATHSIG``): start services from a thread
+        that lives as long as they should.
+        """
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log:
             proc = subprocess.Popen(

@@ -38,7 +38,7 @@ def start_local_s3(
 ) -> tuple[ManagedProcess, S3Endpoint]:
     if not is_resolved(home, "s3proxy"):
         raise ServiceError("s3proxy jars are not resolved: run `shoplake jars` first")
-    java = java_executable(17)
+    java_executable(17)  # fail before creating anything when Java is missing
     if port is None:
         port = free_port()
     else:
@@ -62,15 +62,20 @@ def start_local_s3(
         )
     )
     conf.chmod(0o600)
+    return relaunch_local_s3(home, workdir, endpoint, detach=detach), endpoint
+
+
+def relaunch_local_s3(home: Path, workdir: Path, endpoint: S3Endpoint, *, detach: bool = False) -> ManagedProcess:
+    """Start s3proxy on an existing configuration (same port, credentials and data): a start or a restart."""
     cmd = [
-        java,
+        java_executable(17),
         "-Xmx512m",
         "-cp",
         f"{jars_dir(home, 's3proxy')}/*",
         "org.gaul.s3proxy.Main",
         "--properties",
-        str(conf),
+        str(workdir / "s3proxy.conf"),
     ]
     process = ManagedProcess.start("s3proxy", cmd, workdir / "s3proxy.log", detach=detach, cwd=workdir)
     process.wait_ready(lambda: s3_ready(endpoint.endpoint), READY_TIMEOUT_S)
-    return process, endpoint
+    return process

@@ -17,14 +17,15 @@ import contextlib
 import json
 import os
 import shutil
+import time
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from devstack.kafka import broker_ready, start_local_kafka
+from devstack.kafka import broker_ready, launch_local_kafka, start_local_kafka
 from devstack.process import ManagedProcess, ServiceError
-from devstack.s3 import S3Endpoint, s3_ready, start_local_s3
+from devstack.s3 import S3Endpoint, relaunch_local_s3, s3_ready, start_local_s3
 from pipeline.config import CatalogSettings, Settings
 
 WAREHOUSE_BUCKET = "warehouse"
@@ -78,6 +79,34 @@ class Services:
             )
             update["catalog"] = catalog
         return settings.model_copy(update=update)
+
+    def restart_broker(self, home: Path, down_s: float = 0.0) -> None:
+        """Stop the local broker, wait ``down_s``, start it again on the same port with the same data.
+
+        Call it from a thread that lives as long as the services: the new process dies with its starting thread.
+        """
+        if self.mode != Mode.LOCAL.value:
+            raise ServiceError("only a local-process broker can be restarted")
+        broker = next(p for p in self._owned if isinstance(p, ManagedProcess) and p.name == "kafka")
+        broker.stop()
+        time.sleep(down_s)
+        restarted, _ = launch_local_kafka(home, Path(self.workdir) / "kafka")
+        self._owned[self._owned.index(broker)] = restarted
+        self.pids["kafka"] = restarted.pid
+
+    def pause_object_store(self, home: Path, down_s: float) -> None:
+        """Make the object store unreachable for ``down_s`` seconds (stop it, start it again, same data).
+
+        Call it from a thread that lives as long as the services: the new process dies with its starting thread.
+        """
+        if self.s3 is None or self.mode != Mode.LOCAL.value:
+            raise ServiceError("only a local object store can be paused")
+        store = next(p for p in self._owned if isinstance(p, ManagedProcess) and p.name == "s3proxy")
+        store.stop()
+        time.sleep(down_s)
+        restarted = relaunch_local_s3(home, Path(self.workdir) / "s3", self.s3)
+        self._owned[self._owned.index(store)] = restarted
+        self.pids["s3"] = restarted.pid
 
     def stop(self) -> None:
         errors = []

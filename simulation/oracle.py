@@ -82,16 +82,17 @@ def rejection_reason(topic: str, value: bytes, max_payload_bytes: int = 65536) -
         event = json.loads(value.decode("utf-8"))
     except UnicodeDecodeError:
         return "invalid_utf8"
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than any real event
         return "invalid_json"
     if not isinstance(event, dict):
         return "invalid_json"
     event_type = event.get("event_type")
-    if event_type not in EVENT_TYPES:
+    if not isinstance(event_type, str) or event_type not in EVENT_TYPES:
         return "unknown_event_type"
     if event_type != topic:
         return "event_type_mismatch"
-    if event.get("schema_version") not in VERSIONS or isinstance(event.get("schema_version"), bool):
+    version = event.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version not in VERSIONS:
         return "unsupported_schema_version"
     if _is_blank(event.get("event_id")) or not isinstance(event.get("timestamp"), str):
         return "missing_or_invalid_envelope"
@@ -166,7 +167,7 @@ def _readable_date(value: bytes, max_payload_bytes: int) -> dt.date | None:
         return None
     try:
         event = json.loads(value.decode("utf-8"))
-    except ValueError:  # includes UnicodeDecodeError
+    except (ValueError, RecursionError):  # includes UnicodeDecodeError
         return None
     timestamp = event.get("timestamp") if isinstance(event, dict) else None
     if isinstance(timestamp, str) and TIMESTAMP.match(timestamp):

@@ -63,7 +63,7 @@ def data_quality_inputs(
     bronze = (
         spark.table(BRONZE_EVENTS.qualified(catalog))
         .filter(_kafka_day(day))
-        .select("kafka_topic", "kafka_partition", "kafka_offset")
+        .select("kafka_topic", "kafka_partition", "kafka_offset", "ingest_time")
     )
     landed = landed_records(spark, catalog, _kafka_day(day)).drop("kafka_timestamp")
     table_of_topic = {topic_name(topic_prefix, e): SILVER[e].name for e in EventType}

@@ -91,7 +91,9 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         """Per silver table: rows, late rows, duplicates, quarantined by reason, freshness, conservation."""
         day = partition_day(context.partition_key)
         s = lake.settings()
-        return gold.data_quality(*data_quality_inputs(lake.spark(), s.catalog.name, s.kafka.topic_prefix, day), day)
+        inputs = data_quality_inputs(lake.spark(), s.catalog.name, s.kafka.topic_prefix, day)
+        # Records ingested in the last 5 minutes may still be in flight in a running micro-batch.
+        return gold.data_quality(*inputs, day, in_flight_since=dt.datetime.now() - dt.timedelta(minutes=5))
 
     @dg.asset(
         key=asset_key(GOLD_DAILY_SALES),

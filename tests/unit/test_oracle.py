@@ -69,3 +69,15 @@ def test_data_quality_counts_every_record_once() -> None:
     counts = oracle.data_quality(truth)
     total = sum(row["rows"] + row["duplicates"] + row["quarantined"] for row in counts.values())
     assert total == truth.records
+
+
+def test_hostile_envelopes_get_a_reason_instead_of_an_exception() -> None:
+    deep = b"[" * 5000 + b"]" * 5000
+    assert oracle.rejection_reason("purchase", deep) == "invalid_json"
+    assert oracle.rejection_reason("purchase", b'{"event_type": ["purchase"]}') == "unknown_event_type"
+    assert oracle.rejection_reason("purchase", b'{"event_type": "purchase", "schema_version": "1"}') == (
+        "unsupported_schema_version"
+    )
+    assert oracle.rejection_reason("purchase", b'{"event_type": "purchase", "schema_version": 1.0}') == (
+        "unsupported_schema_version"
+    )
