@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 from pipeline.config import Settings
 from pipeline.observability import silver_latencies, summarize
 from pipeline.streaming.job import start_stream
+from pipeline.streaming.sink import BatchReport
 from shoplake.runtime import BatchCounter
 from simulation.generator import generate
 from simulation.scenario import load_scenario
@@ -73,16 +74,14 @@ class FreshnessRun:
         return {k: v for k, v in self.__dict__.items() if k not in ("latencies", "phases")}
 
 
-def measure_freshness(
+def stream_live(
     spark: SparkSession, settings: Settings, rate: float, duration_s: float, warmup_events: int = 3000
-) -> FreshnessRun:
-    """Stream while a producer sends ``rate`` events/s for ``duration_s``; latency of the measured events only.
-
-    A warm-up batch runs first (JIT compilation and first table loads are a one-off cost of starting the
-    stream, reported by the demo, not a steady-state latency).
-    """
+) -> list[BatchReport]:
+    """Stream while producer processes send ``rate`` events/s for ``duration_s``; the reports of the measured
+    batches (after a warm-up batch: JIT compilation and first table loads are a one-off cost of starting the
+    stream, reported by the demo, not a steady-state figure)."""
     counter = BatchCounter()
-    reports: list[Any] = []
+    reports: list[BatchReport] = []
     stream = start_stream(spark, settings, on_batch=[counter, reports.append])
     try:
         warm = preload(settings, warmup_events, seed=10_001)
@@ -98,11 +97,17 @@ def measure_freshness(
             _, stderr = producer.communicate(timeout=duration_s * 4 + 120)
             if producer.returncode != 0:
                 raise RuntimeError(f"producer failed: {stderr.decode()[-2000:]}")
-        events = per_process * processes
-        counter.wait_for(warm + events, timeout_s=900, failed=stream.exception)
+        counter.wait_for(warm + per_process * processes, timeout_s=900, failed=stream.exception)
     finally:
         stream.stop()
-    measured = reports[first_measured_batch:]
+    return reports[first_measured_batch:]
+
+
+def measure_freshness(
+    spark: SparkSession, settings: Settings, rate: float, duration_s: float, warmup_events: int = 3000
+) -> FreshnessRun:
+    """Per-event Kafka -> silver latency of the events sent during a :func:`stream_live` run."""
+    measured = stream_live(spark, settings, rate, duration_s, warmup_events)
     first_batch_id = measured[0].batch_id
     latencies_df = silver_latencies(spark, settings.catalog.name).filter(F.col("batch_id") >= F.lit(first_batch_id))
     stats = summarize(latencies_df)

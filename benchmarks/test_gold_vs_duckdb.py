@@ -2,18 +2,27 @@
 
 Silver is made inside Spark (a simulated day, multiplied with fresh ids), written as the stream would, so both
 engines read the very same Parquet data files. DuckDB computes the daily sales summary with SQL over the files
-PyIceberg lists for the day. Result: ``benchmarks/results/gold.json``: events, spark_s, duckdb_s, ratio.
+PyIceberg lists for the day; Spark computes it with ``pipeline.batch.gold`` (each the better of two runs, so
+neither pays for its first-query warm-up). Then the whole day's gold (every gold table, written to Iceberg,
+with its asset checks) is built through Dagster, as ``shoplake gold`` does.
+
+Result: ``benchmarks/results/gold.json``: events, spark_s, duckdb_s, ratio, dagster_day_s.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import duckdb
+from dagster import DagsterInstance
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from benchmarks.datasets import silver_seed
 from benchmarks.harness import Results
 from benchmarks.plots import bars
 from devstack.pytest_plugin import make_settings
@@ -21,18 +30,14 @@ from pipeline.batch import gold
 from pipeline.batch.inputs import silver_day
 from pipeline.catalog import pyiceberg_catalog
 from pipeline.contracts.events import EventType
-from pipeline.iceberg_io import ensure_table
+from pipeline.iceberg_io import ensure_table, ensure_tables
+from pipeline.orchestration.runs import materialize_gold
 from pipeline.spark_session import build_spark_session
-from pipeline.streaming.bronze import to_bronze
-from pipeline.streaming.silver import EventValidator, filter_valid, to_silver
+from pipeline.streaming.job import STREAMING_TABLES
 from pipeline.tables import SILVER
-from simulation.generator import generate
-from simulation.scenario import load_scenario
-from simulation.sinks import simulated_items
 
-KAFKA_SCHEMA = (
-    "key binary, value binary, topic string, partition int, offset long, timestamp timestamp, timestampType int"
-)
+T = TypeVar("T")
+
 DUCKDB_SUMMARY = """
 WITH p AS (SELECT * FROM read_parquet($purchases)), v AS (SELECT * FROM read_parquet($page_views))
 SELECT (SELECT count(*) FROM p) AS orders,
@@ -44,19 +49,6 @@ SELECT (SELECT count(*) FROM p) AS orders,
                               UNION SELECT session_id FROM read_parquet($carts)
                               UNION SELECT session_id FROM read_parquet($sessions))) AS sessions
 """
-
-
-def _seed_silver(spark: SparkSession, base_events: int) -> tuple[dict[EventType, DataFrame], dt.date]:
-    scenario = load_scenario("normal_day")
-    records, _ = generate(scenario, 77, base_events)
-    now = dt.datetime(2026, 11, 25)
-    rows = [
-        (k.encode(), v, f"shop.{t}", 0, i, now, 0)
-        for i, (t, k, v) in enumerate(simulated_items(records, scenario, live=False))
-    ]
-    valid = filter_valid(EventValidator("shop", 65536).validate(to_bronze(spark.createDataFrame(rows, KAFKA_SCHEMA))))
-    valid = valid.withColumns({"is_late": F.lit(False), "batch_id": F.lit(0), "ingest_time": F.lit(now)})
-    return {e: to_silver(valid, e).localCheckpoint() for e in EventType}, scenario.dates[0]
 
 
 def _write_silver(spark: SparkSession, catalog: str, seeds: dict[EventType, DataFrame], copies: int) -> None:
@@ -85,10 +77,23 @@ def _files(settings, event_type: EventType, day: dt.date) -> list[str]:
     ]
 
 
+def _duckdb_summary(con: duckdb.DuckDBPyConnection, parameters: dict[str, list[str]]) -> tuple | None:
+    return con.execute(DUCKDB_SUMMARY, parameters).fetchone()
+
+
+def _best_of_two(run: Callable[[], T]) -> tuple[float, T]:
+    timings = []
+    for _ in range(2):
+        started = time.monotonic()
+        result = run()
+        timings.append(time.monotonic() - started)
+    return min(timings), result
+
+
 def test_gold_day_spark_vs_duckdb(full: bool, results: Results, spark: SparkSession, tmp_path, jars_home) -> None:
     sizes = [1_000_000, 10_000_000] if full else [20_000]
     base = 50_000 if full else 5_000
-    seeds, day = _seed_silver(spark, base)
+    seeds, day = silver_seed(spark, "normal_day", 77, base)
     runs = []
     for events in sizes:
         settings = make_settings(tmp_path / str(events), jars_home)
@@ -97,29 +102,24 @@ def test_gold_day_spark_vs_duckdb(full: bool, results: Results, spark: SparkSess
         _write_silver(spark, catalog, seeds, max(1, events // base))
         frames = {e: silver_day(spark, catalog, e, day) for e in EventType}
 
-        started = time.monotonic()
-        summary = gold.daily_sales_summary(
+        summary_df = gold.daily_sales_summary(
             frames[EventType.PURCHASE],
             frames[EventType.PAGE_VIEW],
             frames[EventType.ADD_TO_CART],
             frames[EventType.USER_SESSION],
             day,
-        ).first()
-        spark_s = time.monotonic() - started
+        )
+        spark_s, summary = _best_of_two(summary_df.first)
 
         files = {e: _files(settings, e, day) for e in EventType}
-        started = time.monotonic()
         con = duckdb.connect()
-        row = con.execute(
-            DUCKDB_SUMMARY,
-            {
-                "purchases": files[EventType.PURCHASE],
-                "page_views": files[EventType.PAGE_VIEW],
-                "carts": files[EventType.ADD_TO_CART],
-                "sessions": files[EventType.USER_SESSION],
-            },
-        ).fetchone()
-        duckdb_s = time.monotonic() - started
+        parameters = {
+            "purchases": files[EventType.PURCHASE],
+            "page_views": files[EventType.PAGE_VIEW],
+            "carts": files[EventType.ADD_TO_CART],
+            "sessions": files[EventType.USER_SESSION],
+        }
+        duckdb_s, row = _best_of_two(functools.partial(_duckdb_summary, con, parameters))
         con.close()
         assert row is not None
         assert (row[0], row[1], row[2], row[3], row[4], row[5]) == (
@@ -131,12 +131,18 @@ def test_gold_day_spark_vs_duckdb(full: bool, results: Results, spark: SparkSess
             summary.sessions,
         ), "the two engines disagree"
         total = sum(frame.count() for frame in frames.values())
+
+        ensure_tables(spark, catalog, STREAMING_TABLES)  # data quality also reads bronze and quarantine
+        started = time.monotonic()
+        materialize_gold(settings, [day], DagsterInstance.ephemeral())
+        dagster_day_s = time.monotonic() - started
         runs.append(
             {
                 "events": total,
                 "spark_s": round(spark_s, 3),
                 "duckdb_s": round(duckdb_s, 3),
                 "ratio": round(spark_s / duckdb_s, 2),
+                "dagster_day_s": round(dagster_day_s, 1),
             }
         )
         path = results.add("gold", runs[-1])

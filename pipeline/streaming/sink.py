@@ -80,7 +80,8 @@ class BatchReport:
     max_event_time: dt.datetime | None = None
     started_at: float = 0.0
     committed_at: float = 0.0
-    phases: dict[str, float] = field(default_factory=dict)  # seconds spent validating, deduplicating, committing
+    # seconds spent validating, deduplicating, summarizing (counts per type), planning the writes, committing
+    phases: dict[str, float] = field(default_factory=dict)
 
     @property
     def duration_s(self) -> float:
@@ -148,10 +149,10 @@ class MicroBatchSink:
         # Kafka gives one partition per topic partition; a micro-batch is small, so fewer tasks (and files) win.
         validated = self._validator.validate(to_bronze(batch_df).coalesce(self.batch_partitions)).localCheckpoint()
         validated = with_late_flag(with_ingest(validated, F.lit(batch_id), F.lit(ingest_time)), F.lit(report.watermark))
-        report.phases["validate"] = time.time() - started
+        mark = self._phase(report, "validate", started)
         known = self._known_deliveries(spark, validated)
         flagged = with_duplicate_flag(validated, known).coalesce(self.batch_partitions).localCheckpoint()
-        report.phases["deduplicate"] = time.time() - started - report.phases["validate"]
+        mark = self._phase(report, "deduplicate", mark)
         is_valid = F.size(F.col(FAILED_RULES)) == 0
         unique_valid = is_valid & ~F.col("is_duplicate")
         per_type = {
@@ -174,6 +175,7 @@ class MicroBatchSink:
         report.records = sum(row["records"] for row in per_type.values())
         if report.records == 0:
             return
+        mark = self._phase(report, "summarize", mark)
         report.kafka_ts_min = min(row["ts_min"] for row in per_type.values())
         report.kafka_ts_max = max(row["ts_max"] for row in per_type.values())
         unique = flagged.filter(unique_valid)
@@ -212,7 +214,7 @@ class MicroBatchSink:
                 tasks.append(
                     functools.partial(merge_rollup, partial(unique, stream, batch), rollup, self.catalog, since)
                 )
-        commit_started = time.time()
+        commit_started = self._phase(report, "plan", mark)
         self._run_all(tasks)
         report.committed_at = time.time()
         report.phases["commit"] = report.committed_at - commit_started
@@ -220,6 +222,13 @@ class MicroBatchSink:
         self._record_later(spark, committer, report)
         for callback in self.on_batch:
             callback(report)
+
+    @staticmethod
+    def _phase(report: BatchReport, name: str, since: float) -> float:
+        """Record the seconds since ``since`` as phase ``name``; returns now."""
+        now = time.time()
+        report.phases[name] = now - since
+        return now
 
     @staticmethod
     def _run_all(tasks: list[Callable[[], object]]) -> None:

@@ -1,0 +1,90 @@
+"""Print the published benchmark results (``benchmarks/results/*.json``) as Markdown tables.
+
+``python -m benchmarks.report`` after ``tox -e bench``: the README's benchmark section is this output.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from benchmarks.harness import RESULTS
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _freshness(data: dict[str, Any]) -> str:
+    rows = [
+        [f"{r['rate_eps']:,.0f}", r["trigger_s"], f"{r['events']:,}", r["p50_s"], r["p95_s"], r["p99_s"], r["max_s"],
+         r["mean_batch_s"]]
+        for r in data["runs"]
+    ]  # fmt: skip
+    header = ["events/s", "trigger (s)", "events", "p50 (s)", "p95 (s)", "p99 (s)", "max (s)", "mean batch (s)"]
+    return _table(header, rows)
+
+
+def _throughput(data: dict[str, Any]) -> str:
+    rows = [
+        [f"{r['events']:,}", r["seconds"], f"{r['events_per_s']:,.0f}", r["max_offsets_per_trigger"]]
+        for r in data["runs"]
+    ]
+    return _table(["events", "seconds", "events/s", "records per batch"], rows)
+
+
+def _gold(data: dict[str, Any]) -> str:
+    rows = [
+        [f"{r['events']:,}", r["spark_s"], r["duckdb_s"], r["ratio"], r.get("dagster_day_s", "")] for r in data["runs"]
+    ]
+    return _table(
+        ["silver events", "Spark summary (s)", "DuckDB summary (s)", "ratio", "whole day via Dagster (s)"], rows
+    )
+
+
+def _maintenance(data: dict[str, Any]) -> str:
+    rows = []
+    for run in data["runs"]:
+        for table, shape in run["tables"].items():
+            before, after = shape["before"], shape["after"]
+            rows.append(
+                [table, f"{before['data_files']:,} → {after['data_files']:,}",
+                 f"{before['snapshots']:,} → {after['snapshots']:,}", f"{before['scan_s']} → {after['scan_s']}"]
+            )  # fmt: skip
+    return _table(["silver table", "data files", "snapshots", "full scan (s)"], rows)
+
+
+def _simulator(data: dict[str, Any]) -> str:
+    rows = [[r["what"], f"{r['events']:,}", f"{r['events_per_s']:,.0f}"] for r in data["runs"]]
+    return _table(["step", "events", "events/s"], rows)
+
+
+SECTIONS = {
+    "freshness": ("Freshness: Kafka -> silver visibility latency", _freshness),
+    "throughput": ("Catch-up throughput (--available-now)", _throughput),
+    "gold": ("One day's gold", _gold),
+    "maintenance": ("Small-file debt and maintenance", _maintenance),
+    "simulator": ("Simulator", _simulator),
+}
+
+
+def main() -> int:
+    for name, (title, render) in SECTIONS.items():
+        data = _load(name)
+        if data is None:
+            print(f"({name}: no results in {RESULTS})\n", file=sys.stderr)
+            continue
+        print(f"**{title}**\n\n{render(data)}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
