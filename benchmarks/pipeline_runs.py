@@ -75,7 +75,12 @@ class FreshnessRun:
 
 
 def stream_live(
-    spark: SparkSession, settings: Settings, rate: float, duration_s: float, warmup_events: int = 3000
+    spark: SparkSession,
+    settings: Settings,
+    rate: float,
+    duration_s: float,
+    warmup_events: int = 3000,
+    drain_timeout_s: float = 900,
 ) -> list[BatchReport]:
     """Stream while producer processes send ``rate`` events/s for ``duration_s``; the reports of the measured
     batches (after a warm-up batch: JIT compilation and first table loads are a one-off cost of starting the
@@ -83,6 +88,7 @@ def stream_live(
     counter = BatchCounter()
     reports: list[BatchReport] = []
     stream = start_stream(spark, settings, on_batch=[counter, reports.append])
+    producers: list[subprocess.Popen[bytes]] = []
     try:
         warm = preload(settings, warmup_events, seed=10_001)
         counter.wait_for(warm, timeout_s=300, failed=stream.exception)
@@ -97,8 +103,12 @@ def stream_live(
             _, stderr = producer.communicate(timeout=duration_s * 4 + 120)
             if producer.returncode != 0:
                 raise RuntimeError(f"producer failed: {stderr.decode()[-2000:]}")
-        counter.wait_for(warm + per_process * processes, timeout_s=900, failed=stream.exception)
+        counter.wait_for(warm + per_process * processes, timeout_s=drain_timeout_s, failed=stream.exception)
     finally:
+        for producer in producers:  # a failed run leaves no producer behind
+            if producer.poll() is None:
+                producer.kill()
+                producer.wait()
         stream.stop()
     return reports[first_measured_batch:]
 

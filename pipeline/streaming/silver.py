@@ -300,6 +300,9 @@ def with_duplicate_flag(validated_df: DataFrame, known_df: DataFrame) -> DataFra
     coordinates, or earlier among this frame's valid rows (by Kafka timestamp, then coordinates). A row of
     ``known_df`` at the same coordinates is this very record written before a restart, not a duplicate:
     replaying a batch then flags exactly what the first run flagged.
+
+    Only narrow rows (id, time, coordinates) are shuffled to rank the deliveries of an id; the wide validated
+    rows meet the (few) repeats and known ids in broadcast joins, so they never move.
     """
     coordinates = list(_KAFKA_COORDINATES)
     is_valid = F.size(F.col(FAILED_RULES)) == 0
@@ -309,11 +312,19 @@ def with_duplicate_flag(validated_df: DataFrame, known_df: DataFrame) -> DataFra
         .distinct()
         .withColumn("_known", F.lit(True))
     )
-    order = Window.partitionBy(is_valid, "event_id").orderBy("kafka_timestamp", *coordinates)
+    order = Window.partitionBy("event_id").orderBy("kafka_timestamp", *coordinates)
+    repeats = (
+        validated_df.filter(is_valid)
+        .select("event_id", "kafka_timestamp", *coordinates)
+        .withColumn("_delivery", F.row_number().over(order))
+        .filter(F.col("_delivery") > 1)
+        .select(*coordinates, F.lit(True).alias("_repeat"))
+    )
     return (
         validated_df.join(F.broadcast(earlier_elsewhere), on="event_id", how="left")
-        .withColumn("is_duplicate", is_valid & (F.col("_known").isNotNull() | (F.row_number().over(order) > 1)))
-        .drop("_known")
+        .join(F.broadcast(repeats), on=coordinates, how="left")
+        .withColumn("is_duplicate", is_valid & (F.col("_known").isNotNull() | F.col("_repeat").isNotNull()))
+        .drop("_known", "_repeat")
     )
 
 
