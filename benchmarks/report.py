@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from typing import Any
 
@@ -62,6 +63,31 @@ def _maintenance(data: dict[str, Any]) -> str:
     return _table(["silver table", "data files", "snapshots", "full scan (s)"], rows)
 
 
+PHASES = ["validate", "deduplicate", "summarize", "plan", "commit"]
+
+
+def _phase_row(label: str, batches: list[dict[str, float]]) -> list[Any]:
+    """Median records and seconds per phase over a run's micro-batches (empty batches left out)."""
+    batches = [b for b in batches if b.get("records")]
+    medians = [statistics.median(b.get(phase, 0.0) for b in batches) for phase in ["records", *PHASES]]
+    return [label, f"{medians[0]:,.0f}", *[f"{m:.2f}" for m in medians[1:]], f"{sum(medians[1:]):.2f}"]
+
+
+def _profile(freshness: dict[str, Any] | None, throughput: dict[str, Any] | None) -> str:
+    """Where a micro-batch's time goes: the phases the sink records for every batch."""
+    rows = [
+        _phase_row(f"live {r['rate_eps']:,.0f}/s, trigger {r['trigger_s']:g} s", r["phases"])
+        for r in (freshness or {}).get("runs", [])
+        if r.get("phases")
+    ]
+    rows += [
+        _phase_row(f"catch-up {r['events']:,}", r["batches"])
+        for r in (throughput or {}).get("runs", [])
+        if r.get("batches")
+    ]
+    return _table(["run", "records/batch", *[f"{p} (s)" for p in PHASES], "sum (s)"], rows)
+
+
 def _simulator(data: dict[str, Any]) -> str:
     rows = [[r["what"], f"{r['events']:,}", f"{r['events_per_s']:,.0f}"] for r in data["runs"]]
     return _table(["step", "events", "events/s"], rows)
@@ -83,6 +109,9 @@ def main() -> int:
             print(f"({name}: no results in {RESULTS})\n", file=sys.stderr)
             continue
         print(f"**{title}**\n\n{render(data)}\n")
+    if _load("freshness") or _load("throughput"):
+        profile = _profile(_load("freshness"), _load("throughput"))
+        print(f"**Micro-batch profile: median seconds per phase**\n\n{profile}\n")
     return 0
 
 
