@@ -1,6 +1,6 @@
 # Two entry points for a fresh machine (Python 3.11+, Java 17+, Maven):
 #   make demo   - simulate a shop day, stream it through Kafka -> Spark -> Iceberg, build gold with Dagster
-#   make test   - lint, unit and integration suites through tox
+#   make test   - lint, unit, integration and quick benchmark suites through tox
 PYTHON ?= python3
 VENV := .venv
 
