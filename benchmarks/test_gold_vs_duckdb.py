@@ -28,7 +28,7 @@ from benchmarks.plots import bars
 from devstack.pytest_plugin import make_settings
 from pipeline.batch import gold
 from pipeline.batch.inputs import silver_day
-from pipeline.catalog import pyiceberg_catalog
+from pipeline.catalog import equals, pyiceberg_catalog
 from pipeline.contracts.events import EventType
 from pipeline.iceberg_io import ensure_table, ensure_tables
 from pipeline.orchestration.runs import materialize_gold
@@ -69,11 +69,9 @@ def _write_silver(spark: SparkSession, catalog: str, seeds: dict[EventType, Data
 
 def _files(settings, event_type: EventType, day: dt.date) -> list[str]:
     table = pyiceberg_catalog(settings).load_table(SILVER[event_type].identifier)
-    from pyiceberg.expressions import EqualTo
-
     return [
         task.file.file_path.removeprefix("file:")
-        for task in table.scan(row_filter=EqualTo("event_date", day)).plan_files()
+        for task in table.scan(row_filter=equals("event_date", day)).plan_files()
     ]
 
 
@@ -110,6 +108,7 @@ def test_gold_day_spark_vs_duckdb(full: bool, results: Results, spark: SparkSess
             day,
         )
         spark_s, summary = _best_of_two(summary_df.first)
+        assert summary is not None, "the Spark summary is empty"
 
         files = {e: _files(settings, e, day) for e in EventType}
         con = duckdb.connect()

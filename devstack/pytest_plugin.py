@@ -12,6 +12,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,10 +33,10 @@ def jars_home() -> Path:
     return JARS_HOME
 
 
-def make_settings(home: Path, jars_home: Path, **overrides):
+def make_settings(home: Path, jars_home: Path, **overrides: Any) -> Settings:
     """Settings for a test: everything under ``home``, a catalog and topic prefix of its own."""
     catalog_name = "lake_" + re.sub(r"[^a-z0-9]", "", uuid.uuid4().hex[:10])
-    base = {
+    base: dict[str, Any] = {
         "home": home,
         "catalog": {"name": catalog_name},
         "spark": {
@@ -48,7 +49,7 @@ def make_settings(home: Path, jars_home: Path, **overrides):
     }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):
-            base[key] = {**base[key], **value}  # type: ignore[dict-item]
+            base[key] = {**base[key], **value}
         else:
             base[key] = value
     return Settings(**base)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from pyiceberg.catalog import Catalog, load_catalog
+from pyiceberg.expressions import BooleanExpression, EqualTo, Reference
+from pyiceberg.expressions.literals import literal
 
 from pipeline.config import CatalogType, Settings
 
@@ -28,3 +30,8 @@ def catalog_properties(settings: Settings) -> dict[str, Any]:
 
 def pyiceberg_catalog(settings: Settings) -> Catalog:
     return load_catalog(settings.catalog.name, **catalog_properties(settings))
+
+
+def equals(column: str, value: Any) -> BooleanExpression:
+    """A PyIceberg row filter ``column = value``: the value is bound as a typed literal, never parsed from text."""
+    return EqualTo(term=Reference(column), value=literal(value))

@@ -384,9 +384,11 @@ def show(table: str, as_of: int | dt.datetime | None, day: dt.date | None, limit
         snapshot_id = found.snapshot_id
     if day is not None and spec.date_column is None:
         raise click.BadParameter(f"{spec.identifier} has no date column")
-    from pyiceberg.expressions import AlwaysTrue, EqualTo
+    from pyiceberg.expressions import AlwaysTrue
 
-    row_filter = EqualTo(spec.date_column, day) if day is not None and spec.date_column else AlwaysTrue()
+    from pipeline.catalog import equals
+
+    row_filter = equals(spec.date_column, day) if day is not None and spec.date_column else AlwaysTrue()
     rows = loaded.scan(row_filter=row_filter, snapshot_id=snapshot_id, limit=limit).to_arrow().to_pylist()
     title = spec.identifier + (f" as of snapshot {snapshot_id}" if snapshot_id else "")
     columns = [f.name for f in spec.schema.fields if f.dataType.typeName() != "binary"]
