@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
@@ -11,7 +10,8 @@ from pyspark.sql import functions as F
 
 from benchmarks.harness import Results
 from benchmarks.pipeline_runs import preload
-from devstack.pytest_plugin import make_settings
+from devstack.pytest_plugin import REES46_MISSING, make_settings
+from devstack.pytest_plugin import REES46_SAMPLE as SAMPLE
 from devstack.services import Services
 from pipeline.kafka_topics import ensure_topics
 from pipeline.observability import silver_latencies, summarize
@@ -21,10 +21,8 @@ from shoplake.runtime import BatchCounter
 from simulation.rees46 import ImportReport, read_records
 from simulation.sinks import make_producer, send
 
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "rees46" / "2019-Oct-head.csv"
 
-
-@pytest.mark.skipif(not SAMPLE.exists(), reason=f"sample clickstream not found at {SAMPLE}")
+@pytest.mark.skipif(not SAMPLE.exists(), reason=REES46_MISSING)
 def test_rees46_replay(results: Results, spark: SparkSession, local_services: Services, tmp_path, jars_home) -> None:
     settings = local_services.apply(make_settings(tmp_path, jars_home, stream={"trigger_seconds": 1.0}))
     ensure_topics(settings)

@@ -24,6 +24,11 @@ from pipeline.spark_session import build_spark_session
 
 ROOT = Path(__file__).resolve().parent.parent
 JARS_HOME = Path(os.environ.get("SHOPLAKE_TEST_JARS_HOME", ROOT / ".shoplake"))
+# The public REES46 clickstream sample the suites replay: beside the project unless the environment says where.
+REES46_SAMPLE = Path(
+    os.environ.get("SHOPLAKE_TEST_REES46_CSV", ROOT.parent / "shared" / "data" / "rees46" / "2019-Oct-head.csv")
+)
+REES46_MISSING = f"REES46 sample not found at {REES46_SAMPLE} (set SHOPLAKE_TEST_REES46_CSV to its path)"
 
 
 @pytest.fixture(scope="session")

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from pathlib import Path
 
 import duckdb
 import pytest
 from dagster import DagsterInstance
 
+from devstack.pytest_plugin import REES46_MISSING
+from devstack.pytest_plugin import REES46_SAMPLE as SAMPLE
 from pipeline.catalog import pyiceberg_catalog
 from pipeline.orchestration.runs import materialize_gold
 from pipeline.streaming.job import start_stream
@@ -21,7 +22,6 @@ from pipeline.tables import GOLD_DAILY_SALES, GOLD_DATA_QUALITY, GOLD_PRODUCTS, 
 from simulation.rees46 import ImportReport, read_records
 from simulation.sinks import make_producer, send
 
-SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "rees46" / "2019-Oct-head.csv"
 DAY = dt.date(2019, 10, 1)
 
 ROWS = """
@@ -75,7 +75,7 @@ def expected() -> dict:
     return {"summary": summary, "products": products, "quality": quality, "unmappable": unmappable}
 
 
-@pytest.mark.skipif(not SAMPLE.exists(), reason=f"sample clickstream not found at {SAMPLE}")
+@pytest.mark.skipif(not SAMPLE.exists(), reason=REES46_MISSING)
 def test_rees46_sample_through_kafka_stream_and_dagster_equals_duckdb(spark, live, expected: dict) -> None:
     settings = live.model_copy(update={"partitions_start": "2019-10-01"})
     report = ImportReport()

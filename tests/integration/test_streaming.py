@@ -11,12 +11,15 @@ import sys
 import time
 from pathlib import Path
 
+from dagster import DagsterInstance
 from pyspark.sql import SparkSession
 
 from pipeline.config import Settings
 from pipeline.observability import live_view
+from pipeline.orchestration.runs import materialize_gold
 from pipeline.streaming.job import start_stream
-from tests.integration.helpers import assert_lake_matches, send_log, write_day
+from simulation.scenario import load_scenario
+from tests.integration.helpers import assert_gold_matches, assert_lake_matches, send_log, truth_of, write_day
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,6 +37,10 @@ def test_dirty_stream_in_many_micro_batches_matches_the_oracle(spark, live, tmp_
     send_log(settings, log)
     _catch_up(spark, settings)
     assert_lake_matches(spark, settings, [log])
+
+    days = load_scenario("dirty_stream").dates
+    materialize_gold(settings, days, DagsterInstance.ephemeral())
+    assert_gold_matches(settings, truth_of([log]), days)
 
     view = live_view(spark, settings.catalog.name, minutes=3)
     assert view.newest_event is not None
