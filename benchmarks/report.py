@@ -69,6 +69,8 @@ PHASES = ["validate", "deduplicate", "summarize", "plan", "commit"]
 def _phase_row(label: str, batches: list[dict[str, float]]) -> list[Any]:
     """Median records and seconds per phase over a run's micro-batches (empty batches left out)."""
     batches = [b for b in batches if b.get("records")]
+    if not batches:
+        return [label, "0", *["" for _ in PHASES], ""]
     medians = [statistics.median(b.get(phase, 0.0) for b in batches) for phase in ["records", *PHASES]]
     return [label, f"{medians[0]:,.0f}", *[f"{m:.2f}" for m in medians[1:]], f"{sum(medians[1:]):.2f}"]
 
