@@ -107,20 +107,15 @@ def start_local_kafka(
             classpath,
             ["kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id, "-c", str(props)],
         )
-    return launch_local_kafka(home, workdir, detach=detach)
+    bootstrap = f"127.0.0.1:{port}"
+    return relaunch_local_kafka(home, workdir, bootstrap, detach=detach), bootstrap
 
 
-def launch_local_kafka(home: Path, workdir: Path, *, detach: bool = False) -> tuple[ManagedProcess, str]:
+def relaunch_local_kafka(home: Path, workdir: Path, bootstrap: str, *, detach: bool = False) -> ManagedProcess:
     """Start the broker of an already formatted ``workdir`` (same ports, same data): a start or a restart."""
-    java = java_executable(17)
     props = workdir / "server.properties"
-    port = next(
-        int(line.split("127.0.0.1:", 1)[1].split(",")[0])
-        for line in props.read_text().splitlines()
-        if line.startswith("listeners=")
-    )
     cmd = [
-        java,
+        java_executable(17),
         "-Xms256m",
         "-Xmx1g",
         "-XX:+UseG1GC",
@@ -132,9 +127,8 @@ def launch_local_kafka(home: Path, workdir: Path, *, detach: bool = False) -> tu
         str(props),
     ]
     process = ManagedProcess.start("kafka", cmd, workdir / "stdout.log", detach=detach, cwd=workdir)
-    bootstrap = f"127.0.0.1:{port}"
     process.wait_ready(lambda: broker_ready(bootstrap), READY_TIMEOUT_S)
-    return process, bootstrap
+    return process
 
 
 def _run_java(java: str, classpath: str, args: list[str]) -> str:

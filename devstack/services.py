@@ -18,12 +18,13 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from devstack.kafka import broker_ready, launch_local_kafka, start_local_kafka
+from devstack.kafka import broker_ready, relaunch_local_kafka, start_local_kafka
 from devstack.process import ManagedProcess, ServiceError
 from devstack.s3 import S3Endpoint, relaunch_local_s3, s3_ready, start_local_s3
 from pipeline.config import CatalogSettings, Settings
@@ -87,26 +88,28 @@ class Services:
         """
         if self.mode != Mode.LOCAL.value:
             raise ServiceError("only a local-process broker can be restarted")
-        broker = next(p for p in self._owned if isinstance(p, ManagedProcess) and p.name == "kafka")
-        broker.stop()
-        time.sleep(down_s)
-        restarted, _ = launch_local_kafka(home, Path(self.workdir) / "kafka")
-        self._owned[self._owned.index(broker)] = restarted
-        self.pids["kafka"] = restarted.pid
+        workdir = Path(self.workdir) / "kafka"
+        self._relaunch("kafka", "kafka", down_s, lambda: relaunch_local_kafka(home, workdir, self.kafka_bootstrap))
 
     def pause_object_store(self, home: Path, down_s: float) -> None:
         """Make the object store unreachable for ``down_s`` seconds (stop it, start it again, same data).
 
         Call it from a thread that lives as long as the services: the new process dies with its starting thread.
         """
-        if self.s3 is None or self.mode != Mode.LOCAL.value:
+        s3 = self.s3
+        if s3 is None or self.mode != Mode.LOCAL.value:
             raise ServiceError("only a local object store can be paused")
-        store = next(p for p in self._owned if isinstance(p, ManagedProcess) and p.name == "s3proxy")
-        store.stop()
+        workdir = Path(self.workdir) / "s3"
+        self._relaunch("s3proxy", "s3", down_s, lambda: relaunch_local_s3(home, workdir, s3))
+
+    def _relaunch(self, name: str, pid_key: str, down_s: float, launch: Callable[[], ManagedProcess]) -> None:
+        """Stop the owned process ``name``, wait ``down_s``, and put the one ``launch`` starts in its place."""
+        old = next(p for p in self._owned if isinstance(p, ManagedProcess) and p.name == name)
+        old.stop()
         time.sleep(down_s)
-        restarted = relaunch_local_s3(home, Path(self.workdir) / "s3", self.s3)
-        self._owned[self._owned.index(store)] = restarted
-        self.pids["s3"] = restarted.pid
+        new = launch()
+        self._owned[self._owned.index(old)] = new
+        self.pids[pid_key] = new.pid
 
     def stop(self) -> None:
         errors = []
