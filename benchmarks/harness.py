@@ -11,10 +11,24 @@ import json
 import os
 import platform
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+T = TypeVar("T")
+
+
+def best_of_two(run: Callable[[], T]) -> tuple[float, T]:
+    """Seconds of the faster of two runs (the first pays for warm-ups and cold caches) and the last result."""
+    timings = []
+    for _ in range(2):
+        started = time.monotonic()
+        result = run()
+        timings.append(time.monotonic() - started)
+    return min(timings), result
 
 
 def machine_info() -> dict[str, Any]:

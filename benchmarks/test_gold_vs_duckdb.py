@@ -14,8 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import time
-from collections.abc import Callable
-from typing import TypeVar
 
 import duckdb
 from dagster import DagsterInstance
@@ -23,7 +21,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from benchmarks.datasets import silver_seed
-from benchmarks.harness import Results
+from benchmarks.harness import Results, best_of_two
 from benchmarks.plots import bars
 from devstack.pytest_plugin import make_settings
 from pipeline.batch import gold
@@ -35,8 +33,6 @@ from pipeline.orchestration.runs import materialize_gold
 from pipeline.spark_session import build_spark_session
 from pipeline.streaming.job import STREAMING_TABLES
 from pipeline.tables import SILVER
-
-T = TypeVar("T")
 
 DUCKDB_SUMMARY = """
 WITH p AS (SELECT * FROM read_parquet($purchases)), v AS (SELECT * FROM read_parquet($page_views))
@@ -79,15 +75,6 @@ def _duckdb_summary(con: duckdb.DuckDBPyConnection, parameters: dict[str, list[s
     return con.execute(DUCKDB_SUMMARY, parameters).fetchone()
 
 
-def _best_of_two(run: Callable[[], T]) -> tuple[float, T]:
-    timings = []
-    for _ in range(2):
-        started = time.monotonic()
-        result = run()
-        timings.append(time.monotonic() - started)
-    return min(timings), result
-
-
 def test_gold_day_spark_vs_duckdb(full: bool, results: Results, spark: SparkSession, tmp_path, jars_home) -> None:
     sizes = [1_000_000, 10_000_000] if full else [20_000]
     base = 50_000 if full else 5_000
@@ -107,7 +94,7 @@ def test_gold_day_spark_vs_duckdb(full: bool, results: Results, spark: SparkSess
             frames[EventType.USER_SESSION],
             day,
         )
-        spark_s, summary = _best_of_two(summary_df.first)
+        spark_s, summary = best_of_two(summary_df.first)
         assert summary is not None, "the Spark summary is empty"
 
         files = {e: _files(settings, e, day) for e in EventType}
@@ -118,7 +105,7 @@ def test_gold_day_spark_vs_duckdb(full: bool, results: Results, spark: SparkSess
             "carts": files[EventType.ADD_TO_CART],
             "sessions": files[EventType.USER_SESSION],
         }
-        duckdb_s, row = _best_of_two(functools.partial(_duckdb_summary, con, parameters))
+        duckdb_s, row = best_of_two(functools.partial(_duckdb_summary, con, parameters))
         con.close()
         assert row is not None
         assert (row[0], row[1], row[2], row[3], row[4], row[5]) == (

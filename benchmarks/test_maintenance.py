@@ -21,7 +21,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from benchmarks.datasets import read_everything
-from benchmarks.harness import Results
+from benchmarks.harness import Results, best_of_two
 from benchmarks.pipeline_runs import stream_live
 from benchmarks.plots import bars
 from devstack.pytest_plugin import make_settings
@@ -33,16 +33,6 @@ from pipeline.streaming.job import STREAMING_TABLES
 from pipeline.tables import SILVER, TableSpec
 
 
-def _scan_seconds(spark: SparkSession, name: str) -> float:
-    """A full scan of the table, the better of two runs (the first also warms the file system cache)."""
-    seconds = []
-    for _ in range(2):
-        started = time.monotonic()
-        read_everything(spark.table(name))
-        seconds.append(time.monotonic() - started)
-    return min(seconds)
-
-
 def _shape(spark: SparkSession, spec: TableSpec, catalog: str) -> dict[str, float]:
     name = spec.qualified(catalog)
     shape = table_shape(spark, name)
@@ -51,7 +41,7 @@ def _shape(spark: SparkSession, spec: TableSpec, catalog: str) -> dict[str, floa
         "snapshots": shape.snapshots,
         "manifests": shape.manifests,
         "mib": round(shape.bytes / 2**20, 2),
-        "scan_s": round(_scan_seconds(spark, name), 3),
+        "scan_s": round(best_of_two(lambda: read_everything(spark.table(name)))[0], 3),  # full scan
     }
 
 
