@@ -26,7 +26,6 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 from devstack.services import Mode, Services, start_services
-from pipeline.audit import conservation
 from pipeline.catalog import pyiceberg_catalog
 from pipeline.config import Settings
 from pipeline.kafka_topics import ensure_topics
@@ -295,8 +294,7 @@ def test_the_lake_survives_kills_outages_maintenance_and_hostile_input(
     stream = start_stream(spark, settings, available_now=True)
     stream.await_termination(timeout_s=1200)
     assert stream.exception() is None
-    assert_lake_matches(spark, settings, [log])
-    audit = conservation(spark, settings.catalog.name)
+    audit = assert_lake_matches(spark, settings, [log])
     quarantine = pyiceberg_catalog(settings).load_table(QUARANTINE_EVENTS.identifier).scan().to_arrow()
     assert all(quarantine.column("failed_rules").to_pylist()), "a quarantined record has no reason"
     materialize_gold(settings, scenario.dates, DagsterInstance.ephemeral())

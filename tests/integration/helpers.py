@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from pipeline.audit import conservation
+from pipeline.audit import Conservation, conservation
 from pipeline.catalog import pyiceberg_catalog
 from pipeline.config import Settings
 from pipeline.tables import BRONZE_EVENTS, EVENT_MINUTES, QUARANTINE_EVENTS, SESSIONS, SILVER
@@ -44,8 +44,8 @@ def truth_of(paths: Iterable[Path]) -> oracle.Truth:
     return oracle.read_truth(lines())
 
 
-def assert_lake_matches(spark: SparkSession, settings: Settings, paths: list[Path]) -> None:
-    """Every Kafka record accounted for exactly once, silver and roll-ups equal to the oracle."""
+def assert_lake_matches(spark: SparkSession, settings: Settings, paths: list[Path]) -> Conservation:
+    """Every Kafka record accounted for exactly once, silver and roll-ups equal to the oracle; returns the audit."""
     truth = truth_of(paths)
     catalog = pyiceberg_catalog(settings)
 
@@ -85,6 +85,7 @@ def assert_lake_matches(spark: SparkSession, settings: Settings, paths: list[Pat
     assert sum(Decimal(e["total_amount"]) for e in truth.events if e["event_type"] == "purchase") == sum(
         m[2] for m in minutes.values()
     )
+    return report
 
 
 def gold_rows(settings: Settings, identifier: str) -> list[dict]:
