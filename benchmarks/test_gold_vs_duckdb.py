@@ -31,8 +31,7 @@ from pipeline.contracts.events import EventType
 from pipeline.iceberg_io import ensure_table, ensure_tables
 from pipeline.orchestration.runs import materialize_gold
 from pipeline.spark_session import build_spark_session
-from pipeline.streaming.job import STREAMING_TABLES
-from pipeline.tables import SILVER
+from pipeline.tables import SILVER, STREAMING_TABLES
 
 DUCKDB_SUMMARY = """
 WITH p AS (SELECT * FROM read_parquet($purchases)), v AS (SELECT * FROM read_parquet($page_views))

@@ -29,8 +29,7 @@ from devstack.services import Services
 from pipeline.kafka_topics import ensure_topics
 from pipeline.maintenance import maintain, table_shape
 from pipeline.spark_session import build_spark_session
-from pipeline.streaming.job import STREAMING_TABLES
-from pipeline.tables import SILVER, TableSpec
+from pipeline.tables import SILVER, STREAMING_TABLES, TableSpec
 
 
 def _shape(spark: SparkSession, spec: TableSpec, catalog: str) -> dict[str, float]:

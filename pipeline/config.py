@@ -84,6 +84,15 @@ class StreamSettings(BaseModel):
         default=7, ge=1, description="How far back a late event can still update its session or minute."
     )
     batch_partitions: int = Field(default=2, ge=1, description="Spark partitions a micro-batch is processed in.")
+    dedup_horizon_minutes: int = Field(
+        default=30,
+        ge=1,
+        description="Event ids with an event time this close to the newest are deduplicated in memory; older "
+        "redeliveries are looked up in silver (slower, never skipped).",
+    )
+    rollup_fold_seconds: float = Field(
+        default=10.0, gt=0, description="How often silver is folded into the sessions and per-minute roll-ups."
+    )
 
 
 class Settings(BaseSettings):

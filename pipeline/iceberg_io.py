@@ -16,13 +16,18 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.functions import partitioning
 
-from pipeline.streaming.rollups import Rollup
 from pipeline.tables import TableSpec
 
 log = logging.getLogger(__name__)
 
+# Snapshot summary keys the stream writes with every append (read back after a restart and by observability).
 STREAM_ID_PROPERTY = "shoplake.stream-id"
 BATCH_ID_PROPERTY = "shoplake.batch-id"
+INGEST_TIME_PROPERTY = "shoplake.ingest-time"
+WATERMARK_PROPERTY = "shoplake.watermark"
+MAX_EVENT_TIME_PROPERTY = "shoplake.max-event-time"
+KAFKA_TS_MIN_PROPERTY = "shoplake.kafka-ts-min"
+KAFKA_TS_MAX_PROPERTY = "shoplake.kafka-ts-max"
 
 
 def partition_columns(spec: TableSpec) -> list[Column]:
@@ -142,27 +147,21 @@ class BatchCommitter:
         return True
 
 
-def merge_rollup(df: DataFrame, rollup: Rollup, catalog: str, since: dt.datetime, attempts: int = 4) -> None:
-    """Merge partial aggregates into a roll-up table (see ``pipeline.streaming.rollups``).
+def merge_into(spark: SparkSession, sql: str, args: dict[str, object], table: TableSpec, attempts: int = 4) -> None:
+    """Run a MERGE statement (values bound as ``args``) into ``table``.
 
     A merge that loses a race with a concurrent commit on the same files (table maintenance compacting them) is
-    run again: the merge is idempotent per batch, so a retry merges exactly what is still missing.
+    run again: callers make their merges idempotent, so a retry merges exactly what is still missing.
     """
-    view = f"shoplake_rollup_{rollup.table.name}"
-    df.createOrReplaceTempView(view)
     for attempt in range(1, attempts + 1):
         try:
-            df.sparkSession.sql(rollup.merge_sql(catalog, view), args={"since": since})
+            spark.sql(sql, args=args)
             return
         except Exception as exc:
             conflict = any(word in str(exc) for word in ("ValidationException", "CommitFailedException", "conflicting"))
             if not conflict or attempt == attempts:
                 raise
-            log.warning(
-                "merge into %s lost a race with a concurrent commit (attempt %d): retrying",
-                rollup.table.identifier,
-                attempt,
-            )
+            log.warning("merge into %s lost a race with a concurrent commit (attempt %d): retrying", table, attempt)
             time.sleep(0.5 * attempt)
 
 
@@ -178,6 +177,19 @@ def summary_value(
             & (summary[BATCH_ID_PROPERTY].cast("long") < F.lit(before_batch))
         )
         .orderBy(summary[BATCH_ID_PROPERTY].cast("long").desc())
+        .select(summary[key].alias("value"))
+        .first()
+    )
+    return row["value"] if row is not None and row["value"] else None
+
+
+def latest_summary_value(spark: SparkSession, catalog: str, spec: TableSpec, key: str) -> str | None:
+    """``key`` of the newest snapshot of a table that carries it, whichever stream wrote it."""
+    summary = F.col("summary")
+    row = (
+        spark.table(f"{spec.qualified(catalog)}.snapshots")
+        .filter(summary[key].isNotNull())
+        .orderBy(F.col("committed_at").desc())
         .select(summary[key].alias("value"))
         .first()
     )

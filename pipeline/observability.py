@@ -7,15 +7,17 @@ that snapshot's commit time minus the event's Kafka timestamp: the moment a read
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pipeline.iceberg_io import BATCH_ID_PROPERTY
-from pipeline.streaming.sink import INGEST_TIME
-from pipeline.tables import EVENT_MINUTES, SESSIONS, SILVER, TableSpec
+from pipeline.iceberg_io import BATCH_ID_PROPERTY, INGEST_TIME_PROPERTY
+from pipeline.streaming.fold import folded_through, silver_tail
+from pipeline.streaming.rollups import MINUTE_ROLLUP, SESSION_ROLLUP, Rollup, with_tail
+from pipeline.tables import SILVER, TableSpec
 
 
 def with_latency(silver_df: DataFrame, snapshots_df: DataFrame) -> DataFrame:
@@ -27,7 +29,7 @@ def with_latency(silver_df: DataFrame, snapshots_df: DataFrame) -> DataFrame:
     summary = F.col("summary")
     commits = snapshots_df.select(
         summary[BATCH_ID_PROPERTY].cast("long").alias("batch_id"),
-        F.to_timestamp(summary[INGEST_TIME]).alias("ingest_time"),
+        F.to_timestamp(summary[INGEST_TIME_PROPERTY]).alias("ingest_time"),
         F.col("committed_at").alias("visible_at"),
     )
     return silver_df.join(commits, on=["batch_id", "ingest_time"], how="left").withColumn(
@@ -84,23 +86,30 @@ class LiveView:
     newest_event: object
 
 
+def rollup_to_the_second(spark: SparkSession, catalog: str, rollup: Rollup) -> DataFrame:
+    """A roll-up as of now: its folded rows combined with silver's not yet folded tail."""
+    folded = spark.table(rollup.table.qualified(catalog))
+    through = dt.datetime.now() + dt.timedelta(days=1)  # everything silver holds
+    return with_tail(rollup, folded, silver_tail(spark, catalog, folded_through(spark, catalog, rollup), through))
+
+
 def live_view(spark: SparkSession, catalog: str, minutes: int = 5, session_idle_minutes: int = 30) -> LiveView:
     """Per-minute volume by type (last ``minutes`` of event time) and sessions with an event in the last
-    ``session_idle_minutes`` and no logout. Both tables are updated by every micro-batch."""
-    minute_table = spark.table(EVENT_MINUTES.qualified(catalog))
+    ``session_idle_minutes`` and no logout, to the second (folded roll-ups plus silver's unfolded tail)."""
+    minute_table = rollup_to_the_second(spark, catalog, MINUTE_ROLLUP).localCheckpoint()
     newest = minute_table.agg(F.max("minute")).first()
     newest_minute = newest[0] if newest is not None else None
     if newest_minute is None:
         return LiveView([], 0, None)
     recent = (
-        minute_table.filter(F.col("minute") > F.lit(newest_minute) - F.expr(f"INTERVAL {int(minutes)} MINUTES"))
+        minute_table.filter(F.col("minute") > F.lit(newest_minute - dt.timedelta(minutes=minutes)))
         .orderBy("minute", "event_type")
         .select("minute", "event_type", "events", "purchases", "revenue")
     )
-    idle_since = F.lit(newest_minute) - F.expr(f"INTERVAL {int(session_idle_minutes)} MINUTES")
+    idle_since = newest_minute - dt.timedelta(minutes=session_idle_minutes)
     active = (
-        spark.table(SESSIONS.qualified(catalog))
-        .filter((F.col("ended_at") >= idle_since) & ~F.col("has_logout"))
+        rollup_to_the_second(spark, catalog, SESSION_ROLLUP)
+        .filter((F.col("ended_at") >= F.lit(idle_since)) & ~F.col("has_logout"))
         .count()
     )
     return LiveView([row.asDict() for row in recent.collect()], active, newest_minute)

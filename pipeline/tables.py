@@ -66,6 +66,8 @@ _STREAMING_PROPERTIES = {
     "write.distribution-mode": "none",
     "write.spark.fanout.enabled": "true",
     "commit.retry.num-retries": "10",
+    # A commit every second must not rewrite manifests: the maintenance job merges them (rewrite_manifests).
+    "commit.manifest-merge.enabled": "false",
 }
 
 BRONZE_EVENTS = TableSpec(
@@ -126,12 +128,11 @@ SESSIONS = TableSpec(
             T.StructField("revenue", T.DecimalType(18, 2)),
             T.StructField("converted", T.BooleanType()),
             T.StructField("has_logout", T.BooleanType()),
-            T.StructField("stream_id", T.StringType()),
-            T.StructField("batch_id", T.LongType()),
+            T.StructField("folded_through", T.TimestampType()),
         ]
     ),
     (PartitionField("days", "started_at"),),
-    "One row per session, updated by every micro-batch that brings events of it (late ones included).",
+    "One row per session, folded from silver every few seconds (late events included).",
     {**_STREAMING_PROPERTIES, "write.merge.mode": "merge-on-read", "write.update.mode": "merge-on-read"},
 )
 
@@ -145,12 +146,11 @@ EVENT_MINUTES = TableSpec(
             T.StructField("events", T.LongType()),
             T.StructField("purchases", T.LongType()),
             T.StructField("revenue", T.DecimalType(18, 2)),
-            T.StructField("stream_id", T.StringType()),
-            T.StructField("batch_id", T.LongType()),
+            T.StructField("folded_through", T.TimestampType()),
         ]
     ),
     (PartitionField("days", "minute"),),
-    "Real-time view: accepted events per event-time minute and type, purchases and revenue; every micro-batch.",
+    "Real-time view: accepted events per event-time minute and type, purchases and revenue; folded from silver.",
     {**_STREAMING_PROPERTIES, "write.merge.mode": "merge-on-read", "write.update.mode": "merge-on-read"},
 )
 
@@ -178,26 +178,6 @@ QUARANTINE_EVENTS = TableSpec(
     _STREAMING_PROPERTIES,
 )
 
-EVENT_INDEX = TableSpec(
-    Layer.OPS,
-    "event_index",
-    T.StructType(
-        [
-            T.StructField("event_id", T.StringType()),
-            T.StructField("event_type", T.StringType()),
-            T.StructField("event_date", T.DateType()),
-            T.StructField("kafka_topic", T.StringType()),
-            T.StructField("kafka_partition", T.IntegerType()),
-            T.StructField("kafka_offset", T.LongType()),
-            T.StructField("batch_id", T.LongType()),
-        ]
-    ),
-    (PartitionField("identity", "event_date"),),
-    "Every event id in silver, narrow, for deduplication: one scan instead of one per silver table.",
-    _STREAMING_PROPERTIES,
-    date_column="event_date",
-)
-
 STREAM_BATCHES = TableSpec(
     Layer.OPS,
     "stream_batches",
@@ -222,6 +202,17 @@ STREAM_BATCHES = TableSpec(
     (),
     "One row per committed micro-batch: what it read, what it wrote, when it became visible.",
     _STREAMING_PROPERTIES,
+)
+
+
+# Every table the stream writes (the roll-ups by folding silver), created when the stream starts.
+STREAMING_TABLES: tuple[TableSpec, ...] = (
+    BRONZE_EVENTS,
+    *SILVER.values(),
+    SESSIONS,
+    EVENT_MINUTES,
+    QUARANTINE_EVENTS,
+    STREAM_BATCHES,
 )
 
 
@@ -367,7 +358,6 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     SESSIONS,
     EVENT_MINUTES,
     QUARANTINE_EVENTS,
-    EVENT_INDEX,
     STREAM_BATCHES,
     MAINTENANCE_RUNS,
     *GOLD_TABLES,

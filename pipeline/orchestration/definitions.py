@@ -22,7 +22,6 @@ from pipeline.iceberg_io import append_rows, ensure_table, ensure_tables, read_d
 from pipeline.maintenance import maintain, maintenance_rows
 from pipeline.orchestration.resources import IcebergIOManager, LakehouseResource, partition_day
 from pipeline.orchestration.sensors import build_late_events_sensor
-from pipeline.streaming.job import STREAMING_TABLES
 from pipeline.tables import (
     BRONZE_EVENTS,
     GOLD_CATEGORY_SALES,
@@ -33,6 +32,7 @@ from pipeline.tables import (
     GOLD_PRODUCTS,
     MAINTENANCE_RUNS,
     SILVER,
+    STREAMING_TABLES,
     TableSpec,
 )
 

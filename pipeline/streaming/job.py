@@ -17,29 +17,14 @@ from pipeline.config import ConfigurationError, Settings
 from pipeline.contracts.events import all_topics
 from pipeline.iceberg_io import ensure_tables
 from pipeline.kafka_topics import bootstrap_servers
+from pipeline.streaming.bronze import to_bronze
+from pipeline.streaming.silver import EventValidator
 from pipeline.streaming.sink import BatchReport, MicroBatchSink
-from pipeline.tables import (
-    BRONZE_EVENTS,
-    EVENT_INDEX,
-    EVENT_MINUTES,
-    QUARANTINE_EVENTS,
-    SESSIONS,
-    SILVER,
-    STREAM_BATCHES,
-)
+from pipeline.tables import STREAMING_TABLES
 
 log = logging.getLogger(__name__)
 
 QUERY_NAME = "kafka_to_lake"
-STREAMING_TABLES = (
-    BRONZE_EVENTS,
-    *SILVER.values(),
-    SESSIONS,
-    EVENT_MINUTES,
-    QUARANTINE_EVENTS,
-    EVENT_INDEX,
-    STREAM_BATCHES,
-)
 
 
 def checkpoint_location(settings: Settings) -> str:
@@ -77,7 +62,11 @@ def check_checkpoint(location: str) -> None:
 
 
 def kafka_source(spark: SparkSession, settings: Settings) -> DataFrame:
-    """All event topics, from the earliest offsets on first start; lost offsets fail the query."""
+    """All event topics, from the earliest offsets on first start, validated against the contract.
+
+    Lost offsets fail the query. Validation is part of the streaming query itself: its hundreds of rule
+    expressions are analysed once when the query starts, not once per micro-batch.
+    """
     reader = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", bootstrap_servers(settings))
@@ -91,7 +80,8 @@ def kafka_source(spark: SparkSession, settings: Settings) -> DataFrame:
     )
     if settings.stream.max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", str(settings.stream.max_offsets_per_trigger))
-    return reader.load()
+    validator = EventValidator(settings.kafka.topic_prefix, settings.stream.max_payload_bytes)
+    return validator.validate(to_bronze(reader.load()))
 
 
 def pending_batch(spark: SparkSession, location: str) -> int | None:
@@ -194,12 +184,12 @@ def start_stream(
     check_checkpoint(location)
     sink = MicroBatchSink(
         catalog=settings.catalog.name,
-        topic_prefix=settings.kafka.topic_prefix,
         checkpoint_location=location,
-        max_payload_bytes=settings.stream.max_payload_bytes,
         late_after=dt.timedelta(seconds=settings.stream.late_after_seconds),
         batch_partitions=settings.stream.batch_partitions,
         rollup_lookback=dt.timedelta(days=settings.stream.rollup_lookback_days),
+        dedup_horizon=dt.timedelta(minutes=settings.stream.dedup_horizon_minutes),
+        fold_interval_s=settings.stream.rollup_fold_seconds,
         on_batch=list(on_batch),
     )
     _replay_pending_batch(spark, settings, sink, location)

@@ -1,22 +1,29 @@
-"""Streaming roll-ups kept current by every micro-batch: sessions and per-minute event volume.
+"""Streaming roll-ups folded from silver: sessions and per-minute event volume.
 
-Each micro-batch aggregates its own accepted events (pure transforms below) and merges the partial aggregates
-into the roll-up table, adding counts and widening time ranges. A late event therefore updates its session or
-minute whenever it arrives.
+The roll-ups are off the micro-batch's critical path. Silver is the log they are folded from: every silver row
+carries the ``ingest_time`` of the micro-batch that wrote it, and the stream makes ingest times strictly
+increasing from batch to batch (across restarts too). Every few seconds a *fold* aggregates the silver rows
+ingested since the last fold (the *tail*) into partial rows (pure transforms below) and merges them into the
+roll-up table, adding counts and widening time ranges. A late event therefore updates its session or minute
+whenever it arrives.
 
-Exactly once: every merged row records the stream id and batch id that last touched it, and the merge skips
-rows already touched by this batch. A batch replayed after a crash leaves the rows it had merged untouched and
-merges the rest (one MERGE is one atomic commit, so it is all or nothing per batch).
+Exactly once: each roll-up row records ``folded_through``, the newest ingest time of the fold that last touched
+it, and a fold covers exactly the silver rows with ``previous fold < ingest_time <= folded_through``. One MERGE is
+one atomic commit, so after a crash the table's ``max(folded_through)`` says precisely where to resume, and the
+merge also skips rows a fold with the same or a later ``folded_through`` already touched.
 
-Freshness: a roll-up is as fresh as silver: it commits in the same micro-batch as the events it summarises.
+Freshness: a roll-up lags silver by up to the fold interval (``stream.rollup_fold_seconds``); a reader that
+needs it to the second unions the folded rows with the tail's partial rows (:func:`with_tail`).
 
-Reach: a merge only looks at target rows from ``stream.rollup_lookback_days`` before the batch's oldest event
+Reach: a merge only looks at target rows from ``stream.rollup_lookback_days`` before the tail's oldest event
 (the tables are partitioned by day). An event arriving later than that after its session started opens a
 second row for the session instead of updating the first.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame
@@ -27,74 +34,106 @@ from pipeline.contracts.events import EventType
 from pipeline.tables import EVENT_MINUTES, SESSIONS, TableSpec
 
 MONEY = T.DecimalType(18, 2)
+FOLDED_THROUGH = "folded_through"
+
+SilverFrames = Mapping[EventType, DataFrame]  # silver rows (or a tail of them) per event type
 
 
-def _typed_field(event_type: EventType, name: str) -> Column:
-    return F.col(f"_typed_{event_type.value}")[name]
+def _session_events(silver: SilverFrames) -> DataFrame:
+    """One narrow row per session event: the columns the session roll-up needs, null where a type lacks them."""
+
+    def project(event_type: EventType, df: DataFrame) -> DataFrame:
+        columns = set(df.columns)
+
+        def column(name: str, data_type: str) -> Column:
+            return F.col(name) if name in columns else F.lit(None).cast(data_type)
+
+        return df.select(
+            "session_id",
+            "user_id",
+            column("device_type", "string").alias("device_type"),
+            "event_time",
+            F.lit(event_type.value).alias("event_type"),
+            column("total_amount", "decimal(18,2)").cast(MONEY).alias("total_amount"),
+            column("session_type", "string").alias("session_type"),
+        )
+
+    frames = [project(t, df) for t, df in silver.items() if t is not EventType.PRODUCT_UPDATE]
+    return functools.reduce(DataFrame.unionByName, frames)
 
 
-def session_rollup(unique_df: DataFrame, stream_id: Column, batch_id: Column) -> DataFrame:
-    """Partial session aggregates of one batch's accepted, deduplicated events (rows of the validator)."""
-    is_type = {e: F.col("_event_type") == F.lit(e.value) for e in EventType}
-    session_id = F.coalesce(*[_typed_field(e, "session_id") for e in EventType if e is not EventType.PRODUCT_UPDATE])
-    user_id = F.coalesce(*[_typed_field(e, "user_id") for e in EventType if e is not EventType.PRODUCT_UPDATE])
-    device = F.coalesce(
-        _typed_field(EventType.USER_SESSION, "device_type"), _typed_field(EventType.PAGE_VIEW, "device_type")
-    )
+def session_partials(silver: SilverFrames, folded_through: Column) -> DataFrame:
+    """Partial session aggregates of accepted, deduplicated silver rows (all of them, or a tail)."""
+    is_type = {e: F.col("event_type") == F.lit(e.value) for e in EventType}
     return (
-        unique_df.filter(~is_type[EventType.PRODUCT_UPDATE])
-        .withColumns({"_session_id": session_id, "_user_id": user_id, "_device": device})
-        .groupBy("_session_id")
+        _session_events(silver)
+        .groupBy("session_id")
         .agg(
-            F.min("_user_id").alias("user_id"),
-            F.min("_device").alias("device_type"),
+            F.min("user_id").alias("user_id"),
+            F.min("device_type").alias("device_type"),
             F.min("event_time").alias("started_at"),
             F.max("event_time").alias("ended_at"),
             F.count_if(is_type[EventType.PAGE_VIEW]).alias("page_views"),
             F.count_if(is_type[EventType.ADD_TO_CART]).alias("carts"),
             F.count_if(is_type[EventType.PURCHASE]).alias("purchases"),
-            F.coalesce(F.sum(_typed_field(EventType.PURCHASE, "total_amount")), F.lit(0)).cast(MONEY).alias("revenue"),
-            F.bool_or(
-                is_type[EventType.USER_SESSION] & (_typed_field(EventType.USER_SESSION, "session_type") == "logout")
+            F.coalesce(F.sum("total_amount"), F.lit(0)).cast(MONEY).alias("revenue"),
+            F.coalesce(
+                F.bool_or(is_type[EventType.USER_SESSION] & (F.col("session_type") == "logout")), F.lit(False)
             ).alias("has_logout"),
         )
-        .withColumnRenamed("_session_id", "session_id")
         .withColumns(
             {
                 "duration_s": F.unix_seconds("ended_at") - F.unix_seconds("started_at"),
                 "converted": F.col("purchases") > 0,
-                "stream_id": stream_id,
-                "batch_id": batch_id.cast("long"),
+                FOLDED_THROUGH: folded_through.cast("timestamp"),
             }
         )
         .select(*SESSIONS.schema.fieldNames())
     )
 
 
-def minute_rollup(unique_df: DataFrame, stream_id: Column, batch_id: Column) -> DataFrame:
-    """Partial per-minute, per-type counts of one batch's accepted, deduplicated events."""
-    is_purchase = F.col("_event_type") == F.lit(EventType.PURCHASE.value)
+def minute_partials(silver: SilverFrames, folded_through: Column) -> DataFrame:
+    """Partial per-minute, per-type counts of accepted, deduplicated silver rows."""
+
+    def project(event_type: EventType, df: DataFrame) -> DataFrame:
+        amount = F.col("total_amount") if event_type is EventType.PURCHASE else F.lit(None)
+        return df.select("event_time", F.lit(event_type.value).alias("event_type"), amount.cast(MONEY).alias("amount"))
+
+    events = functools.reduce(DataFrame.unionByName, [project(t, df) for t, df in silver.items()])
     return (
-        unique_df.withColumn("minute", F.date_trunc("minute", F.col("event_time")))
-        .groupBy("minute", F.col("_event_type").alias("event_type"))
+        events.withColumn("minute", F.date_trunc("minute", F.col("event_time")))
+        .groupBy("minute", "event_type")
         .agg(
             F.count("*").alias("events"),
-            F.count_if(is_purchase).alias("purchases"),
-            F.coalesce(F.sum(_typed_field(EventType.PURCHASE, "total_amount")), F.lit(0)).cast(MONEY).alias("revenue"),
+            F.count_if(F.col("event_type") == F.lit(EventType.PURCHASE.value)).alias("purchases"),
+            F.coalesce(F.sum("amount"), F.lit(0)).cast(MONEY).alias("revenue"),
         )
-        .withColumns({"stream_id": stream_id, "batch_id": batch_id.cast("long")})
+        .withColumn(FOLDED_THROUGH, folded_through.cast("timestamp"))
         .select(*EVENT_MINUTES.schema.fieldNames())
     )
 
 
+def filter_tail(silver_df: DataFrame, after: Column, through: Column) -> DataFrame:
+    """Silver rows ingested after ``after`` (exclusive; null: from the start) up to ``through`` (inclusive)."""
+    ingest = F.col("ingest_time")
+    return silver_df.filter(F.coalesce(ingest > after, F.lit(True)) & (ingest <= through))
+
+
 @dataclass(frozen=True)
 class Rollup:
-    """How a table's partial aggregates merge into it: keys, the time column, and how matched rows combine."""
+    """How a roll-up's partial rows merge into it: keys, the time column, and how matched rows combine."""
 
     table: TableSpec
     keys: tuple[str, ...]
     time_column: str  # the target is partitioned by its day; the merge prunes to the days it can touch
     combine: dict[str, str]  # column -> SQL expression over t (target) and s (source)
+    # column -> aggregate combining partial rows of one key (for readers that union folded rows and a tail)
+    aggregate: dict[str, str]
+
+    def partials(self, silver: SilverFrames, folded_through: Column) -> DataFrame:
+        if self.table is SESSIONS:
+            return session_partials(silver, folded_through)
+        return minute_partials(silver, folded_through)
 
     def merge_sql(self, catalog: str, source_view: str) -> str:
         """The MERGE statement, with one parameter ``:since``: target rows older than it are not looked at.
@@ -106,13 +145,20 @@ class Rollup:
         sets = ", ".join(f"t.{column} = {expression}" for column, expression in self.combine.items())
         columns = ", ".join(self.table.schema.fieldNames())
         values = ", ".join(f"s.{c}" for c in self.table.schema.fieldNames())
-        touched = "t.stream_id = s.stream_id AND t.batch_id >= s.batch_id"
         # Identifiers only: table and column names from the registry, a catalog name the settings validated.
         return (
             f"MERGE INTO {self.table.qualified(catalog)} t USING {source_view} s ON {on} AND {prune} "  # noqa: S608
-            f"WHEN MATCHED AND NOT ({touched}) THEN UPDATE SET {sets} "
+            f"WHEN MATCHED AND t.{FOLDED_THROUGH} < s.{FOLDED_THROUGH} THEN UPDATE SET {sets} "
             f"WHEN NOT MATCHED THEN INSERT ({columns}) VALUES ({values})"
         )
+
+    def combined(self, rows_df: DataFrame) -> DataFrame:
+        """Rows of the roll-up's schema (folded rows and partial rows alike) combined into one row per key."""
+        derived = {c: F.expr(e) for c, e in self.aggregate.items() if not e.startswith("agg:")}
+        aggregates = [
+            F.expr(e.removeprefix("agg:")).alias(c) for c, e in self.aggregate.items() if e.startswith("agg:")
+        ]
+        return rows_df.groupBy(*self.keys).agg(*aggregates).withColumns(derived).select(*self.table.schema.fieldNames())
 
 
 SESSION_ROLLUP = Rollup(
@@ -133,8 +179,21 @@ SESSION_ROLLUP = Rollup(
         "revenue": "t.revenue + s.revenue",
         "converted": "t.purchases + s.purchases > 0",
         "has_logout": "t.has_logout OR s.has_logout",
-        "stream_id": "s.stream_id",
-        "batch_id": "s.batch_id",
+        FOLDED_THROUGH: f"s.{FOLDED_THROUGH}",
+    },
+    aggregate={
+        "user_id": "agg:min(user_id)",
+        "device_type": "agg:min(device_type)",
+        "started_at": "agg:min(started_at)",
+        "ended_at": "agg:max(ended_at)",
+        "page_views": "agg:sum(page_views)",
+        "carts": "agg:sum(carts)",
+        "purchases": "agg:sum(purchases)",
+        "revenue": "agg:sum(revenue)",
+        "has_logout": "agg:bool_or(has_logout)",
+        FOLDED_THROUGH: f"agg:max({FOLDED_THROUGH})",
+        "duration_s": "unix_seconds(ended_at) - unix_seconds(started_at)",
+        "converted": "purchases > 0",
     },
 )
 
@@ -146,7 +205,20 @@ MINUTE_ROLLUP = Rollup(
         "events": "t.events + s.events",
         "purchases": "t.purchases + s.purchases",
         "revenue": "t.revenue + s.revenue",
-        "stream_id": "s.stream_id",
-        "batch_id": "s.batch_id",
+        FOLDED_THROUGH: f"s.{FOLDED_THROUGH}",
+    },
+    aggregate={
+        "events": "agg:sum(events)",
+        "purchases": "agg:sum(purchases)",
+        "revenue": "agg:sum(revenue)",
+        FOLDED_THROUGH: f"agg:max({FOLDED_THROUGH})",
     },
 )
+
+ROLLUPS = (SESSION_ROLLUP, MINUTE_ROLLUP)
+
+
+def with_tail(rollup: Rollup, folded_df: DataFrame, silver_tail: SilverFrames) -> DataFrame:
+    """The roll-up to the second: folded rows combined with the partial rows of the not yet folded tail."""
+    partial = rollup.partials(silver_tail, F.lit(None))
+    return rollup.combined(folded_df.unionByName(partial))

@@ -23,8 +23,8 @@ Rule ids (the ``failed_rules`` column of quarantine):
 ``out_of_range:<field>``           quantity <= 0, discount over 100 %, rating over 5, negative stock
 ``empty:items``                    a purchase without items
 ``inconsistent:<field>``           arithmetic that does not add up (e.g. total_amount != subtotal - discount)
-``duplicate``                      an earlier delivery of the same event_id is already in silver (added by
-                                   :func:`with_duplicate_flag`)
+``duplicate``                      an earlier delivery of the same event_id is already in silver or earlier
+                                   in the batch (decided by :mod:`pipeline.streaming.dedup`)
 =================================  ============================================================================
 
 Nested fields are named with dots, e.g. ``missing:shipping_address.city``, ``inconsistent:items.total_price``.
@@ -35,7 +35,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -51,7 +51,7 @@ from pipeline.contracts.events import (
     topic_name,
 )
 from pipeline.contracts.spark_schemas import loose_type, typed_type
-from pipeline.tables import EVENT_INDEX, QUARANTINE_EVENTS, SILVER
+from pipeline.tables import QUARANTINE_EVENTS, SILVER
 
 FAILED_RULES = "failed_rules"
 DUPLICATE_RULE = "duplicate"
@@ -280,51 +280,24 @@ def with_late_flag(validated_df: DataFrame, watermark: Column) -> DataFrame:
     return validated_df.withColumn("is_late", _flag(F.col("event_time") < watermark))
 
 
-def validate_events(bronze_df: DataFrame, topic_prefix: str, max_payload_bytes: int) -> DataFrame:
-    """:meth:`EventValidator.validate` with a validator built for this call."""
-    return EventValidator(topic_prefix, max_payload_bytes).validate(bronze_df)
-
-
 def filter_valid(validated_df: DataFrame) -> DataFrame:
     return validated_df.filter(F.size(F.col(FAILED_RULES)) == 0)
 
 
-def filter_invalid(validated_df: DataFrame) -> DataFrame:
-    return validated_df.filter(F.size(F.col(FAILED_RULES)) > 0)
+def with_duplicates(validated_df: DataFrame, duplicates_df: DataFrame | None) -> DataFrame:
+    """Add ``is_duplicate``: the row's Kafka coordinates are among ``duplicates_df``'s (None: no duplicates).
 
-
-def with_duplicate_flag(validated_df: DataFrame, known_df: DataFrame) -> DataFrame:
-    """Add ``is_duplicate`` to valid rows (invalid rows get False): an earlier delivery of the same event exists.
-
-    Earlier means: in ``known_df`` (deliveries already in silver: ``event_id`` + Kafka coordinates) at *other*
-    coordinates, or earlier among this frame's valid rows (by Kafka timestamp, then coordinates). A row of
-    ``known_df`` at the same coordinates is this very record written before a restart, not a duplicate:
-    replaying a batch then flags exactly what the first run flagged.
-
-    Only narrow rows (id, time, coordinates) are shuffled to rank the deliveries of an id; the wide validated
-    rows meet the (few) repeats and known ids in broadcast joins, so they never move.
+    Which deliveries are duplicates is decided by :mod:`pipeline.streaming.dedup`; the (few) coordinates meet
+    the wide rows in a broadcast join, so those never move.
     """
+    if duplicates_df is None:
+        return validated_df.withColumn("is_duplicate", F.lit(False))
     coordinates = list(_KAFKA_COORDINATES)
-    is_valid = F.size(F.col(FAILED_RULES)) == 0
-    earlier_elsewhere = (
-        known_df.join(validated_df.select(*coordinates), on=coordinates, how="left_anti")
-        .select("event_id")
-        .distinct()
-        .withColumn("_known", F.lit(True))
-    )
-    order = Window.partitionBy("event_id").orderBy("kafka_timestamp", *coordinates)
-    repeats = (
-        validated_df.filter(is_valid)
-        .select("event_id", "kafka_timestamp", *coordinates)
-        .withColumn("_delivery", F.row_number().over(order))
-        .filter(F.col("_delivery") > 1)
-        .select(*coordinates, F.lit(True).alias("_repeat"))
-    )
+    marked = duplicates_df.select(*coordinates).distinct().withColumn("_duplicate", F.lit(True))
     return (
-        validated_df.join(F.broadcast(earlier_elsewhere), on="event_id", how="left")
-        .join(F.broadcast(repeats), on=coordinates, how="left")
-        .withColumn("is_duplicate", is_valid & (F.col("_known").isNotNull() | F.col("_repeat").isNotNull()))
-        .drop("_known", "_repeat")
+        validated_df.join(F.broadcast(marked), on=coordinates, how="left")
+        .withColumn("is_duplicate", F.coalesce(F.col("_duplicate"), F.lit(False)))
+        .drop("_duplicate")
     )
 
 
@@ -342,11 +315,6 @@ def to_silver(valid_df: DataFrame, event_type: EventType) -> DataFrame:
             for name in SILVER[event_type].schema.fieldNames()
         ]
     )
-
-
-def to_event_index(unique_df: DataFrame) -> DataFrame:
-    """The narrow (event id, Kafka coordinates) rows deduplication looks up."""
-    return unique_df.withColumn("event_type", F.col("_event_type")).select(*EVENT_INDEX.schema.fieldNames())
 
 
 def to_quarantine(rejected_df: DataFrame) -> DataFrame:

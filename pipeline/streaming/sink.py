@@ -1,11 +1,22 @@
 """The micro-batch sink: the only place of the stream with side effects.
 
-For each micro-batch of Kafka records it writes bronze, the silver table of each event type, quarantine, the
-event-id index, and (off the critical path) one row of ``ops.stream_batches``.
+Each micro-batch arrives validated (the contract's rules are part of the streaming query, planned once when it
+starts). The sink then does one pass:
 
-Exactly once: each table write is once-only per batch id (:class:`BatchCommitter`), and what a batch writes is
-a deterministic function of its records and of the tables as they were before it, so a batch replayed after a
-crash writes exactly what the first attempt wrote, wherever that attempt stopped.
+1. **materialize** the batch once (stamped with batch id, ingest time and the late flag) and bring its narrow
+   columns (ids, times, coordinates, verdicts) to the driver as Arrow: one Spark job, plus one small one;
+2. **decide** duplicates in the driver against the committed event ids (:mod:`pipeline.streaming.dedup`), and
+   count everything the batch report needs from the same Arrow columns;
+3. **commit** bronze, the silver table of each event type present and quarantine (if anything was rejected),
+   all at once, each an Iceberg append that is once-only per batch id (:class:`BatchCommitter`).
+
+The roll-ups are folded from silver in the background (:mod:`pipeline.streaming.fold`) and ``ops.stream_batches``
+gets the batch's row while the next batch runs: neither is on the path from Kafka to silver.
+
+Exactly once: what a batch writes is a deterministic function of its records and of silver as it was before the
+batch (the committed event ids), so a batch replayed after a crash writes exactly what the first attempt wrote,
+wherever that attempt stopped, and the committer skips the tables that already hold it. The argument in full is
+in ``docs/streaming.md``.
 
 Every commit's snapshot summary carries the stream id, batch id, ingest time, the watermark used, the newest
 event time seen so far and the Kafka timestamps covered: the Iceberg snapshot that made an event visible says
@@ -24,43 +35,58 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pipeline.contracts.events import EventType
-from pipeline.iceberg_io import BatchCommitter, merge_rollup, summary_value
-from pipeline.streaming.bronze import to_bronze, with_ingest
-from pipeline.streaming.rollups import MINUTE_ROLLUP, SESSION_ROLLUP, minute_rollup, session_rollup
+from pipeline.iceberg_io import (
+    INGEST_TIME_PROPERTY,
+    KAFKA_TS_MAX_PROPERTY,
+    KAFKA_TS_MIN_PROPERTY,
+    MAX_EVENT_TIME_PROPERTY,
+    WATERMARK_PROPERTY,
+    BatchCommitter,
+    latest_summary_value,
+    summary_value,
+)
+from pipeline.streaming.bronze import with_ingest
+from pipeline.streaming.dedup import (
+    NARROW_COLUMNS,
+    Coordinates,
+    EventIdCache,
+    committed_rows,
+    decide,
+    needs_cold_lookup,
+)
+from pipeline.streaming.fold import RollupFolder
 from pipeline.streaming.silver import (
     DUPLICATE_RULE,
     FAILED_RULES,
-    EventValidator,
-    filter_valid,
-    to_event_index,
     to_quarantine,
     to_silver,
-    with_duplicate_flag,
+    with_duplicates,
     with_late_flag,
 )
-from pipeline.tables import BRONZE_EVENTS, EVENT_INDEX, QUARANTINE_EVENTS, SILVER, STREAM_BATCHES, TableSpec
+from pipeline.tables import BRONZE_EVENTS, QUARANTINE_EVENTS, SILVER, STREAM_BATCHES, TableSpec
 
 log = logging.getLogger(__name__)
 
-EPOCH = dt.datetime.fromtimestamp(0)
-MAX_EVENT_TIME = "shoplake.max-event-time"  # snapshot summary keys besides the committer's own
-WATERMARK = "shoplake.watermark"
-INGEST_TIME = "shoplake.ingest-time"
-KAFKA_TS_MIN = "shoplake.kafka-ts-min"
-KAFKA_TS_MAX = "shoplake.kafka-ts-max"
+# Times inside the sink are timezone-aware UTC, as Arrow hands them over; Spark converts them on the way in.
+EPOCH = dt.datetime.fromtimestamp(0, dt.UTC)
+_COORDINATES = ["kafka_topic", "kafka_partition", "kafka_offset"]
+_COORDINATES_SCHEMA = "kafka_topic string, kafka_partition int, kafka_offset long"
+_TICK = dt.timedelta(milliseconds=1)
 
 
 def _iso(value: dt.datetime | None) -> str:
-    """A naive local datetime (as PySpark returns them) as an unambiguous UTC ISO string."""
+    """A datetime (aware, or naive local as PySpark returns them) as an unambiguous UTC ISO string."""
     return value.astimezone(dt.UTC).isoformat() if value else ""
 
 
 def _from_iso(value: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(value).astimezone().replace(tzinfo=None)
+    return dt.datetime.fromisoformat(value).astimezone(dt.UTC)
 
 
 @dataclass
@@ -80,7 +106,7 @@ class BatchReport:
     max_event_time: dt.datetime | None = None
     started_at: float = 0.0
     committed_at: float = 0.0
-    # seconds spent validating, deduplicating, summarizing (counts per type), planning the writes, committing
+    # seconds spent materializing (Kafka read + validation), deduplicating, planning the writes, committing
     phases: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -95,23 +121,44 @@ class BatchReport:
         return self.committed_at - self.kafka_ts_min.timestamp()
 
 
+def _summarize(narrow: pa.Table, is_duplicate: pa.Array, report: BatchReport) -> dict[str, int]:
+    """Fill the report's counts from the batch's narrow columns; returns silver rows per event type."""
+    is_valid = narrow.column("is_valid")
+    unique = pc.and_(is_valid, pc.invert(is_duplicate))
+    late = pc.and_(unique, narrow.column("is_late"))
+    report.records = narrow.num_rows
+    report.duplicates = pc.sum(is_duplicate).as_py() or 0
+    report.late = pc.sum(late).as_py() or 0
+    report.quarantined = report.records - (pc.sum(unique).as_py() or 0)
+    report.kafka_ts_min = pc.min(narrow.column("kafka_timestamp")).as_py()
+    report.kafka_ts_max = pc.max(narrow.column("kafka_timestamp")).as_py()
+    report.late_dates = sorted(set(pc.filter(narrow.column("event_date"), late).to_pylist()))
+    types = pc.filter(narrow.column("_event_type"), unique).to_pylist()
+    return {event_type.value: types.count(event_type.value) for event_type in EventType}
+
+
 @dataclass
 class MicroBatchSink:
-    """``foreachBatch`` target: Kafka records -> bronze, silver, quarantine, event index, ops."""
+    """``foreachBatch`` target: validated Kafka records -> bronze, silver, quarantine; roll-ups folded later."""
 
     catalog: str
-    topic_prefix: str
     checkpoint_location: str
-    max_payload_bytes: int
     late_after: dt.timedelta
     batch_partitions: int = 2
     rollup_lookback: dt.timedelta = dt.timedelta(days=7)
+    dedup_horizon: dt.timedelta = dt.timedelta(minutes=30)
+    fold_interval_s: float = 10.0
     on_batch: list = field(default_factory=list)  # callbacks receiving each BatchReport
 
     def __post_init__(self) -> None:
-        self._validator = EventValidator(self.topic_prefix, self.max_payload_bytes)
         self._committer: BatchCommitter | None = None
         self._max_event_time: dt.datetime | None = None
+        self._last_ingest: dt.datetime | None = None  # of the newest batch written by any run, recovered on start
+        self._completed_ingest: dt.datetime | None = None  # of the newest batch this run completed
+        self._ids = EventIdCache(self.dedup_horizon)
+        self._folder = RollupFolder(self.catalog, self.rollup_lookback)
+        self._last_fold = time.monotonic()
+        self._spark: SparkSession | None = None
         self._ops_writer: threading.Thread | None = None
         self._ops_error: BaseException | None = None
 
@@ -124,8 +171,18 @@ class MicroBatchSink:
                 raise RuntimeError(f"checkpoint {self.checkpoint_location} has no query metadata")
             stream_id = json.loads(metadata[0])["id"]
             self._committer = BatchCommitter(spark, self.catalog, stream_id)
-            newest = summary_value(spark, self.catalog, EVENT_INDEX, stream_id, batch_id, MAX_EVENT_TIME)
+            newest = summary_value(spark, self.catalog, BRONZE_EVENTS, stream_id, batch_id, MAX_EVENT_TIME_PROPERTY)
             self._max_event_time = _from_iso(newest) if newest else None
+            # Ingest times grow strictly from batch to batch, also across restarts (the roll-ups fold by them):
+            # the newest one any table holds, including a table a killed attempt of the next batch reached.
+            ingested = [
+                latest_summary_value(spark, self.catalog, spec, INGEST_TIME_PROPERTY)
+                for spec in (BRONZE_EVENTS, *SILVER.values())
+            ]
+            self._last_ingest = max((_from_iso(v) for v in ingested if v), default=None)
+            # Every silver row ingested so far is committed, whole batch or not: the roll-ups may fold it.
+            self._completed_ingest = self._last_ingest
+            self._spark = spark
             log.info("stream %s resumes at batch %d (newest event time %s)", stream_id, batch_id, newest)
         return self._committer
 
@@ -135,91 +192,95 @@ class MicroBatchSink:
             return EPOCH
         return self._max_event_time - self.late_after
 
+    def _next_ingest_time(self, now: float) -> dt.datetime:
+        ingest = dt.datetime.fromtimestamp(now, dt.UTC)
+        if self._last_ingest is not None and ingest <= self._last_ingest:
+            ingest = self._last_ingest + _TICK
+        self._last_ingest = ingest
+        return ingest
+
     # -- the batch ---------------------------------------------------------------------------------------------
 
-    def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
+    def __call__(self, validated_df: DataFrame, batch_id: int) -> None:
         started = time.time()
-        spark = batch_df.sparkSession
+        spark = validated_df.sparkSession
         committer = self._start(spark, batch_id)
+        self._raise_background_errors()
         report = BatchReport(batch_id=batch_id, started_at=started, watermark=self.watermark())
-        # PySpark maps naive datetimes to and from the process's local time zone; stay naive-local throughout.
-        ingest_time = dt.datetime.fromtimestamp(started)
-        # Validate, then stamp (see `with_ingest`). The checkpoint cuts the plan's lineage: the later jobs of
-        # this batch then plan in milliseconds instead of re-analysing hundreds of rule expressions.
-        # Kafka gives one partition per topic partition; a micro-batch is small, so fewer tasks (and files) win.
-        validated = self._validator.validate(to_bronze(batch_df).coalesce(self.batch_partitions)).localCheckpoint()
-        validated = with_late_flag(with_ingest(validated, F.lit(batch_id), F.lit(ingest_time)), F.lit(report.watermark))
-        mark = self._phase(report, "validate", started)
-        known = self._known_deliveries(spark, validated)
-        flagged = with_duplicate_flag(validated, known).coalesce(self.batch_partitions).localCheckpoint()
-        mark = self._phase(report, "deduplicate", mark)
-        is_valid = F.size(F.col(FAILED_RULES)) == 0
-        unique_valid = is_valid & ~F.col("is_duplicate")
-        per_type = {
-            row["_event_type"]: row
-            for row in flagged.groupBy("_event_type")
-            .agg(
-                F.count("*").alias("records"),
-                F.count_if(~is_valid).alias("invalid"),
-                F.count_if(unique_valid).alias("rows"),
-                F.count_if(F.col("is_duplicate")).alias("duplicates"),
-                F.count_if(unique_valid & F.col("is_late")).alias("late"),
-                F.max(F.when(unique_valid, F.col("event_time"))).alias("max_time"),
-                F.min(F.when(unique_valid, F.col("event_time"))).alias("min_time"),
-                F.collect_set(F.when(unique_valid & F.col("is_late"), F.col("event_date"))).alias("late_dates"),
-                F.min("kafka_timestamp").alias("ts_min"),
-                F.max("kafka_timestamp").alias("ts_max"),
-            )
-            .collect()
-        }
-        report.records = sum(row["records"] for row in per_type.values())
-        if report.records == 0:
+        ingest_time = self._next_ingest_time(started)
+
+        # 1. Materialize once: Kafka read and validation run here, in one job; every later job reads the result.
+        batch = with_late_flag(
+            with_ingest(validated_df.coalesce(self.batch_partitions), F.lit(batch_id), F.lit(ingest_time)),
+            F.lit(report.watermark),
+        ).localCheckpoint()
+        narrow = batch.select(
+            *NARROW_COLUMNS,
+            "event_date",
+            "_event_type",
+            "is_late",
+            (F.size(F.col(FAILED_RULES)) == 0).alias("is_valid"),
+        ).toArrow()
+        mark = self._phase(report, "materialize", started)
+        if narrow.num_rows == 0:
             return
-        mark = self._phase(report, "summarize", mark)
-        report.kafka_ts_min = min(row["ts_min"] for row in per_type.values())
-        report.kafka_ts_max = max(row["ts_max"] for row in per_type.values())
+
+        # 2. Duplicates, decided in the driver against the committed event ids.
+        valid = narrow.filter(narrow.column("is_valid"))
+        self._ensure_ids_loaded(spark, valid)
+        cold = self._cold_lookup(spark, needs_cold_lookup(valid, self._ids))
+        verdicts = decide(valid, self._ids, cold)
+        duplicates = verdicts.duplicate_coordinates(valid)
+        duplicate_keys = set(duplicates)
+        all_coordinates = zip(*(narrow.column(c).to_pylist() for c in _COORDINATES), strict=True)
+        is_duplicate = pa.array([c in duplicate_keys for c in all_coordinates], pa.bool_())
+        per_type = _summarize(narrow, is_duplicate, report)
+        mark = self._phase(report, "deduplicate", mark)
+
+        # 3. Every table from the one materialized batch.
+        duplicates_df = spark.createDataFrame(duplicates, _COORDINATES_SCHEMA) if duplicates else None
+        flagged = with_duplicates(batch, duplicates_df)
+        unique_valid = (F.size(F.col(FAILED_RULES)) == 0) & ~F.col("is_duplicate")
         unique = flagged.filter(unique_valid)
-        writes: list[tuple[DataFrame, TableSpec]] = [(flagged, BRONZE_EVENTS), (to_event_index(unique), EVENT_INDEX)]
+        writes: list[tuple[DataFrame, TableSpec]] = [(flagged, BRONZE_EVENTS)]
         for event_type in EventType:
-            counts = per_type.get(event_type.value)
-            report.silver_rows[SILVER[event_type].identifier] = counts["rows"] if counts else 0
-            if counts and counts["rows"]:
+            rows = per_type[event_type.value]
+            report.silver_rows[SILVER[event_type].identifier] = rows
+            if rows:
                 writes.append((to_silver(unique, event_type), SILVER[event_type]))
-        report.duplicates = sum(row["duplicates"] for row in per_type.values())
-        report.late = sum(row["late"] for row in per_type.values())
-        report.late_dates = sorted({d for row in per_type.values() for d in row["late_dates"]})
-        report.quarantined = sum(row["invalid"] for row in per_type.values()) + report.duplicates
         if report.quarantined:
             reasons = F.when(F.col("is_duplicate"), F.array(F.lit(DUPLICATE_RULE))).otherwise(F.col(FAILED_RULES))
             writes.append(
                 (to_quarantine(flagged.filter(~unique_valid).withColumn(FAILED_RULES, reasons)), QUARANTINE_EVENTS)
             )
-        oldest = [row["min_time"] for row in per_type.values() if row["min_time"] is not None]
-        newest = [row["max_time"] for row in per_type.values() if row["max_time"] is not None]
+        committed = committed_rows(valid, verdicts)
+        newest = [event_time for _, event_time, _ in committed]
         report.max_event_time = max([*newest, *([self._max_event_time] if self._max_event_time else [])], default=None)
         properties = {
-            INGEST_TIME: _iso(ingest_time),
-            WATERMARK: _iso(report.watermark),
-            MAX_EVENT_TIME: _iso(report.max_event_time),
-            KAFKA_TS_MIN: _iso(report.kafka_ts_min),
-            KAFKA_TS_MAX: _iso(report.kafka_ts_max),
+            INGEST_TIME_PROPERTY: _iso(ingest_time),
+            WATERMARK_PROPERTY: _iso(report.watermark),
+            MAX_EVENT_TIME_PROPERTY: _iso(report.max_event_time),
+            KAFKA_TS_MIN_PROPERTY: _iso(report.kafka_ts_min),
+            KAFKA_TS_MAX_PROPERTY: _iso(report.kafka_ts_max),
         }
         tasks: list[Callable[[], object]] = [
             functools.partial(committer.append, df, spec, batch_id, properties) for df, spec in writes
         ]
-        if oldest:
-            since = min(oldest) - self.rollup_lookback
-            stream, batch = F.lit(committer.stream_id), F.lit(batch_id)
-            for rollup, partial in ((SESSION_ROLLUP, session_rollup), (MINUTE_ROLLUP, minute_rollup)):
-                tasks.append(
-                    functools.partial(merge_rollup, partial(unique, stream, batch), rollup, self.catalog, since)
-                )
         commit_started = self._phase(report, "plan", mark)
         self._run_all(tasks)
         report.committed_at = time.time()
         report.phases["commit"] = report.committed_at - commit_started
+
+        # Committed: the batch's ids are known from now on; state moves on.
+        self._ids.add(committed)
         self._max_event_time = report.max_event_time
+        if self._max_event_time is not None:
+            self._ids.advance(self._max_event_time)
+        self._completed_ingest = ingest_time
+        batch.unpersist()
         self._record_later(spark, committer, report)
+        if time.monotonic() - self._last_fold >= self.fold_interval_s and self._folder.fold_later(spark, ingest_time):
+            self._last_fold = time.monotonic()
         for callback in self.on_batch:
             callback(report)
 
@@ -237,24 +298,61 @@ class MicroBatchSink:
             for future in [pool.submit(task) for task in tasks]:
                 future.result()
 
-    def _known_deliveries(self, spark: SparkSession, validated_df: DataFrame) -> DataFrame:
-        """Deliveries already in silver of this batch's valid events.
+    # -- committed event ids -----------------------------------------------------------------------------------
 
-        Joined on the event date as well as the id (a redelivery carries its event's date): the index is
-        partitioned by date, so Spark prunes it to the batch's days at run time.
-        """
-        batch_keys = filter_valid(validated_df).select("event_id", "event_date").distinct()
-        return (
-            spark.table(EVENT_INDEX.qualified(self.catalog))
-            .select("event_id", "event_date", "kafka_topic", "kafka_partition", "kafka_offset")
-            .join(F.broadcast(batch_keys), on=["event_id", "event_date"], how="left_semi")
-            .drop("event_date")
+    def _silver_ids(self, spark: SparkSession) -> DataFrame:
+        """(event_id, event_time, event_date, coordinates) of every silver row."""
+        frames = [
+            spark.table(spec.qualified(self.catalog)).select("event_id", "event_time", "event_date", *_COORDINATES)
+            for spec in SILVER.values()
+        ]
+        return functools.reduce(DataFrame.unionByName, frames)
+
+    def _ensure_ids_loaded(self, spark: SparkSession, valid: pa.Table) -> None:
+        """On the first batch of a run: load the committed ids of the hot tier's horizon from silver."""
+        if self._ids.covers_since is not None:
+            return
+        newest = pc.max(valid.column("event_time")).as_py() if valid.num_rows else None
+        anchor = max((t for t in (newest, self._max_event_time) if t is not None), default=None)
+        if anchor is None:
+            return  # nothing valid yet: the next batch decides where the horizon starts
+        since = (anchor - self.dedup_horizon).replace(second=0, microsecond=0)
+        rows = (
+            self._silver_ids(spark)
+            .filter((F.col("event_date") >= F.lit(since.date())) & (F.col("event_time") >= F.lit(since)))
+            .select("event_id", "event_time", *_COORDINATES)
+            .toArrow()
         )
+        self._ids.load(
+            (
+                (event_id, event_time, (topic, partition, offset))
+                for event_id, event_time, topic, partition, offset in zip(
+                    *(rows.column(c).to_pylist() for c in rows.column_names), strict=True
+                )
+            ),
+            since,
+        )
+        log.info("%d committed event ids since %s loaded for deduplication", len(self._ids), since)
 
-    # -- ops.stream_batches: written while the next batch runs -------------------------------------------------
+    def _cold_lookup(self, spark: SparkSession, wanted: list[tuple[str, dt.date]]) -> dict[str, Coordinates]:
+        """Committed coordinates of event ids older than the hot tier, looked up in silver (pruned by date)."""
+        if not wanted:
+            return {}
+        days = sorted({day for _, day in wanted})
+        ids = spark.createDataFrame([(event_id,) for event_id in sorted({i for i, _ in wanted})], "event_id string")
+        rows = (
+            self._silver_ids(spark)
+            .filter(F.col("event_date").isin(*days))
+            .join(F.broadcast(ids), on="event_id", how="left_semi")
+            .select("event_id", *_COORDINATES)
+            .collect()
+        )
+        return {row["event_id"]: (row["kafka_topic"], row["kafka_partition"], row["kafka_offset"]) for row in rows}
+
+    # -- roll-ups and ops.stream_batches: while the next batch runs --------------------------------------------
 
     def _record_later(self, spark: SparkSession, committer: BatchCommitter, report: BatchReport) -> None:
-        self.flush()
+        self._wait_ops()
         row = (
             committer.stream_id,
             report.batch_id,
@@ -275,7 +373,7 @@ class MicroBatchSink:
         def write() -> None:
             try:
                 committer.append(spark.createDataFrame([row], STREAM_BATCHES.schema), STREAM_BATCHES, report.batch_id)
-            except BaseException as exc:  # surfaced by the next flush()
+            except BaseException as exc:  # surfaced by the next batch or flush()
                 self._ops_error = exc
 
         self._ops_writer = threading.Thread(target=write, name=f"ops-batch-{report.batch_id}", daemon=True)
@@ -292,11 +390,25 @@ class MicroBatchSink:
             report.lag_s or 0.0,
         )
 
-    def flush(self) -> None:
-        """Wait for the pending ``ops.stream_batches`` row; raise if writing it failed."""
+    def _wait_ops(self) -> None:
         if self._ops_writer is not None:
             self._ops_writer.join()
             self._ops_writer = None
+        self._raise_background_errors()
+
+    def _raise_background_errors(self) -> None:
         if self._ops_error is not None:
             error, self._ops_error = self._ops_error, None
             raise RuntimeError("writing ops.stream_batches failed") from error
+        self._folder.raise_error()
+
+    def flush(self) -> None:
+        """Wait for the pending background writes and fold silver into the roll-ups up to the newest batch.
+
+        Raises if any of them failed.
+        """
+        self._wait_ops()
+        self._folder.wait()
+        if self._spark is not None and self._completed_ingest is not None:
+            self._folder.fold(self._spark, self._completed_ingest)
+            self._last_fold = time.monotonic()

@@ -32,8 +32,8 @@ from pipeline.kafka_topics import ensure_topics
 from pipeline.maintenance import maintain
 from pipeline.orchestration.runs import materialize_gold
 from pipeline.spark_session import build_spark_session
-from pipeline.streaming.job import STREAMING_TABLES, start_stream
-from pipeline.tables import QUARANTINE_EVENTS
+from pipeline.streaming.job import start_stream
+from pipeline.tables import QUARANTINE_EVENTS, STREAMING_TABLES
 from simulation.generator import generate, to_log_line
 from simulation.scenario import load_scenario
 from simulation.sinks import make_producer, send, simulated_items

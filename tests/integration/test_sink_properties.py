@@ -22,9 +22,10 @@ from pipeline.audit import conservation
 from pipeline.config import Settings
 from pipeline.iceberg_io import ensure_tables
 from pipeline.spark_session import build_spark_session
-from pipeline.streaming.job import STREAMING_TABLES
+from pipeline.streaming.bronze import to_bronze
+from pipeline.streaming.silver import EventValidator
 from pipeline.streaming.sink import MicroBatchSink
-from pipeline.tables import QUARANTINE_EVENTS, SILVER
+from pipeline.tables import QUARANTINE_EVENTS, SILVER, STREAMING_TABLES
 from simulation.generator import generate
 from simulation.scenario import load_scenario
 from simulation.sinks import simulated_items
@@ -46,11 +47,7 @@ RECORD = st.one_of(
 
 def _sink(settings: Settings, checkpoint: Path) -> MicroBatchSink:
     return MicroBatchSink(
-        catalog=settings.catalog.name,
-        topic_prefix=settings.kafka.topic_prefix,
-        checkpoint_location=str(checkpoint),
-        max_payload_bytes=settings.stream.max_payload_bytes,
-        late_after=dt.timedelta(minutes=10),
+        catalog=settings.catalog.name, checkpoint_location=str(checkpoint), late_after=dt.timedelta(minutes=10)
     )
 
 
@@ -77,7 +74,12 @@ def test_any_mix_of_records_lands_exactly_once_even_when_a_batch_is_replayed(
         topic, key, payload = POOL[value] if kind == "event" else ("page_view", "k", value)
         rows.append((key.encode(), payload, f"{prefix}.{topic}", 0, offset, now + dt.timedelta(milliseconds=offset), 0))
     bounds = sorted({0, len(rows), *(min(c, len(rows)) for c in cuts)})
-    batches = [spark.createDataFrame(rows[a:b], KAFKA_SCHEMA) for a, b in itertools.pairwise(bounds) if b > a]
+    validator = EventValidator(prefix, settings.stream.max_payload_bytes)
+    batches = [
+        validator.validate(to_bronze(spark.createDataFrame(rows[a:b], KAFKA_SCHEMA)))
+        for a, b in itertools.pairwise(bounds)
+        if b > a
+    ]
 
     sink = _sink(settings, checkpoint)
     for batch_id, batch in enumerate(batches):

@@ -7,9 +7,8 @@ import datetime as dt
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from pipeline.iceberg_io import BATCH_ID_PROPERTY
+from pipeline.iceberg_io import BATCH_ID_PROPERTY, INGEST_TIME_PROPERTY
 from pipeline.observability import summarize, with_latency
-from pipeline.streaming.sink import INGEST_TIME
 
 T0 = dt.datetime(2026, 11, 2, 12, 0, 0)
 
@@ -24,7 +23,7 @@ def test_latency_is_kafka_time_to_the_commit_that_made_a_row_visible_and_null_on
         "batch_id long, ingest_time timestamp, kafka_timestamp timestamp, event_id string",
     )
     snapshots = spark.createDataFrame(
-        [({BATCH_ID_PROPERTY: "1", INGEST_TIME: "2026-11-02T12:00:00+00:00"}, T0 + dt.timedelta(seconds=1.5))],
+        [({BATCH_ID_PROPERTY: "1", INGEST_TIME_PROPERTY: "2026-11-02T12:00:00+00:00"}, T0 + dt.timedelta(seconds=1.5))],
         "summary map<string,string>, committed_at timestamp",
     )
     got = with_latency(silver, snapshots).select("event_id", "latency_s")

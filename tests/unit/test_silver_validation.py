@@ -18,7 +18,7 @@ from pipeline.streaming.silver import (
     filter_valid,
     to_quarantine,
     to_silver,
-    with_duplicate_flag,
+    with_duplicates,
     with_late_flag,
 )
 
@@ -219,34 +219,21 @@ def test_quarantine_rows_keep_the_raw_payload_and_coordinates(spark, validator) 
     assert quarantined.event_id is None
 
 
-COORDS = "event_id string, kafka_topic string, kafka_partition int, kafka_offset long"
-BATCH = f"{COORDS}, kafka_timestamp timestamp, failed_rules array<string>"
+COORDS = "kafka_topic string, kafka_partition int, kafka_offset long"
 
 
-def test_duplicates_within_a_batch_keep_the_earliest_valid_delivery(spark) -> None:
+def test_rows_at_the_decided_duplicate_coordinates_are_flagged_and_no_other(spark) -> None:
     batch = spark.createDataFrame(
-        [
-            ("a", "t", 0, 5, KAFKA_TS, []),
-            ("a", "t", 0, 9, KAFKA_TS, []),
-            ("a", "t", 0, 2, KAFKA_TS, ["missing:user_id"]),
-            ("b", "t", 1, 3, KAFKA_TS, []),
-            (None, "t", 1, 4, KAFKA_TS, ["invalid_json"]),
-        ],
-        BATCH,
+        [("a", "t", 0, 5), ("a", "t", 0, 9), ("a", "t", 1, 5), (None, "t", 1, 4)], f"event_id string, {COORDS}"
     )
-    flagged = with_duplicate_flag(batch, spark.createDataFrame([], COORDS))
+    flagged = with_duplicates(batch, spark.createDataFrame([("t", 0, 9), ("t", 0, 9)], COORDS))
     expected = spark.createDataFrame(
-        [("a", 5, False), ("a", 9, True), ("a", 2, False), ("b", 3, False), (None, 4, False)],
-        "event_id string, kafka_offset long, is_duplicate boolean",
+        [("a", 0, 5, False), ("a", 0, 9, True), ("a", 1, 5, False), (None, 1, 4, False)],
+        "event_id string, kafka_partition int, kafka_offset long, is_duplicate boolean",
     )
-    assertDataFrameEqual(flagged.select("event_id", "kafka_offset", "is_duplicate"), expected)
+    assertDataFrameEqual(flagged.select("event_id", "kafka_partition", "kafka_offset", "is_duplicate"), expected)
 
 
-def test_event_already_in_silver_at_other_coordinates_is_a_duplicate_but_a_replayed_record_is_not(spark) -> None:
-    batch = spark.createDataFrame(
-        [("a", "t", 0, 5, KAFKA_TS, []), ("b", "t", 0, 6, KAFKA_TS, []), ("c", "t", 0, 7, KAFKA_TS, [])], BATCH
-    )
-    known = spark.createDataFrame([("a", "t", 0, 1), ("b", "t", 0, 6), (None, "t", 0, 2)], COORDS)
-    flagged = with_duplicate_flag(batch, known)
-    expected = spark.createDataFrame([("a", True), ("b", False), ("c", False)], "event_id string, is_duplicate boolean")
-    assertDataFrameEqual(flagged.select("event_id", "is_duplicate"), expected)
+def test_a_batch_without_duplicates_flags_nothing(spark) -> None:
+    batch = spark.createDataFrame([("a", "t", 0, 5)], f"event_id string, {COORDS}")
+    assert [r.is_duplicate for r in with_duplicates(batch, None).collect()] == [False]
