@@ -3,14 +3,26 @@
 Kafka broker up -> simulator writes the day to a log and sends it to Kafka -> the streaming job writes bronze,
 silver and quarantine -> Dagster materializes the daily gold partitions -> the gold rows (read back with
 PyIceberg), the oracle's verdict and the Kafka -> silver latency are printed.
+
+The screen is for a newcomer on an 80-column terminal: each step says what it does and how long it took, Spark's
+and Java's own output goes to a log file named on screen, tables are transposed (one row per metric) so they
+fit, and the end says where the tables are and what to try next.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
+import sys
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 from dagster import DagsterInstance
+from rich import box
 from rich.table import Table
 
 from devstack.jars import resolve as resolve_jars
@@ -18,18 +30,20 @@ from devstack.services import start_services
 from pipeline.catalog import pyiceberg_catalog
 from pipeline.config import Settings
 from pipeline.kafka_topics import ensure_topics
-from pipeline.observability import latency_summary
+from pipeline.observability import LatencySummary, latency_summary
 from pipeline.orchestration.runs import materialize_gold
 from pipeline.spark_session import build_spark_session
 from pipeline.streaming.job import start_stream
-from pipeline.tables import GOLD_DAILY_SALES
+from pipeline.tables import GOLD_DAILY_SALES, GOLD_TABLES
 from shoplake.runtime import BatchCounter, console, progress_bar
 from simulation import oracle
 from simulation.generator import generate
 from simulation.scenario import load_scenario
 from simulation.sinks import log_items, make_producer, send, write_log
 
-GOLD_COLUMNS = ("orders", "revenue", "unique_customers", "visitors", "sessions", "conversion_rate")
+# Every metric of the gold summary, in the table's order (the day itself heads the columns).
+GOLD_METRICS = tuple(f.name for f in GOLD_DAILY_SALES.schema.fields if f.name != "event_date")
+STEPS = 5
 
 
 def demo_settings(settings: Settings) -> Settings:
@@ -45,74 +59,204 @@ def demo_settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"catalog": catalog, "stream": stream, "spark": spark})
 
 
+@contextmanager
+def step(number: int, title: str, what: str) -> Iterator[None]:
+    """A numbered step: a heading, one line saying what it does, and how long it took."""
+    console.rule(f"[bold]{number}/{STEPS} {title}", align="left")
+    console.print(what, style="dim")
+    started = time.monotonic()
+    yield
+    console.print(f"[green]✓[/green] {title}: {format_seconds(time.monotonic() - started)}")
+
+
+def format_seconds(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = round(seconds)
+    return f"{whole // 60}m {whole % 60:02d}s"
+
+
+def demo_instance(dagster_home: Path) -> DagsterInstance:
+    """The demo's own Dagster instance under ``<home>/demo/dagster`` (telemetry off: a scratch instance).
+
+    Persistent, so `shoplake ui` with ``DAGSTER_HOME`` pointing there shows the demo's gold runs.
+    """
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    return DagsterInstance.from_config(str(dagster_home))
+
+
+@contextmanager
+def output_to(log_path: Path) -> Iterator[None]:
+    """Send this process's stdout and stderr (file descriptors 1 and 2) to ``log_path`` while inside.
+
+    A process started inside (the Spark JVM) inherits them and keeps writing there for its whole life: its
+    WARN lines, JVM notices and stack traces land in the log, not on the screen. Nothing of ours is printed
+    inside, since it would land in the log too.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = (os.dup(1), os.dup(2))
+    try:
+        with log_path.open("ab") as log:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, copy in zip((1, 2), saved, strict=True):
+            os.dup2(copy, fd)
+            os.close(copy)
+
+
+def python_warnings_to(log_path: Path) -> None:
+    """Python warnings and library log records (py4j, Dagster's own) go to the log file as well."""
+    handler = logging.FileHandler(log_path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logging.captureWarnings(True)
+    for name in ("py.warnings", "py4j", "dagster"):
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
 def run_demo(settings: Settings, scenario_name: str, seed: int, events: int, rate: float | None) -> bool:
     """Returns True when gold equals the oracle for every day."""
     started = time.monotonic()
     resolve_jars(settings.home, log=console.print)
     settings = demo_settings(settings)
     root = settings.home / "demo"
+    jvm_log = root / "logs" / "spark.log"
+    jvm_log.parent.mkdir(parents=True)
+    python_warnings_to(jvm_log)
     scenario = load_scenario(scenario_name)
+    console.print(f"Spark and Java output goes to [bold]{jvm_log}[/bold]", soft_wrap=True)
 
-    console.rule("[bold]1. services")
-    with start_services(settings.home, root / "services") as services:
+    with step(1, "services", "Start a Kafka broker and an S3 object store as local processes, and Spark."):
+        services = start_services(settings.home, root / "services")
+    with services:
         settings = services.apply(settings)
-        console.print(f"Kafka ({services.mode}) at {services.kafka_bootstrap}; catalog {settings.catalog_uri}")
+        console.print(f"Kafka ({services.mode}) at {services.kafka_bootstrap}")
+        console.print(f"Iceberg catalog {settings.catalog_uri}", soft_wrap=True)
         topics = ensure_topics(settings)
-        spark = build_spark_session(settings)
+        with output_to(jvm_log):
+            spark = build_spark_session(settings)
 
-        console.rule("[bold]2. simulate")
-        log_path = root / f"{scenario.name}.jsonl"
-        records, manifest = generate(scenario, seed, events)
-        with progress_bar(f"simulating {scenario.name}", None) as advance:
-            write_log(records, scenario, log_path, manifest, advance)
-        console.print(f"{manifest.records} records ({manifest.events} events) in {log_path}")
+        with step(2, "simulate", f"Generate {events:,} events of the '{scenario.name}' scenario into a log file."):
+            log_path = root / f"{scenario.name}.jsonl"
+            records, manifest = generate(scenario, seed, events)
+            with progress_bar("simulating", None) as advance:
+                write_log(records, scenario, log_path, manifest, advance)
+            console.print(f"{manifest.records:,} records ({manifest.events:,} events) in {log_path}", soft_wrap=True)
 
-        console.rule("[bold]3. stream")
-        counter = BatchCounter()
-        stream = start_stream(spark, settings, on_batch=[counter])
-        try:
-            producer = make_producer(settings.kafka.bootstrap_servers)
-            pace = f" at {rate:,.0f}/s" if rate else ""
-            with progress_bar(f"sending to {len(topics)} topics{pace}", manifest.records) as advance:
-                send(producer, log_items(log_path), settings.kafka.topic_prefix, rate, advance)
-            producer.close()
-            counter.wait_for(manifest.records, timeout_s=300, failed=stream.exception)
-        finally:
-            stream.stop()
-        console.print(f"streamed {counter.records} records in {counter.batches} micro-batches")
-        latency = latency_summary(spark, settings.catalog.name)
+        with step(3, "stream", "Send the log to Kafka; Spark streams it into bronze, silver and quarantine."):
+            counter = BatchCounter()
+            stream = start_stream(spark, settings, on_batch=[counter])
+            try:
+                producer = make_producer(settings.kafka.bootstrap_servers)
+                pace = f" at {rate:,.0f}/s" if rate else ""
+                with progress_bar(f"to {len(topics)} topics{pace}", manifest.records) as advance:
+                    send(producer, log_items(log_path), settings.kafka.topic_prefix, rate, advance)
+                producer.close()
+                counter.wait_for(manifest.records, timeout_s=300, failed=stream.exception)
+            finally:
+                stream.stop()
+            console.print(f"streamed {counter.records:,} records in {counter.batches} micro-batches")
+            latency = latency_summary(spark, settings.catalog.name)
 
-        console.rule("[bold]4. gold (Dagster)")
-        instance = DagsterInstance.ephemeral()
-        materialize_gold(settings, scenario.dates, instance, lambda day, _: console.print(f"materialized {day}"))
+        with step(4, "gold", "Dagster builds each day's gold partitions from silver, with their checks."):
+            instance = demo_instance(root / "dagster")
+            materialize_gold(settings, scenario.dates, instance, lambda day, _: console.print(f"built {day}"))
 
-        console.rule("[bold]5. results")
-        gold = pyiceberg_catalog(settings).load_table(GOLD_DAILY_SALES.identifier).scan().to_arrow().to_pylist()
-        expected = oracle.daily_sales_summary(oracle.read_log(log_path))
-        matches = _print_gold(gold, expected)
-        if latency:
-            console.print(
-                f"Kafka -> silver latency over {latency.events} events: p50 {latency.p50_s:.2f}s, "
-                f"p95 {latency.p95_s:.2f}s, p99 {latency.p99_s:.2f}s, max {latency.max_s:.2f}s "
-                f"(trigger {settings.stream.trigger_seconds:g}s, the first micro-batch includes Spark's warm-up)"
-            )
+        with step(5, "results", "Read gold back with PyIceberg and compare it with the simulator's oracle."):
+            gold = pyiceberg_catalog(settings).load_table(GOLD_DAILY_SALES.identifier).scan().to_arrow().to_pylist()
+            expected = oracle.daily_sales_summary(oracle.read_log(log_path))
+            matches = gold_matches(gold, expected)
+            for table in gold_tables(gold, expected, width=console.width):
+                console.print(table)
+            if latency:
+                console.print(latency_text(latency, settings.stream.trigger_seconds))
         spark.stop()
-    console.print(f"done in {time.monotonic() - started:.0f}s; services stopped")
+    console.print(summary_text(settings, jvm_log, root / "dagster", time.monotonic() - started), soft_wrap=True)
     return matches
 
 
-def _print_gold(gold: list[dict], expected: dict) -> bool:
-    table = Table(title="gold.daily_sales_summary (read with PyIceberg)")
-    for column in ("event_date", *GOLD_COLUMNS, "oracle"):
-        table.add_column(column, justify="right")
-    all_match = True
-    for row in sorted(gold, key=lambda r: r["event_date"]):
-        truth = expected.get(row["event_date"])
-        match = truth is not None and all(row[c] == value for c, value in truth.items())  # every metric, not just shown
-        all_match &= match
-        table.add_row(
-            str(row["event_date"]), *(str(row[c]) for c in GOLD_COLUMNS), "[green]equal" if match else "[red]DIFFERS"
+def gold_matches(gold: Sequence[dict[str, Any]], expected: dict[Any, dict[str, Any]]) -> bool:
+    """Every day of gold equals the oracle in every metric, and gold has exactly the oracle's days."""
+    days_equal = {r["event_date"] for r in gold} == set(expected)
+    return days_equal and all(_day_matches(row, expected.get(row["event_date"])) for row in gold)
+
+
+def _day_matches(row: dict[str, Any], truth: dict[str, Any] | None) -> bool:
+    return truth is not None and all(row[c] == value for c, value in truth.items())
+
+
+def gold_tables(gold: Sequence[dict[str, Any]], expected: dict[Any, dict[str, Any]], width: int = 80) -> list[Table]:
+    """The gold summary transposed: one row per metric, one column per day, as many tables as fit ``width``.
+
+    The last row says whether the day equals the oracle (every metric, not only the ones shown).
+    """
+    rows = sorted(gold, key=lambda r: r["event_date"])
+    cells = {str(r["event_date"]): [_cell(r[m]) for m in GOLD_METRICS] for r in rows}
+    verdicts = {str(r["event_date"]): _day_matches(r, expected.get(r["event_date"])) for r in rows}
+    label_width = max(len(m) for m in (*GOLD_METRICS, "oracle"))
+    day_width = max([10, *(len(c) for column in cells.values() for c in column)])
+    # Rich's box: one border per column plus one; one space of padding each side of every cell.
+    per_table = max(1, (width - label_width - 3 - 1) // (day_width + 3))
+    days = list(cells)
+    tables = []
+    for start in range(0, max(len(days), 1), per_table):
+        chunk = days[start : start + per_table]
+        title = "gold.daily_sales_summary" + (
+            f" ({start + 1}-{start + len(chunk)} of {len(days)} days)" if len(days) > per_table else ""
         )
-    all_match &= {r["event_date"] for r in gold} == set(expected)
-    console.print(table)
-    return all_match
+        table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left")
+        table.add_column("metric", no_wrap=True)
+        for day in chunk:
+            table.add_column(day, justify="right", no_wrap=True)
+        for i, metric in enumerate(GOLD_METRICS):
+            table.add_row(metric, *(cells[day][i] for day in chunk))
+        table.add_row("oracle", *("[green]equal" if verdicts[day] else "[red]DIFFERS" for day in chunk))
+        tables.append(table)
+    return tables
+
+
+def _cell(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def latency_text(latency: LatencySummary, trigger_seconds: float) -> str:
+    return (
+        f"Kafka -> silver latency over {latency.events:,} events: p50 {latency.p50_s:.2f}s, "
+        f"p95 {latency.p95_s:.2f}s, p99 {latency.p99_s:.2f}s, max {latency.max_s:.2f}s "
+        f"(trigger {trigger_seconds:g}s; the first micro-batch includes Spark's warm-up)"
+    )
+
+
+def summary_text(settings: Settings, jvm_log: Path, dagster_home: Path, seconds: float) -> str:
+    """Where everything is and the commands to try next (pointed at the demo's catalog and Dagster instance).
+
+    Paths are printed whole on their own lines (soft-wrapped by the terminal, so they copy as one line).
+    """
+    layers = ("bronze", "silver", "quarantine", *sorted({spec.identifier.split(".")[0] for spec in GOLD_TABLES}))
+    return "\n".join(
+        [
+            f"[bold]Done in {format_seconds(seconds)}[/bold]; the services are stopped.",
+            "",
+            f"Tables ({', '.join(dict.fromkeys(layers))}) are in the Iceberg catalog",
+            f"  {settings.catalog_uri}",
+            "with their data files under",
+            f"  {settings.warehouse_uri}",
+            "Spark and Java log:",
+            f"  {jvm_log}",
+            "",
+            "Try next, on the demo's tables (`shoplake services up` starts a broker):",
+            f"  export SHOPLAKE_CATALOG__URI={settings.catalog_uri}",
+            f"  export SHOPLAKE_CATALOG__WAREHOUSE={settings.warehouse_uri}",
+            f"  export DAGSTER_HOME={dagster_home}",
+            "  shoplake show gold.daily_sales_summary  # one table, read from Iceberg",
+            "  shoplake live                           # events per minute, revenue, sessions",
+            "  shoplake ui                             # Dagster: lineage, gold runs, checks",
+        ]
+    )
