@@ -22,7 +22,7 @@ from pipeline.observability import latency_summary
 from pipeline.orchestration.runs import materialize_gold
 from pipeline.spark_session import build_spark_session
 from pipeline.streaming.job import start_stream
-from pipeline.tables import GOLD_DAILY_SALES
+from pipeline.tables import GOLD_DAILY_SALES_SUMMARY
 from shoplake.runtime import BatchCounter, console, progress_bar
 from simulation import oracle
 from simulation.generator import generate
@@ -87,7 +87,7 @@ def run_demo(settings: Settings, scenario_name: str, seed: int, events: int, rat
         materialize_gold(settings, scenario.dates, instance, lambda day, _: console.print(f"materialized {day}"))
 
         console.rule("[bold]5. results")
-        gold = pyiceberg_catalog(settings).load_table(GOLD_DAILY_SALES.identifier).scan().to_arrow().to_pylist()
+        gold = pyiceberg_catalog(settings).load_table(GOLD_DAILY_SALES_SUMMARY.identifier).scan().to_arrow().to_pylist()
         expected = oracle.daily_sales_summary(oracle.read_log(log_path))
         matches = _print_gold(gold, expected)
         if latency:

@@ -25,12 +25,12 @@ from pipeline.orchestration.sensors import build_late_events_sensor
 from pipeline.streaming.job import STREAMING_TABLES
 from pipeline.tables import (
     BRONZE_EVENTS,
-    GOLD_CATEGORY_SALES,
-    GOLD_CUSTOMERS,
-    GOLD_DAILY_SALES,
+    GOLD_CUSTOMER_DAILY,
+    GOLD_DAILY_CATEGORY_SALES,
+    GOLD_DAILY_SALES_SUMMARY,
     GOLD_DATA_QUALITY,
+    GOLD_PRODUCT_DAILY,
     GOLD_PRODUCT_PAIRS,
-    GOLD_PRODUCTS,
     MAINTENANCE_RUNS,
     SILVER,
     TableSpec,
@@ -96,7 +96,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         return gold.data_quality(*inputs, day, in_flight_since=dt.datetime.now() - dt.timedelta(minutes=5))
 
     @dg.asset(
-        key=asset_key(GOLD_DAILY_SALES),
+        key=asset_key(GOLD_DAILY_SALES_SUMMARY),
         ins={
             "purchases_df": _silver_in(EventType.PURCHASE),
             "page_views_df": _silver_in(EventType.PAGE_VIEW),
@@ -118,7 +118,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         return gold.daily_sales_summary(purchases_df, page_views_df, cart_events_df, user_sessions_df, day)
 
     @dg.asset(
-        key=asset_key(GOLD_CATEGORY_SALES),
+        key=asset_key(GOLD_DAILY_CATEGORY_SALES),
         ins={"purchases_df": _silver_in(EventType.PURCHASE)},
         deps=[quality_key],
         **gold_asset,
@@ -127,7 +127,9 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         """Orders, units and item revenue per category of one day."""
         return gold.daily_category_sales(purchases_df, partition_day(context.partition_key))
 
-    @dg.asset(key=asset_key(GOLD_CUSTOMERS), deps=[quality_key, *(asset_key(s) for s in SILVER.values())], **gold_asset)
+    @dg.asset(
+        key=asset_key(GOLD_CUSTOMER_DAILY), deps=[quality_key, *(asset_key(s) for s in SILVER.values())], **gold_asset
+    )
     def customer_daily(context: dg.AssetExecutionContext, lake: LakehouseResource) -> DataFrame:
         """Active customers of one day with lifetime value to date, RFM scores and segment."""
         day = partition_day(context.partition_key)
@@ -136,7 +138,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         return gold.customer_daily(purchases, user_activity_until(spark, catalog, day), day)
 
     @dg.asset(
-        key=asset_key(GOLD_PRODUCTS),
+        key=asset_key(GOLD_PRODUCT_DAILY),
         ins={
             "page_views_df": _silver_in(EventType.PAGE_VIEW),
             "cart_events_df": _silver_in(EventType.ADD_TO_CART),
@@ -205,7 +207,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             dg.build_schedule_from_partitioned_job(gold_job, hour_of_day=1, minute_of_hour=0),
             dg.ScheduleDefinition(job=maintenance_job, cron_schedule="17 * * * *", execution_timezone="UTC"),
         ],
-        sensors=[build_late_events_sensor(GOLD_JOB, asset_key(GOLD_DAILY_SALES))],
+        sensors=[build_late_events_sensor(GOLD_JOB, asset_key(GOLD_DAILY_SALES_SUMMARY))],
         resources={"lake": lake, "iceberg": IcebergIOManager(lake=lake)},
     )
 
@@ -253,19 +255,19 @@ def build_checks(quality_key: dg.AssetKey) -> list[dg.AssetChecksDefinition]:
         return dg.AssetCheckResult(passed=passed, metadata=metadata)
 
     @dg.asset_check(
-        asset=asset_key(GOLD_DAILY_SALES),
-        additional_deps=[asset_key(GOLD_CATEGORY_SALES), asset_key(GOLD_CUSTOMERS)],
+        asset=asset_key(GOLD_DAILY_SALES_SUMMARY),
+        additional_deps=[asset_key(GOLD_DAILY_CATEGORY_SALES), asset_key(GOLD_CUSTOMER_DAILY)],
         description="Gold tables of the day agree with each other.",
     )
     def totals_reconcile(context: dg.AssetCheckExecutionContext, lake: LakehouseResource) -> dg.AssetCheckResult:
-        summary = _gold_day(lake, GOLD_DAILY_SALES, context.partition_key).first()
+        summary = _gold_day(lake, GOLD_DAILY_SALES_SUMMARY, context.partition_key).first()
         categories = (
-            _gold_day(lake, GOLD_CATEGORY_SALES, context.partition_key)
+            _gold_day(lake, GOLD_DAILY_CATEGORY_SALES, context.partition_key)
             .agg(F.sum("gross_revenue").alias("gross"), F.sum("units").alias("units"))
             .first()
         )
         customers = (
-            _gold_day(lake, GOLD_CUSTOMERS, context.partition_key).agg(F.sum("revenue").alias("revenue")).first()
+            _gold_day(lake, GOLD_CUSTOMER_DAILY, context.partition_key).agg(F.sum("revenue").alias("revenue")).first()
         )
         assert summary is not None
         assert categories is not None
@@ -282,10 +284,12 @@ def build_checks(quality_key: dg.AssetKey) -> list[dg.AssetChecksDefinition]:
             },
         )
 
-    @dg.asset_check(asset=asset_key(GOLD_DAILY_SALES), description="Revenue within 3x of the trailing 7-day mean.")
+    @dg.asset_check(
+        asset=asset_key(GOLD_DAILY_SALES_SUMMARY), description="Revenue within 3x of the trailing 7-day mean."
+    )
     def revenue_anomaly(context: dg.AssetCheckExecutionContext, lake: LakehouseResource) -> dg.AssetCheckResult:
         day = partition_day(context.partition_key)
-        table = lake.spark().table(GOLD_DAILY_SALES.qualified(lake.settings().catalog.name))
+        table = lake.spark().table(GOLD_DAILY_SALES_SUMMARY.qualified(lake.settings().catalog.name))
         window = table.filter(
             (F.col("event_date") < F.lit(day)) & (F.col("event_date") >= F.lit(day - dt.timedelta(days=7)))
         )
@@ -300,10 +304,10 @@ def build_checks(quality_key: dg.AssetKey) -> list[dg.AssetChecksDefinition]:
             metadata={"revenue": revenue, "trailing_mean": mean if mean is not None else "no history"},
         )
 
-    @dg.asset_check(asset=asset_key(GOLD_PRODUCTS), description="Funnel rates are between 0 and 1.")
+    @dg.asset_check(asset=asset_key(GOLD_PRODUCT_DAILY), description="Funnel rates are between 0 and 1.")
     def rates_bounded(context: dg.AssetCheckExecutionContext, lake: LakehouseResource) -> dg.AssetCheckResult:
         out_of_range = (
-            _gold_day(lake, GOLD_PRODUCTS, context.partition_key)
+            _gold_day(lake, GOLD_PRODUCT_DAILY, context.partition_key)
             .filter((F.col("view_to_cart_rate") > 1) | (F.col("cart_to_purchase_rate") > 1))
             .count()
         )

@@ -12,7 +12,7 @@ from pyspark.sql import SparkSession
 from pipeline.config import Settings
 from pipeline.orchestration.runs import materialize_gold
 from pipeline.streaming.job import start_stream
-from pipeline.tables import GOLD_DAILY_SALES, GOLD_TABLES, RESTATEMENTS
+from pipeline.tables import GOLD_DAILY_SALES_SUMMARY, GOLD_TABLES, RESTATEMENTS
 from shoplake.cli import main
 from simulation import oracle
 from simulation.scenario import load_scenario
@@ -65,7 +65,7 @@ def test_late_events_restate_built_days_and_the_old_version_stays_readable(
     _stream(spark, live)
     instance = DagsterInstance.ephemeral()
     materialize_gold(live, scenario.dates, instance)
-    early = {r["event_date"]: r for r in gold_rows(live, GOLD_DAILY_SALES.identifier)}
+    early = {r["event_date"]: r for r in gold_rows(live, GOLD_DAILY_SALES_SUMMARY.identifier)}
     assert_gold_matches(live, truth_of([first]), scenario.dates)
 
     send_log(live, rest)  # brings late events for the first day
@@ -75,13 +75,13 @@ def test_late_events_restate_built_days_and_the_old_version_stays_readable(
 
     day = scenario.dates[0]
     restated = [r for r in gold_rows(live, RESTATEMENTS.identifier) if r["event_date"] == day]
-    orders = [r for r in restated if r["table_name"] == GOLD_DAILY_SALES.identifier and r["metric"] == "orders"]
+    orders = [r for r in restated if r["table_name"] == GOLD_DAILY_SALES_SUMMARY.identifier and r["metric"] == "orders"]
     assert orders, "the late purchases of day 1 were not recorded as a restatement"
     assert orders[0]["old_value"] == str(early[day]["orders"])
     assert orders[0]["new_value"] == str(oracle.daily_sales_summary(truth_of([log]))[day]["orders"])
     old = (
         spark.read.option("versionAsOf", orders[0]["old_snapshot_id"])
-        .table(GOLD_DAILY_SALES.qualified(live.catalog.name))
+        .table(GOLD_DAILY_SALES_SUMMARY.qualified(live.catalog.name))
         .filter(f"event_date = '{day.isoformat()}'")
         .first()
     )
