@@ -201,7 +201,7 @@ def import_() -> None:
 @friendly_errors
 def import_rees46(csv_file: Path, out: Path | None, to_kafka: bool, speedup: float | None) -> None:
     """A REES46 Open CDP CSV (event_time, event_type, product_id, ...), streamed row by row (docs/rees46.md)."""
-    from simulation.generator import to_log_line
+    from simulation.logfile import to_log_line
     from simulation.rees46 import ImportReport, paced, read_records
 
     if (out is None) == (not to_kafka):

@@ -20,7 +20,8 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from pipeline.contracts.events import EventType, topic_name
-from simulation.generator import Manifest, SimRecord, format_timestamp, from_log_line, to_log_line
+from simulation.logfile import from_log_line, to_log_line
+from simulation.records import Manifest, SimRecord, format_timestamp, simulated_timestamp
 from simulation.scenario import Scenario
 
 Progress = Callable[[int], None]  # called with the number of records just sent
@@ -31,18 +32,14 @@ class SinkError(RuntimeError):
 
 
 def simulated_stamp(scenario: Scenario) -> Callable[[int], str]:
-    return lambda event_ms: format_timestamp(scenario.start, event_ms)
+    return lambda event_ms: simulated_timestamp(scenario.start, event_ms)
 
 
 def live_stamp(record: SimRecord, now: float) -> Callable[[int], str]:
     """Stamp with the real time, keeping the record's simulated lateness (delivery time - event time)."""
     lateness_ms = record.emit_ms - record.event_ms
 
-    def stamp(_: int) -> str:
-        instant = dt.datetime.fromtimestamp(now - lateness_ms / 1000, dt.UTC)
-        return instant.strftime("%Y-%m-%dT%H:%M:%S.") + f"{instant.microsecond // 1000:03d}Z"
-
-    return stamp
+    return lambda _: format_timestamp(dt.datetime.fromtimestamp(now - lateness_ms / 1000, dt.UTC))
 
 
 def write_log(

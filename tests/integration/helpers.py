@@ -13,7 +13,8 @@ from pipeline.catalog import pyiceberg_catalog
 from pipeline.config import Settings
 from pipeline.tables import BRONZE_EVENTS, EVENT_MINUTES, QUARANTINE_EVENTS, SESSIONS, SILVER
 from simulation import oracle
-from simulation.generator import from_log_line, generate
+from simulation.generator import generate
+from simulation.logfile import from_log_line
 from simulation.scenario import load_scenario
 from simulation.sinks import log_items, make_producer, send, write_log
 
