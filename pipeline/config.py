@@ -24,11 +24,13 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from pipeline.errors import ShoplakeError
+
 CONFIG_ENV_VAR = "SHOPLAKE_CONFIG"
 DEFAULT_CONFIG_FILE = "shoplake.toml"
 
 
-class ConfigurationError(ValueError):
+class ConfigurationError(ShoplakeError, ValueError):
     """The configuration is invalid or points at something that does not exist."""
 
 

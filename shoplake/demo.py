@@ -23,11 +23,11 @@ from pipeline.orchestration.runs import materialize_gold
 from pipeline.spark_session import build_spark_session
 from pipeline.streaming.job import start_stream
 from pipeline.tables import GOLD_DAILY_SALES_SUMMARY
-from shoplake.runtime import BatchCounter, console, progress_bar
+from shoplake.runtime import BatchCounter, console, kafka_sender, progress_bar
 from simulation import oracle
 from simulation.generator import generate
 from simulation.scenario import load_scenario
-from simulation.sinks import log_items, make_producer, send, write_log
+from simulation.sinks import log_items, write_log
 
 GOLD_COLUMNS = ("orders", "revenue", "unique_customers", "visitors", "sessions", "conversion_rate")
 
@@ -71,11 +71,9 @@ def run_demo(settings: Settings, scenario_name: str, seed: int, events: int, rat
         counter = BatchCounter()
         stream = start_stream(spark, settings, on_batch=[counter])
         try:
-            producer = make_producer(settings.kafka.bootstrap_servers)
             pace = f" at {rate:,.0f}/s" if rate else ""
-            with progress_bar(f"sending to {len(topics)} topics{pace}", manifest.records) as advance:
-                send(producer, log_items(log_path), settings.kafka.topic_prefix, rate, advance)
-            producer.close()
+            with kafka_sender(settings) as kafka:
+                kafka.send(log_items(log_path), f"sending to {len(topics)} topics{pace}", manifest.records, rate)
             counter.wait_for(manifest.records, timeout_s=300, failed=stream.exception)
         finally:
             stream.stop()

@@ -55,3 +55,13 @@ def test_jdbc_urls_follow_the_catalog_uri() -> None:
 def test_missing_jars_name_the_command_that_resolves_them(tmp_path: Path) -> None:
     with pytest.raises(JarsMissingError, match="shoplake jars"):
         spark_jars(tmp_path)
+
+
+def test_a_file_where_the_catalog_folder_should_be_is_a_configuration_error(tmp_path: Path) -> None:
+    from pipeline.spark_session import ensure_local_paths
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file")
+    settings = Settings(home=tmp_path, catalog={"uri": f"sqlite:///{blocker}/catalog.db"})
+    with pytest.raises(ConfigurationError, match="not-a-folder"):
+        ensure_local_paths(settings)
