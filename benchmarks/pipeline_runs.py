@@ -33,12 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def producer_process(
     settings: Settings, rate: float, events: int, seed: int, scenario: str = "normal_day"
 ) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "SHOPLAKE_HOME": str(settings.home),
-        "SHOPLAKE_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "SHOPLAKE_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
-    }
+    env = {**os.environ, **settings.to_env()}
     cmd = [sys.executable, "-m", "shoplake.cli", "simulate", "--scenario", scenario, "--seed", str(seed)]
     cmd += ["--events", str(events), "--kafka", "--rate", str(rate)]
     return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

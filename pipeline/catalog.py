@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.expressions import BooleanExpression, EqualTo, Reference
 from pyiceberg.expressions.literals import literal
+from pyiceberg.table import Table
 
 from pipeline.config import CatalogType, Settings
+from pipeline.errors import ShoplakeError
+
+
+class SnapshotNotFoundError(ShoplakeError):
+    """A table has no snapshot with the requested id, or did not exist yet at the requested time."""
 
 
 def catalog_properties(settings: Settings) -> dict[str, Any]:
@@ -35,3 +42,20 @@ def pyiceberg_catalog(settings: Settings) -> Catalog:
 def equals(column: str, value: Any) -> BooleanExpression:
     """A PyIceberg row filter ``column = value``: the value is bound as a typed literal, never parsed from text."""
     return EqualTo(term=Reference(column), value=literal(value))
+
+
+def snapshot_as_of(table: Table, as_of: int | dt.datetime | None) -> int | None:
+    """The snapshot to read ``table`` at (Iceberg time travel): a snapshot id, checked to exist; the snapshot
+    current at a time (naive times are UTC); or None, the current state, when ``as_of`` is None."""
+    if as_of is None:
+        return None
+    name = ".".join(table.name())
+    if isinstance(as_of, int):
+        if table.snapshot_by_id(as_of) is None:
+            raise SnapshotNotFoundError(f"{name} has no snapshot {as_of} (see `shoplake history`)")
+        return as_of
+    moment = as_of if as_of.tzinfo else as_of.replace(tzinfo=dt.UTC)
+    found = table.snapshot_as_of_timestamp(int(moment.timestamp() * 1000))
+    if found is None:
+        raise SnapshotNotFoundError(f"{name} did not exist yet at {moment.isoformat()}")
+    return found.snapshot_id

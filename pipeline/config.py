@@ -11,6 +11,7 @@ from the local services it started).
 
 from __future__ import annotations
 
+import json
 import os
 from enum import StrEnum
 from pathlib import Path
@@ -24,11 +25,13 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from pipeline.errors import ShoplakeError
+
 CONFIG_ENV_VAR = "SHOPLAKE_CONFIG"
 DEFAULT_CONFIG_FILE = "shoplake.toml"
 
 
-class ConfigurationError(ValueError):
+class ConfigurationError(ShoplakeError, ValueError):
     """The configuration is invalid or points at something that does not exist."""
 
 
@@ -145,6 +148,23 @@ class Settings(BaseSettings):
                 )
         return self
 
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``SHOPLAKE_*`` environment variables, so that a child process loads the same ones
+        (the environment beats its defaults and any file). Optional values that are unset (None) are left out.
+        """
+        env: dict[str, str] = {}
+
+        def add(prefix: str, model: BaseModel) -> None:
+            for name in type(model).model_fields:
+                value = getattr(model, name)
+                if isinstance(value, BaseModel):
+                    add(f"{prefix}{name.upper()}__", value)
+                elif value is not None:
+                    env[f"{prefix}{name.upper()}"] = _env_value(value)
+
+        add("SHOPLAKE_", self)
+        return env
+
     # Derived locations -------------------------------------------------------------------------------------
 
     @property
@@ -163,6 +183,17 @@ class Settings(BaseSettings):
     @property
     def checkpoint_root(self) -> str:
         return self.stream.checkpoint_dir or str(self.home / "checkpoints")
+
+
+def _env_value(value: Any) -> str:
+    """A setting's value as the environment source parses it back."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return str(value)  # text, numbers, paths, and StrEnum members (their value)
 
 
 def _config_file() -> Path | None:

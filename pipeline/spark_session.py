@@ -104,11 +104,16 @@ def session_conf(settings: Settings) -> dict[str, str]:
 
 def ensure_local_paths(settings: Settings) -> None:
     """Create the local folders the embedded default writes to (home, SQLite catalog's folder, warehouse)."""
-    settings.home.mkdir(parents=True, exist_ok=True)
+    folders = [settings.home]
     if settings.catalog_uri.startswith("sqlite:///"):
-        Path(settings.catalog_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        folders.append(Path(settings.catalog_uri.removeprefix("sqlite:///")).parent)
     if settings.warehouse_uri.startswith("file:"):
-        Path(settings.warehouse_uri.removeprefix("file:").removeprefix("//")).mkdir(parents=True, exist_ok=True)
+        folders.append(Path(settings.warehouse_uri.removeprefix("file:").removeprefix("//")))
+    for folder in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot create the folder {folder}: {exc}") from exc
 
 
 def build_spark_session(settings: Settings) -> SparkSession:

@@ -235,7 +235,7 @@ MONEY = T.DecimalType(18, 2)
 RATE = T.DecimalType(12, 6)
 _L = T.LongType()
 
-GOLD_DAILY_SALES = _gold(
+GOLD_DAILY_SALES_SUMMARY = _gold(
     "daily_sales_summary",
     [
         ("orders", _L), ("revenue", MONEY), ("gross_revenue", MONEY), ("discount_total", MONEY),
@@ -247,14 +247,14 @@ GOLD_DAILY_SALES = _gold(
     "One row per day: orders, revenue after discounts, units, customers, traffic, sessions, conversion.",
 )  # fmt: skip
 
-GOLD_CATEGORY_SALES = _gold(
+GOLD_DAILY_CATEGORY_SALES = _gold(
     "daily_category_sales",
     [("category", T.StringType()), ("orders", _L), ("units", _L), ("gross_revenue", MONEY)],
     ("category",),
     "Per day and item category: orders containing it, units, item revenue before order discounts.",
 )
 
-GOLD_CUSTOMERS = _gold(
+GOLD_CUSTOMER_DAILY = _gold(
     "customer_daily",
     [
         ("user_id", T.StringType()), ("orders", _L), ("revenue", MONEY), ("orders_to_date", _L), ("ltv", MONEY),
@@ -266,7 +266,7 @@ GOLD_CUSTOMERS = _gold(
     "Per day and active user: the day's orders and revenue, lifetime to date (LTV), RFM scores, segment.",
 )  # fmt: skip
 
-GOLD_PRODUCTS = _gold(
+GOLD_PRODUCT_DAILY = _gold(
     "product_daily",
     [
         ("product_id", T.StringType()), ("views", _L), ("carts", _L), ("cart_units", _L), ("purchases", _L),
@@ -299,10 +299,10 @@ GOLD_DATA_QUALITY = _gold(
 )  # fmt: skip
 
 GOLD_TABLES: tuple[TableSpec, ...] = (
-    GOLD_DAILY_SALES,
-    GOLD_CATEGORY_SALES,
-    GOLD_CUSTOMERS,
-    GOLD_PRODUCTS,
+    GOLD_DAILY_SALES_SUMMARY,
+    GOLD_DAILY_CATEGORY_SALES,
+    GOLD_CUSTOMER_DAILY,
+    GOLD_PRODUCT_DAILY,
     GOLD_PRODUCT_PAIRS,
     GOLD_DATA_QUALITY,
 )

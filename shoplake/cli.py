@@ -1,14 +1,18 @@
 """The ``shoplake`` command line.
 
 Configuration comes from ``pipeline.config.Settings`` (defaults < shoplake.toml < SHOPLAKE_* environment).
-Errors in arguments or configuration end with a one-line message and a non-zero exit status.
+Errors in arguments end with a usage message (status 2); expected failures (``pipeline.errors.ShoplakeError``
+and the local services' errors) with a one-line message (status 1); anything else is a bug and shows its
+traceback.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -19,11 +23,12 @@ import click
 
 from devstack.jars import JarsError
 from devstack.process import ServiceError
-from pipeline.config import ConfigurationError, load_settings
+from pipeline.config import load_settings
+from pipeline.errors import ShoplakeError
 from shoplake.runtime import console
 
 F = TypeVar("F", bound=Callable[..., Any])
-EXPECTED_ERRORS = (ConfigurationError, ServiceError, JarsError, ValueError, OSError, RuntimeError)
+EXPECTED_ERRORS = (ShoplakeError, ServiceError, JarsError)
 
 
 def friendly_errors(func: F) -> F:
@@ -132,7 +137,7 @@ def simulate(scenario_name: str, seed: int, events: int, rate: float | None, out
     """Simulate the shop: a deterministic log file, or events sent to Kafka."""
     from simulation.generator import generate
     from simulation.scenario import load_scenario
-    from simulation.sinks import make_producer, send, simulated_items, write_log, write_manifest
+    from simulation.sinks import simulated_items, write_log, write_manifest
 
     if (out is None) == (not to_kafka):
         raise click.UsageError("give exactly one of --out FILE or --kafka")
@@ -145,21 +150,13 @@ def simulate(scenario_name: str, seed: int, events: int, rate: float | None, out
             manifest_path = write_log(records, scenario, out, manifest, advance)
         console.print(f"{manifest.records} records ({manifest.events} events) -> {out}; manifest {manifest_path}")
         return
-    from pipeline.kafka_topics import ensure_topics
-    from shoplake.runtime import with_services
+    from shoplake.runtime import kafka_sender
 
-    settings = with_services(load_settings())
-    ensure_topics(settings)
-    producer = make_producer(settings.kafka.bootstrap_servers)
-    with _progress(f"sending {scenario.name}", None) as advance:
-        sent = send(
-            producer,
-            simulated_items(records, scenario, live=rate is not None),
-            settings.kafka.topic_prefix,
-            rate,
-            advance,
+    with kafka_sender(load_settings()) as kafka:
+        sent = kafka.send(
+            simulated_items(records, scenario, live=rate is not None), f"sending {scenario.name}", rate=rate
         )
-    producer.close()
+    settings = kafka.settings
     manifest_path = write_manifest(
         manifest, settings.home / "simulations" / f"{scenario.name}-{seed}-{int(time.time())}"
     )
@@ -174,17 +171,12 @@ def simulate(scenario_name: str, seed: int, events: int, rate: float | None, out
 @friendly_errors
 def replay(log_file: Path, rate: float | None) -> None:
     """Re-send a recorded log to Kafka, in order, with its keys."""
-    from pipeline.kafka_topics import ensure_topics
-    from shoplake.runtime import with_services
-    from simulation.sinks import log_items, make_producer, send
+    from shoplake.runtime import kafka_sender
+    from simulation.sinks import log_items
 
     total = sum(1 for _ in log_items(log_file))  # validates every line before anything is sent
-    settings = with_services(load_settings())
-    ensure_topics(settings)
-    producer = make_producer(settings.kafka.bootstrap_servers)
-    with _progress(f"replaying {log_file.name}", total) as advance:
-        sent = send(producer, log_items(log_file), settings.kafka.topic_prefix, rate, advance)
-    producer.close()
+    with kafka_sender(load_settings()) as kafka:
+        sent = kafka.send(log_items(log_file), f"replaying {log_file.name}", total, rate)
     console.print(f"replayed {sent} records")
 
 
@@ -201,8 +193,9 @@ def import_() -> None:
 @friendly_errors
 def import_rees46(csv_file: Path, out: Path | None, to_kafka: bool, speedup: float | None) -> None:
     """A REES46 Open CDP CSV (event_time, event_type, product_id, ...), streamed row by row (docs/rees46.md)."""
-    from simulation.generator import to_log_line
+    from simulation.logfile import to_log_line
     from simulation.rees46 import ImportReport, paced, read_records
+    from simulation.sinks import write_lines
 
     if (out is None) == (not to_kafka):
         raise click.UsageError("give exactly one of --out FILE or --kafka")
@@ -210,26 +203,15 @@ def import_rees46(csv_file: Path, out: Path | None, to_kafka: bool, speedup: flo
         raise click.UsageError("--speedup paces sends to Kafka; it needs --kafka")
     report = ImportReport()
     records = paced(read_records(csv_file, report), speedup)
+    items = ((r.topic.value, r.key, r.value) for r in records)
     if out is not None:
-        with (
-            out.open("w", encoding="utf-8", newline="\n") as handle,
-            _progress(f"importing {csv_file.name}", None) as advance,
-        ):
-            for record in records:
-                handle.write(to_log_line(record.topic.value, record.key, record.value) + "\n")
-                advance(1)
-    else:
-        from pipeline.kafka_topics import ensure_topics
-        from shoplake.runtime import with_services
-        from simulation.sinks import make_producer, send
-
-        settings = with_services(load_settings())
-        ensure_topics(settings)
-        producer = make_producer(settings.kafka.bootstrap_servers)
-        items = ((r.topic.value, r.key, r.value) for r in records)
         with _progress(f"importing {csv_file.name}", None) as advance:
-            send(producer, items, settings.kafka.topic_prefix, progress=advance)
-        producer.close()
+            write_lines(out, (to_log_line(*item) for item in items), advance)
+    else:
+        from shoplake.runtime import kafka_sender
+
+        with kafka_sender(load_settings()) as kafka:
+            kafka.send(items, f"importing {csv_file.name}")
     console.print(f"{report.rows} rows: " + ", ".join(f"{n} {kind}" for kind, n in sorted(report.events.items())))
     for line, why in report.unmappable:
         console.print(f"[yellow]line {line} not mapped[/yellow] ({why}): sent as is, it will be quarantined")
@@ -352,10 +334,9 @@ def _as_of(_ctx: click.Context, _param: click.Parameter, value: str | None) -> i
     if value.isdigit():
         return int(value)
     try:
-        moment = dt.datetime.fromisoformat(value)
+        return dt.datetime.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(f"{value!r} is neither a snapshot id nor an ISO time") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 @main.command()
@@ -368,20 +349,14 @@ def show(table: str, as_of: int | dt.datetime | None, day: dt.date | None, limit
     """Print rows of a table, now or as of an older snapshot (Iceberg time travel)."""
     from rich.table import Table
 
-    from pipeline.catalog import pyiceberg_catalog
+    from pipeline.catalog import SnapshotNotFoundError, pyiceberg_catalog, snapshot_as_of
 
     spec = _table_spec(table)
     loaded = pyiceberg_catalog(load_settings()).load_table(spec.identifier)
-    snapshot_id = None
-    if isinstance(as_of, int):
-        if loaded.snapshot_by_id(as_of) is None:
-            raise click.BadParameter(f"{spec.identifier} has no snapshot {as_of} (see `shoplake history`)")
-        snapshot_id = as_of
-    elif as_of is not None:
-        found = loaded.snapshot_as_of_timestamp(int(as_of.timestamp() * 1000))
-        if found is None:
-            raise click.BadParameter(f"{spec.identifier} did not exist yet at {as_of.isoformat()}")
-        snapshot_id = found.snapshot_id
+    try:
+        snapshot_id = snapshot_as_of(loaded, as_of)
+    except SnapshotNotFoundError as exc:
+        raise click.BadParameter(str(exc), param_hint="--as-of") from None
     if day is not None and spec.date_column is None:
         raise click.BadParameter(f"{spec.identifier} has no date column")
     from pyiceberg.expressions import AlwaysTrue
@@ -412,15 +387,15 @@ def show(table: str, as_of: int | dt.datetime | None, day: dt.date | None, limit
 
 @main.command()
 @click.option("--port", type=click.IntRange(1, 65535), default=3000, show_default=True)
+@friendly_errors
 def ui(port: int) -> None:
     """Open Dagster's UI on 127.0.0.1 for the project's definitions."""
-    import os
-    import subprocess
-
     from pipeline.orchestration.runs import dagster_instance
 
     dagster_instance(load_settings())  # sets DAGSTER_HOME
-    cmd = ["dagster", "dev", "-m", "pipeline.orchestration.definitions", "-h", "127.0.0.1", "-p", str(port)]
+    module = "pipeline.orchestration.definitions"
+    # This interpreter's Dagster, whether or not its environment's scripts are on PATH.
+    cmd = [sys.executable, "-m", "dagster", "dev", "-m", module, "-h", "127.0.0.1", "-p", str(port)]
     sys.exit(subprocess.call(cmd, env=os.environ.copy()))
 
 

@@ -34,15 +34,15 @@ from pipeline.observability import LatencySummary, latency_summary
 from pipeline.orchestration.runs import materialize_gold
 from pipeline.spark_session import build_spark_session
 from pipeline.streaming.job import start_stream
-from pipeline.tables import GOLD_DAILY_SALES, GOLD_TABLES
-from shoplake.runtime import BatchCounter, console, progress_bar
+from pipeline.tables import GOLD_DAILY_SALES_SUMMARY, GOLD_TABLES
+from shoplake.runtime import BatchCounter, console, kafka_sender, progress_bar
 from simulation import oracle
 from simulation.generator import generate
 from simulation.scenario import load_scenario
-from simulation.sinks import log_items, make_producer, send, write_log
+from simulation.sinks import log_items, write_log
 
 # Every metric of the gold summary, in the table's order (the day itself heads the columns).
-GOLD_METRICS = tuple(f.name for f in GOLD_DAILY_SALES.schema.fields if f.name != "event_date")
+GOLD_METRICS = tuple(f.name for f in GOLD_DAILY_SALES_SUMMARY.schema.fields if f.name != "event_date")
 STEPS = 5
 
 
@@ -154,11 +154,9 @@ def run_demo(settings: Settings, scenario_name: str, seed: int, events: int, rat
             counter = BatchCounter()
             stream = start_stream(spark, settings, on_batch=[counter])
             try:
-                producer = make_producer(settings.kafka.bootstrap_servers)
                 pace = f" at {rate:,.0f}/s" if rate else ""
-                with progress_bar(f"to {len(topics)} topics{pace}", manifest.records) as advance:
-                    send(producer, log_items(log_path), settings.kafka.topic_prefix, rate, advance)
-                producer.close()
+                with kafka_sender(settings) as kafka:
+                    kafka.send(log_items(log_path), f"to {len(topics)} topics{pace}", manifest.records, rate)
                 counter.wait_for(manifest.records, timeout_s=300, failed=stream.exception)
             finally:
                 stream.stop()
@@ -170,7 +168,13 @@ def run_demo(settings: Settings, scenario_name: str, seed: int, events: int, rat
             materialize_gold(settings, scenario.dates, instance, lambda day, _: console.print(f"built {day}"))
 
         with step(5, "results", "Read gold back with PyIceberg and compare it with the simulator's oracle."):
-            gold = pyiceberg_catalog(settings).load_table(GOLD_DAILY_SALES.identifier).scan().to_arrow().to_pylist()
+            gold = (
+                pyiceberg_catalog(settings)
+                .load_table(GOLD_DAILY_SALES_SUMMARY.identifier)
+                .scan()
+                .to_arrow()
+                .to_pylist()
+            )
             expected = oracle.daily_sales_summary(oracle.read_log(log_path))
             matches = gold_matches(gold, expected)
             for table in gold_tables(gold, expected, width=console.width):

@@ -1,11 +1,14 @@
-"""Glue shared by the CLI and the demo: settings that point at running services, progress bars, waiting."""
+"""Glue shared by the CLI and the demo: settings that point at running services, sending to Kafka, progress
+bars, waiting for the stream."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
+from kafka import KafkaProducer
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -18,7 +21,10 @@ from rich.progress import (
 
 from devstack.services import running_services
 from pipeline.config import ConfigurationError, Settings
+from pipeline.errors import ShoplakeError
+from pipeline.kafka_topics import ensure_topics
 from pipeline.streaming.sink import BatchReport
+from simulation.sinks import make_producer, send
 
 console = Console(stderr=True)
 
@@ -34,6 +40,42 @@ def with_services(settings: Settings) -> Settings:
             "or set SHOPLAKE_KAFKA__BOOTSTRAP_SERVERS"
         )
     return services.apply(settings)
+
+
+@dataclass(frozen=True)
+class KafkaSender:
+    """A producer for the event topics of ``settings``."""
+
+    settings: Settings
+    producer: KafkaProducer
+
+    def send(
+        self,
+        items: Iterable[tuple[str, str, bytes]],
+        description: str,
+        total: int | None = None,
+        rate: float | None = None,
+    ) -> int:
+        """Send (logical topic, key, value) triples in order under a progress bar; returns how many."""
+        with progress_bar(description, total) as advance:
+            return send(self.producer, iter(items), self.settings.kafka.topic_prefix, rate, advance)
+
+
+@contextmanager
+def kafka_sender(settings: Settings) -> Iterator[KafkaSender]:
+    """Resolve the broker (``with_services``), create the event topics, and yield a sender whose producer is
+    closed on the way out, whatever happens inside."""
+    settings = with_services(settings)
+    ensure_topics(settings)
+    producer = make_producer(settings.kafka.bootstrap_servers)
+    try:
+        yield KafkaSender(settings, producer)
+    finally:
+        producer.close()
+
+
+class StreamWaitError(ShoplakeError, RuntimeError):
+    """The stream failed, or did not commit the expected records in time."""
 
 
 @contextmanager
@@ -72,7 +114,7 @@ class BatchCounter:
         while self.records < records:
             error = failed()
             if error is not None:
-                raise RuntimeError(f"the stream failed: {error}") from error
+                raise StreamWaitError(f"the stream failed: {error}") from error
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the stream committed {self.records} of {records} records in {timeout_s:g}s")
+                raise StreamWaitError(f"the stream committed {self.records} of {records} records in {timeout_s:g}s")
             time.sleep(0.2)

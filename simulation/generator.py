@@ -1,25 +1,22 @@
-"""The shop simulation: sessions walking a funnel, product updates, and the fault knobs, as an ordered record stream.
+"""The shop simulation: sessions walking a funnel and product updates, driven through the fault injector into an
+ordered record stream.
 
 ``generate(scenario, seed, events)`` yields :class:`SimRecord` s in delivery order. The same scenario, seed and
 event count always give the same records, byte for byte: all randomness comes from :class:`Rand`, all times are
 integer milliseconds of simulated time, and JSON is written with a fixed key order and separators.
 
 Counting: ``events`` is the number of events the model produces (what the shop really did). Fault knobs add
-records on top (a duplicate delivery, a malformed record) or change delivery order (late events); the
-:class:`Manifest` says exactly what was injected.
+records on top (a duplicate delivery, a malformed record) or change delivery order (late events), see
+``simulation.faults``; the :class:`Manifest` says exactly what was injected. Records are described in
+``simulation.records``, the recorded log format in ``simulation.logfile``.
 """
 
 from __future__ import annotations
 
-import base64
-import copy
-import datetime as dt
 import heapq
-import json
 from bisect import bisect_right
-from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -31,6 +28,8 @@ from pipeline.contracts.events import (
     format_decimal,
     money,
 )
+from simulation.faults import FaultInjector
+from simulation.logfile import to_log_line
 from simulation.model import (
     DEVICES,
     PAYMENTS,
@@ -43,7 +42,11 @@ from simulation.model import (
     charm_price,
 )
 from simulation.rand import Rand, cumulative, stable_id
+from simulation.records import Manifest, SimRecord
 from simulation.scenario import Scenario
+
+# Re-exported: the fault suite writes logs with the generator's ``to_log_line``.
+__all__ = ["Manifest", "SimRecord", "generate", "to_log_line"]
 
 DAY_MS = 86_400_000
 # Relative traffic by hour of day (UTC): quiet nights, a lunch peak, an evening peak.
@@ -73,99 +76,8 @@ DIURNAL = (
     0.90,
     0.50,
 )
-MALFORMED_KINDS = (
-    "invalid_json",
-    "invalid_utf8",
-    "wrong_type",
-    "missing_field",
-    "negative_amount",
-    "inconsistent_amount",
-    "unknown_event_type",
-    "unsupported_version",
-    "oversized",
-)
-OVERSIZED_BYTES = 100_000  # larger than the pipeline's default 64 KiB limit
 DISCOUNTS = (Decimal("0.00"), Decimal("5.00"), Decimal("10.00"), Decimal("15.00"))
 DISCOUNT_CUM = (0.70, 0.82, 0.94, 1.0)
-
-
-def format_timestamp(start: dt.datetime, offset_ms: int) -> str:
-    instant = start + dt.timedelta(milliseconds=offset_ms)
-    return instant.strftime("%Y-%m-%dT%H:%M:%S.") + f"{instant.microsecond // 1000:03d}Z"
-
-
-def encode_json(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-@dataclass
-class SimEvent:
-    """A payload: an event body (``timestamp`` filled in when encoded) or raw bytes. Encoded once, then reused."""
-
-    body: dict[str, Any] | None
-    raw: bytes | None = None
-    encoded: bytes | None = None
-
-
-@dataclass(order=True)
-class SimRecord:
-    """One Kafka record to deliver. Ordered by delivery time, then by creation."""
-
-    emit_ms: int
-    seq: int
-    topic: EventType = field(compare=False)
-    key: str = field(compare=False)
-    event_id: str | None = field(compare=False)
-    kind: str = field(compare=False)  # "event", "duplicate" or "malformed:<kind>"
-    event_ms: int = field(compare=False)
-    payload: SimEvent = field(compare=False, repr=False)
-
-    def value(self, stamp: Callable[[int], str]) -> bytes:
-        """The record's bytes; ``stamp`` turns this record's event time into the ``timestamp`` string.
-
-        A duplicate shares its original's payload, so it repeats the original's bytes exactly.
-        """
-        event = self.payload
-        if event.encoded is None:
-            if event.raw is not None:
-                event.encoded = event.raw
-            else:
-                assert event.body is not None
-                body = dict(event.body)
-                if "timestamp" in body and body["timestamp"] is None:
-                    body["timestamp"] = stamp(self.event_ms)
-                event.encoded = encode_json(body)
-        return event.encoded
-
-
-@dataclass
-class Manifest:
-    """What the generator produced and injected; written beside the output."""
-
-    scenario: str
-    seed: int
-    events: int = 0
-    records: int = 0
-    by_type: Counter[str] = field(default_factory=Counter)
-    faults: Counter[str] = field(default_factory=Counter)
-    duplicates: list[str] = field(default_factory=list)  # event ids delivered twice
-    late: list[dict[str, Any]] = field(default_factory=list)  # {"event_id", "delay_ms"}
-    malformed: list[dict[str, Any]] = field(default_factory=list)  # {"record", "kind", "topic"}
-    schema_v2: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "scenario": self.scenario,
-            "seed": self.seed,
-            "events": self.events,
-            "records": self.records,
-            "events_by_type": dict(sorted(self.by_type.items())),
-            "faults": dict(sorted(self.faults.items())),
-            "duplicates": self.duplicates,
-            "late": self.late,
-            "malformed": self.malformed,
-            "schema_v2": self.schema_v2,
-        }
 
 
 @dataclass
@@ -484,105 +396,6 @@ class Shop:
             yield t, event_type, key, body
 
 
-class FaultInjector:
-    """Turns the model's events into deliveries: redeliveries, late arrivals, broken records, schema v2."""
-
-    def __init__(self, scenario: Scenario, seed: int, manifest: Manifest) -> None:
-        self.faults = scenario.faults
-        self.rand = Rand(seed, scenario.name).child("faults")
-        self.seed = seed
-        self.scenario = scenario
-        self.manifest = manifest
-        self.pending: list[SimRecord] = []
-        self.seq = 0
-        self.malformed_count = 0
-
-    def _push(self, record: SimRecord) -> None:
-        heapq.heappush(self.pending, record)
-
-    def _record(
-        self,
-        emit_ms: int,
-        topic: EventType,
-        key: str,
-        event_id: str | None,
-        kind: str,
-        event_ms: int,
-        payload: SimEvent,
-    ) -> SimRecord:
-        self.seq += 1
-        return SimRecord(emit_ms, self.seq, topic, key, event_id, kind, event_ms, payload)
-
-    def due(self, now_ms: int | None) -> Iterator[SimRecord]:
-        """Deliveries due by ``now_ms`` (all of them when None)."""
-        while self.pending and (now_ms is None or self.pending[0].emit_ms <= now_ms):
-            yield heapq.heappop(self.pending)
-
-    def add(self, t: int, event_type: EventType, key: str, body: dict[str, Any]) -> None:
-        f, rand, m = self.faults, self.rand, self.manifest
-        event_id = body["event_id"]
-        if f.schema_v2_rate and rand.chance(f.schema_v2_rate):
-            body["schema_version"] = 2
-            body["experiment_id"] = f"exp-{rand.integer(1, 4)}"
-            m.schema_v2.append(event_id)
-            m.faults["schema_v2"] += 1
-        emit = t
-        if f.late_rate and rand.chance(f.late_rate):
-            delay = int(rand.between(f.late_min_s, f.late_max_s) * 1000)
-            emit = t + delay
-            m.late.append({"event_id": event_id, "delay_ms": delay})
-            m.faults["late"] += 1
-        payload = SimEvent(body)
-        self._push(self._record(emit, event_type, key, event_id, "event", t, payload))
-        if f.duplicate_rate and rand.chance(f.duplicate_rate):
-            self._push(self._record(emit + rand.integer(0, 5000), event_type, key, event_id, "duplicate", t, payload))
-            m.duplicates.append(event_id)
-            m.faults["duplicate"] += 1
-        if f.malformed_rate and rand.chance(f.malformed_rate):
-            kind = rand.pick(MALFORMED_KINDS)
-            self.malformed_count += 1
-            broken = self._malform(kind, event_type, body, t)
-            self._push(self._record(t, event_type, key, None, f"malformed:{kind}", t, broken))
-            m.faults[f"malformed:{kind}"] += 1
-
-    def _malform(self, kind: str, event_type: EventType, body: dict[str, Any], t: int) -> SimEvent:
-        """A broken copy of ``body`` under a fresh event id (so it is not a redelivery of the original)."""
-        bad = copy.deepcopy(body)
-        bad["event_id"] = stable_id(self.seed, self.scenario.name, "malformed", self.malformed_count)
-        bad["timestamp"] = format_timestamp(self.scenario.start, t)
-        if kind == "invalid_json":
-            text = encode_json(bad)
-            return SimEvent(None, raw=text[: max(len(text) // 2, 1)])
-        if kind == "invalid_utf8":
-            return SimEvent(None, raw=encode_json(bad).replace(b'"event_id":"', b'"event_id":"\xff\xfe', 1))
-        if kind == "unknown_event_type":
-            bad["event_type"] = "refund_requested"
-        elif kind == "unsupported_version":
-            bad["schema_version"] = 3
-        elif kind == "oversized":
-            bad["metadata"] = {"blob": "x" * OVERSIZED_BYTES}
-        elif kind == "wrong_type":
-            if event_type is EventType.ADD_TO_CART:
-                bad["quantity"] = "three"
-            elif event_type is EventType.PURCHASE:
-                bad["items"] = "all of them"
-            else:
-                bad["timestamp"] = 1_700_000_000
-        elif kind == "missing_field":
-            del bad["product_id" if event_type is EventType.PRODUCT_UPDATE else "user_id"]
-        elif kind == "negative_amount" and event_type is EventType.ADD_TO_CART:
-            bad["price"] = "-" + bad["price"]
-        elif kind == "negative_amount" and event_type is EventType.PURCHASE:
-            bad["total_amount"] = "-" + bad["total_amount"]
-        elif kind == "inconsistent_amount" and event_type is EventType.ADD_TO_CART:
-            bad["total_value"] = format_decimal(Decimal(bad["total_value"]) + 1)
-        elif kind == "inconsistent_amount" and event_type is EventType.PURCHASE:
-            bad["total_amount"] = format_decimal(Decimal(bad["total_amount"]) + 1)
-        else:  # amounts only exist on carts and purchases: break the event type instead
-            bad["event_type"] = ""
-        return SimEvent(bad)
-
-
 def generate(scenario: Scenario, seed: int, events: int) -> tuple[Iterator[SimRecord], Manifest]:
     """The delivery-ordered records of a run, and the manifest that fills in as they are consumed."""
     if events < 1:
@@ -610,23 +423,3 @@ def _counted(records: Iterator[SimRecord], manifest: Manifest) -> Iterator[SimRe
             )
         manifest.records += 1
         yield record
-
-
-# -- the JSON Lines log ---------------------------------------------------------------------------------------
-
-
-def to_log_line(topic: str, key: str, value: bytes) -> str:
-    """One line of a recorded log: logical topic, key and value (base64 when the value is not UTF-8)."""
-    line: dict[str, Any] = {"topic": topic, "key": key}
-    try:
-        line["value"] = value.decode("utf-8")
-    except UnicodeDecodeError:
-        line["value_b64"] = base64.b64encode(value).decode("ascii")
-    return json.dumps(line, separators=(",", ":"), ensure_ascii=False)
-
-
-def from_log_line(line: str) -> tuple[str, str, bytes]:
-    """(logical topic, key, value bytes) of a recorded log line."""
-    obj = json.loads(line)
-    value = base64.b64decode(obj["value_b64"]) if "value_b64" in obj else obj["value"].encode("utf-8")
-    return obj["topic"], obj["key"], value

@@ -1,8 +1,8 @@
 """Ground truth: the gold metrics a correct pipeline must produce, computed from the emitted records alone.
 
-Independent of ``pipeline/`` on purpose (it imports nothing from it): plain Python over the recorded log, its own
-reading of the contract, exact ``Decimal`` arithmetic. When the pipeline and the oracle disagree, one of them
-has a bug, and the test that compares them says which metric of which day.
+Independent of ``pipeline/`` on purpose (it imports nothing from it, a unit test checks): plain Python over the
+recorded log, its own reading of the contract, exact ``Decimal`` arithmetic. When the pipeline and the oracle
+disagree, one of them has a bug, and the test that compares them says which metric of which day.
 
 Metric definitions live in ``docs/metrics.md``; each function below cites the one it implements.
 """
@@ -19,7 +19,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
-from simulation.generator import from_log_line
+from simulation.logfile import from_log_line
 
 EVENT_TYPES = {"page_view", "add_to_cart", "purchase", "user_session", "product_update"}
 VERSIONS = {1, 2}

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.contracts.events import SCHEMA_VERSION, EventType, format_decimal
+from pipeline.errors import ShoplakeError
 
 COLUMNS = (
     "event_time",
@@ -51,7 +52,7 @@ TOPIC_OF = {
 }
 
 
-class Rees46FormatError(ValueError):
+class Rees46FormatError(ShoplakeError, ValueError):
     """The file is not a REES46 Open CDP CSV."""
 
 

@@ -12,8 +12,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from pipeline.errors import ShoplakeError
 
-class ScenarioError(ValueError):
+
+class ScenarioError(ShoplakeError, ValueError):
     """A scenario name or file is unknown or invalid."""
 
 

@@ -20,29 +20,27 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from pipeline.contracts.events import EventType, topic_name
-from simulation.generator import Manifest, SimRecord, format_timestamp, from_log_line, to_log_line
+from pipeline.errors import ShoplakeError
+from simulation.logfile import from_log_line, to_log_line
+from simulation.records import Manifest, SimRecord, format_timestamp, simulated_timestamp
 from simulation.scenario import Scenario
 
 Progress = Callable[[int], None]  # called with the number of records just sent
 
 
-class SinkError(RuntimeError):
+class SinkError(ShoplakeError, RuntimeError):
     """Records could not be written or delivered."""
 
 
 def simulated_stamp(scenario: Scenario) -> Callable[[int], str]:
-    return lambda event_ms: format_timestamp(scenario.start, event_ms)
+    return lambda event_ms: simulated_timestamp(scenario.start, event_ms)
 
 
 def live_stamp(record: SimRecord, now: float) -> Callable[[int], str]:
     """Stamp with the real time, keeping the record's simulated lateness (delivery time - event time)."""
     lateness_ms = record.emit_ms - record.event_ms
 
-    def stamp(_: int) -> str:
-        instant = dt.datetime.fromtimestamp(now - lateness_ms / 1000, dt.UTC)
-        return instant.strftime("%Y-%m-%dT%H:%M:%S.") + f"{instant.microsecond // 1000:03d}Z"
-
-    return stamp
+    return lambda _: format_timestamp(dt.datetime.fromtimestamp(now - lateness_ms / 1000, dt.UTC))
 
 
 def write_log(
@@ -54,20 +52,34 @@ def write_log(
 ) -> Path:
     """Write records as JSON Lines (in delivery order) and the manifest beside them; returns the manifest path."""
     stamp = simulated_stamp(scenario)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8", newline="\n") as out:
-        for i, record in enumerate(records, 1):
-            out.write(to_log_line(record.topic.value, record.key, record.value(stamp)) + "\n")
-            if i % 1000 == 0:
-                progress(1000)
-    progress(manifest.records % 1000)
+    lines = (to_log_line(r.topic.value, r.key, r.value(stamp)) for r in records)
+    write_lines(path, lines, progress)
     return write_manifest(manifest, path)
+
+
+def write_lines(path: Path, lines: Iterable[str], progress: Progress = lambda n: None) -> int:
+    """Write a JSON Lines log (one line per item, ``\\n`` endings); returns how many lines."""
+    count = 0
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8", newline="\n") as out:
+            for count, line in enumerate(lines, 1):
+                out.write(line + "\n")
+                if count % 1000 == 0:
+                    progress(1000)
+    except OSError as exc:
+        raise SinkError(f"cannot write {path}: {exc}") from exc
+    progress(count % 1000)
+    return count
 
 
 def write_manifest(manifest: Manifest, log_path: Path) -> Path:
     manifest_path = log_path.with_name(log_path.name + ".manifest.json")
-    manifest_path.parent.mkdir(parents=True, exist_ok=True)
-    manifest_path.write_text(json.dumps(manifest.to_json(), indent=1) + "\n")
+    try:
+        manifest_path.parent.mkdir(parents=True, exist_ok=True)
+        manifest_path.write_text(json.dumps(manifest.to_json(), indent=1) + "\n")
+    except OSError as exc:
+        raise SinkError(f"cannot write {manifest_path}: {exc}") from exc
     return manifest_path
 
 

@@ -16,12 +16,12 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from pipeline.tables import (
-    GOLD_CATEGORY_SALES,
-    GOLD_CUSTOMERS,
-    GOLD_DAILY_SALES,
+    GOLD_CUSTOMER_DAILY,
+    GOLD_DAILY_CATEGORY_SALES,
+    GOLD_DAILY_SALES_SUMMARY,
     GOLD_DATA_QUALITY,
+    GOLD_PRODUCT_DAILY,
     GOLD_PRODUCT_PAIRS,
-    GOLD_PRODUCTS,
     MONEY,
     RATE,
 )
@@ -103,7 +103,7 @@ def daily_sales_summary(
             ratio(F.col("converted_sessions"), F.col("sessions")).cast(RATE).alias("conversion_rate"),
             money_ratio(F.col("revenue"), F.col("visitors")).alias("revenue_per_visitor"),
         )
-        .select(*GOLD_DAILY_SALES.schema.fieldNames())
+        .select(*GOLD_DAILY_SALES_SUMMARY.schema.fieldNames())
     )
 
 
@@ -117,7 +117,7 @@ def daily_category_sales(purchases_df: DataFrame, day: dt.date) -> DataFrame:
             _money_sum(F.col("item.total_price")).alias("gross_revenue"),
         )
         .withColumn("event_date", F.lit(day))
-        .select(*GOLD_CATEGORY_SALES.schema.fieldNames())
+        .select(*GOLD_DAILY_CATEGORY_SALES.schema.fieldNames())
     )
 
 
@@ -184,7 +184,7 @@ def customer_daily(purchases_to_date_df: DataFrame, activity_to_date_df: DataFra
             }
         )
         .withColumn("segment", segment)
-        .select(*GOLD_CUSTOMERS.schema.fieldNames())
+        .select(*GOLD_CUSTOMER_DAILY.schema.fieldNames())
     )
 
 
@@ -236,7 +236,7 @@ def product_daily(
                 "cart_to_purchase_rate": ratio(F.col("carted_bought"), F.col("carted")).cast(RATE),
             }
         )
-        .select(*GOLD_PRODUCTS.schema.fieldNames())
+        .select(*GOLD_PRODUCT_DAILY.schema.fieldNames())
     )
 
 

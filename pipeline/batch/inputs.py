@@ -19,6 +19,7 @@ from pipeline.tables import BRONZE_EVENTS, QUARANTINE_EVENTS, SILVER
 
 
 def silver_day(spark: SparkSession, catalog: str, event_type: EventType, day: dt.date) -> DataFrame:
+    """Silver rows of ``event_type`` dated ``day``."""
     return read_day(spark, catalog, SILVER[event_type], day)
 
 

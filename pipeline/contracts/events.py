@@ -25,7 +25,6 @@ SCHEMA_VERSION = 1
 
 SUPPORTED_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2)
 
-TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # Python side; the last three microsecond digits are cut off
 SPARK_TIMESTAMP_PATTERN = "yyyy-MM-dd'T'HH:mm:ss.SSSX"
 TIMESTAMP_REGEX = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
 
@@ -174,12 +173,6 @@ class EventContract:
     event_type: EventType
     fields: tuple[FieldSpec, ...] = field(default_factory=tuple)
 
-    def field(self, name: str) -> FieldSpec:
-        for spec in self.fields:
-            if spec.name == name:
-                return spec
-        raise KeyError(f"{self.event_type} has no field {name!r}")
-
 
 CONTRACTS: dict[EventType, EventContract] = {
     event_type: EventContract(event_type, ENVELOPE + body) for event_type, body in BODY.items()
@@ -193,13 +186,6 @@ def topic_name(prefix: str, event_type: EventType) -> str:
 
 def all_topics(prefix: str) -> list[str]:
     return [topic_name(prefix, event_type) for event_type in EventType]
-
-
-def event_type_of_topic(prefix: str, topic: str) -> EventType | None:
-    for event_type in EventType:
-        if topic_name(prefix, event_type) == topic:
-            return event_type
-    return None
 
 
 # Exact arithmetic shared by producers of events (simulator, importers). The pipeline re-checks it in Spark.

@@ -1,7 +1,7 @@
 """Dagster resources: the lakehouse (settings + Spark session) and the Iceberg IO manager.
 
-The IO manager owns every gold read and write: assets receive silver DataFrames for their day and return a
-DataFrame; the IO manager overwrites exactly that day's partition of the asset's table.
+Gold assets read their inputs with the lakehouse resource and return a DataFrame; the IO manager overwrites
+exactly that day's partition of the asset's table (recording restatements of a rebuilt day).
 """
 
 import datetime as dt
@@ -9,13 +9,12 @@ from typing import Any
 
 import dagster as dg
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
-from pipeline.batch.gold import restatements
+from pipeline.batch.outputs import write_gold_day
 from pipeline.config import Settings, load_settings
-from pipeline.iceberg_io import append_rows, current_snapshot_id, ensure_table, overwrite_days, read_day, read_table
+from pipeline.iceberg_io import read_day, read_table
 from pipeline.spark_session import build_spark_session
-from pipeline.tables import RESTATEMENTS, TableSpec, table_by_identifier
+from pipeline.tables import TableSpec, table_by_identifier
 
 
 class LakehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
@@ -67,10 +66,19 @@ class LakehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     def spark(self) -> SparkSession:
         return build_spark_session(self.settings())
 
+    def catalog(self) -> str:
+        """The Spark catalog name the lakehouse's tables are registered under."""
+        return self.settings().catalog.name
 
-def table_for(asset_key: dg.AssetKey) -> TableSpec:
+
+def asset_key(spec: TableSpec) -> dg.AssetKey:
+    """Table ``silver.purchases`` is asset ``["silver", "purchases"]``."""
+    return dg.AssetKey([spec.layer.value, spec.name])
+
+
+def table_for(key: dg.AssetKey) -> TableSpec:
     """Asset ``["silver", "purchases"]`` is table ``silver.purchases``."""
-    return table_by_identifier(".".join(asset_key.path))
+    return table_by_identifier(".".join(key.path))
 
 
 def partition_day(partition_key: str) -> dt.date:
@@ -78,49 +86,36 @@ def partition_day(partition_key: str) -> dt.date:
 
 
 class IcebergIOManager(dg.ConfigurableIOManager):  # type: ignore[type-arg]
-    """Reads upstream tables (one day of them for a daily run) and overwrites the asset's day partition.
+    """Writes a gold asset's day (``pipeline.batch.outputs.write_gold_day``, which records restatements) and
+    loads it back for whoever asks (e.g. ``Definitions.load_asset_value``).
 
-    When the day was built before, the rows that change are recorded in ``gold.restatements`` (metric, old and
-    new value, old and new snapshot id); the old version stays readable by Iceberg time travel.
+    Assets read their own inputs through ``pipeline.batch.inputs``; reading never creates a table.
     """
 
     lake: dg.ResourceDependency[LakehouseResource]
 
     def handle_output(self, context: dg.OutputContext, obj: DataFrame) -> None:
         spec = table_for(context.asset_key)
-        catalog = self.lake.settings().catalog.name
-        spark = obj.sparkSession
-        ensure_table(spark, catalog, spec)
-        before = current_snapshot_id(spark, catalog, spec)
-        day = partition_day(context.partition_key) if context.has_partition_key else None
-        rebuilt = before is not None and day is not None and not read_day(spark, catalog, spec, day).isEmpty()
-        rows = overwrite_days(obj, catalog, spec)
-        after = current_snapshot_id(spark, catalog, spec)
-        restated = 0
-        if rebuilt:
-            assert day is not None
-            assert before is not None
-            old = read_day(spark, catalog, spec, day, snapshot_id=before)
-            new = read_day(spark, catalog, spec, day, snapshot_id=after)
-            changes = restatements(old, new, spec.key_columns, spec.identifier).withColumns(
-                {
-                    "old_snapshot_id": F.lit(before),
-                    "new_snapshot_id": F.lit(after),
-                    "restated_at": F.current_timestamp(),
-                }
-            )
-            ensure_table(spark, catalog, RESTATEMENTS)
-            restated = append_rows(changes, catalog, RESTATEMENTS)
+        catalog = self.lake.catalog()
+        # The materialization of this run is recorded after this call: the instance knows only earlier builds.
+        built = context.step_context.instance.get_materialized_partitions(context.asset_key)
+        written = write_gold_day(
+            obj, catalog, spec, partition_day(context.partition_key), built_before=context.partition_key in built
+        )
         context.add_output_metadata(
-            {"rows": rows, "table": spec.qualified(catalog), "snapshot_id": str(after), "restated_metrics": restated}
+            {
+                "rows": written.rows,
+                "table": spec.qualified(catalog),
+                "snapshot_id": str(written.snapshot_id),
+                "restated_metrics": written.restated_metrics,
+            }
         )
 
     def load_input(self, context: dg.InputContext) -> DataFrame:
         assert context.upstream_output is not None
         spec = table_for(context.upstream_output.asset_key)
         spark = self.lake.spark()
-        catalog = self.lake.settings().catalog.name
-        ensure_table(spark, catalog, spec)
+        catalog = self.lake.catalog()
         if context.has_partition_key and spec.date_column:
             return read_day(spark, catalog, spec, partition_day(context.partition_key))
         return read_table(spark, catalog, spec)

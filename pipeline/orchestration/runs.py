@@ -10,17 +10,21 @@ from pathlib import Path
 import dagster as dg
 
 from pipeline.config import ConfigurationError, Settings
+from pipeline.errors import ShoplakeError
 from pipeline.orchestration.definitions import GOLD_JOB, build_definitions
 
 
-class GoldRunError(RuntimeError):
+class GoldRunError(ShoplakeError, RuntimeError):
     """A gold run failed; the message names the day and the failing step."""
 
 
 def dagster_instance(settings: Settings) -> dg.DagsterInstance:
     """The persistent instance under ``DAGSTER_HOME`` (default ``<home>/dagster``), so runs show in the UI."""
     home = Path(os.environ.get("DAGSTER_HOME") or settings.home / "dagster")
-    home.mkdir(parents=True, exist_ok=True)
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot create DAGSTER_HOME {home}: {exc}") from exc
     os.environ["DAGSTER_HOME"] = str(home)
     return dg.DagsterInstance.get()
 

@@ -57,6 +57,8 @@ FAILED_RULES = "failed_rules"
 DUPLICATE_RULE = "duplicate"
 _RAW = "_raw"  # map<string,string>: each top-level JSON field's raw text
 _PARSED = "_parsed_"  # prefix of the loosely parsed struct/array/map fields
+_RAW_PREFIX = "_raw_"  # prefix of the envelope's raw text kept for quarantine
+_RAW_KEPT = ("event_type", "schema_version")
 _KAFKA_COORDINATES = ("kafka_topic", "kafka_partition", "kafka_offset")
 
 Rule = tuple[str, Callable[[Column, Column], Column]]  # (rule id, (raw text, typed value) -> "violated")
@@ -267,12 +269,22 @@ class EventValidator:
             raw["event_id"].alias("event_id"),
             F.coalesce(*[F.when(topic == t, F.lit(e.value)) for e, t in self.topics.items()]).alias("_event_type"),
             F.to_date(F.col("event_time")).alias("event_date"),
+            # What quarantine keeps of the envelope as sent; the rest of the raw and loosely parsed text is dropped
+            # here, so a materialized batch holds each record once, typed.
+            *[raw[name].alias(_RAW_PREFIX + name) for name in _RAW_KEPT],
         ]
+        self._dropped = [_RAW, *(_PARSED + name for name in complex_fields)]
 
     def validate(self, bronze_df: DataFrame) -> DataFrame:
         """Bronze rows plus ``failed_rules`` (empty when valid), ``event_id``, ``event_time``, ``event_date``
         and one typed struct per event type."""
-        return bronze_df.select(*self._parse).select(*self._parse_complex).select(*self._typed).select(*self._validate)
+        return (
+            bronze_df.select(*self._parse)
+            .select(*self._parse_complex)
+            .select(*self._typed)
+            .select(*self._validate)
+            .drop(*self._dropped)
+        )
 
 
 def with_late_flag(validated_df: DataFrame, watermark: Column) -> DataFrame:
@@ -319,14 +331,12 @@ def to_silver(valid_df: DataFrame, event_type: EventType) -> DataFrame:
 
 def to_quarantine(rejected_df: DataFrame) -> DataFrame:
     """Project rejected rows (validated or duplicate) onto the quarantine table's columns."""
-    raw = F.col(_RAW)
     return rejected_df.select(
         *_KAFKA_COORDINATES,
         "kafka_timestamp",
         "value",
-        raw["event_id"].alias("event_id"),
-        raw["event_type"].alias("event_type"),
-        raw["schema_version"].alias("schema_version"),
+        "event_id",
+        *[F.col(_RAW_PREFIX + name).alias(name) for name in _RAW_KEPT],
         "event_date",
         FAILED_RULES,
         "ingest_time",

@@ -214,6 +214,7 @@ class MicroBatchSink:
             with_ingest(validated_df.coalesce(self.batch_partitions), F.lit(batch_id), F.lit(ingest_time)),
             F.lit(report.watermark),
         ).localCheckpoint()
+        mark = self._phase(report, "materialize", started)
         narrow = batch.select(
             *NARROW_COLUMNS,
             "event_date",
@@ -221,7 +222,7 @@ class MicroBatchSink:
             "is_late",
             (F.size(F.col(FAILED_RULES)) == 0).alias("is_valid"),
         ).toArrow()
-        mark = self._phase(report, "materialize", started)
+        mark = self._phase(report, "collect", mark)
         if narrow.num_rows == 0:
             return
 

@@ -102,20 +102,9 @@ def chaos_services(jars_home: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 def _stream_env(settings: Settings) -> dict[str, str]:
-    cat = settings.catalog
-    assert cat.s3_access_key_id is not None
-    assert cat.s3_secret_access_key is not None
     return {
         **os.environ,
-        "SHOPLAKE_HOME": str(settings.home),
-        "SHOPLAKE_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "SHOPLAKE_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
-        "SHOPLAKE_CATALOG__NAME": cat.name,
-        "SHOPLAKE_CATALOG__WAREHOUSE": cat.warehouse,
-        "SHOPLAKE_CATALOG__S3_ENDPOINT": cat.s3_endpoint,
-        "SHOPLAKE_CATALOG__S3_ACCESS_KEY_ID": cat.s3_access_key_id.get_secret_value(),
-        "SHOPLAKE_CATALOG__S3_SECRET_ACCESS_KEY": cat.s3_secret_access_key.get_secret_value(),
-        "SHOPLAKE_SPARK__JARS_DIR": settings.spark.jars_dir,
+        **settings.to_env(),
         "SHOPLAKE_SPARK__DRIVER_MEMORY": "2g",
         "SHOPLAKE_STREAM__TRIGGER_SECONDS": "0.5",
         "SHOPLAKE_STREAM__MAX_OFFSETS_PER_TRIGGER": "1500",

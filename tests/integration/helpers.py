@@ -13,7 +13,8 @@ from pipeline.catalog import pyiceberg_catalog
 from pipeline.config import Settings
 from pipeline.tables import BRONZE_EVENTS, EVENT_MINUTES, QUARANTINE_EVENTS, SESSIONS, SILVER
 from simulation import oracle
-from simulation.generator import from_log_line, generate
+from simulation.generator import generate
+from simulation.logfile import from_log_line
 from simulation.scenario import load_scenario
 from simulation.sinks import log_items, make_producer, send, write_log
 
@@ -95,12 +96,12 @@ def gold_rows(settings: Settings, identifier: str) -> list[dict]:
 def assert_gold_matches(settings: Settings, truth: oracle.Truth, days: list) -> None:
     """Every gold table equals the oracle for ``days``, value for value (decimals exact)."""
     from pipeline.tables import (
-        GOLD_CATEGORY_SALES,
-        GOLD_CUSTOMERS,
-        GOLD_DAILY_SALES,
+        GOLD_CUSTOMER_DAILY,
+        GOLD_DAILY_CATEGORY_SALES,
+        GOLD_DAILY_SALES_SUMMARY,
         GOLD_DATA_QUALITY,
+        GOLD_PRODUCT_DAILY,
         GOLD_PRODUCT_PAIRS,
-        GOLD_PRODUCTS,
     )
 
     wanted = set(days)
@@ -122,12 +123,14 @@ def assert_gold_matches(settings: Settings, truth: oracle.Truth, days: list) -> 
             assert have == want, f"{name} {key}: {have} != {want}"
 
     summary = {d: v for d, v in oracle.daily_sales_summary(truth).items()}
-    compare("daily_sales_summary", keyed(GOLD_DAILY_SALES.identifier), summary)
+    compare("daily_sales_summary", keyed(GOLD_DAILY_SALES_SUMMARY.identifier), summary)
     compare(
-        "daily_category_sales", keyed(GOLD_CATEGORY_SALES.identifier, "category"), oracle.daily_category_sales(truth)
+        "daily_category_sales",
+        keyed(GOLD_DAILY_CATEGORY_SALES.identifier, "category"),
+        oracle.daily_category_sales(truth),
     )
-    compare("customer_daily", keyed(GOLD_CUSTOMERS.identifier, "user_id"), oracle.customer_daily(truth))
-    compare("product_daily", keyed(GOLD_PRODUCTS.identifier, "product_id"), oracle.product_daily(truth))
+    compare("customer_daily", keyed(GOLD_CUSTOMER_DAILY.identifier, "user_id"), oracle.customer_daily(truth))
+    compare("product_daily", keyed(GOLD_PRODUCT_DAILY.identifier, "product_id"), oracle.product_daily(truth))
     compare(
         "product_pairs", keyed(GOLD_PRODUCT_PAIRS.identifier, "antecedent", "consequent"), oracle.product_pairs(truth)
     )

@@ -14,14 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _shoplake(settings: Settings, *args: str, **env: str) -> tuple[subprocess.CompletedProcess[str], float]:
-    environment = {
-        **os.environ,
-        "SHOPLAKE_HOME": str(settings.home),
-        "SHOPLAKE_CATALOG__NAME": settings.catalog.name,
-        "SHOPLAKE_SPARK__JARS_DIR": settings.spark.jars_dir,
-        "SHOPLAKE_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
-        **env,
-    }
+    environment = {**os.environ, **settings.to_env(), **env}
     started = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-m", "shoplake.cli", *args],

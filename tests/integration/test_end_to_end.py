@@ -12,7 +12,13 @@ from pipeline.catalog import pyiceberg_catalog
 from pipeline.kafka_topics import ensure_topics
 from pipeline.orchestration.runs import materialize_gold
 from pipeline.streaming.job import start_stream
-from pipeline.tables import BRONZE_EVENTS, GOLD_CATEGORY_SALES, GOLD_DAILY_SALES, QUARANTINE_EVENTS, SILVER
+from pipeline.tables import (
+    BRONZE_EVENTS,
+    GOLD_DAILY_CATEGORY_SALES,
+    GOLD_DAILY_SALES_SUMMARY,
+    QUARANTINE_EVENTS,
+    SILVER,
+)
 from simulation import oracle
 from simulation.generator import generate
 from simulation.scenario import load_scenario
@@ -47,7 +53,8 @@ def test_simulated_day_reaches_gold_equal_to_what_the_simulator_emitted(
 
     catalog = pyiceberg_catalog(settings)
     gold = {
-        row["event_date"]: row for row in catalog.load_table(GOLD_DAILY_SALES.identifier).scan().to_arrow().to_pylist()
+        row["event_date"]: row
+        for row in catalog.load_table(GOLD_DAILY_SALES_SUMMARY.identifier).scan().to_arrow().to_pylist()
     }
     expected = oracle.daily_sales_summary(oracle.read_log(log_path))
     assert set(gold) == set(expected)
@@ -97,16 +104,18 @@ def test_lake_on_the_object_store_is_shared_by_spark_and_pyiceberg(lake, service
 
     settings = services.apply(lake, s3_warehouse=True)
     build_spark_session(settings)
-    ensure_table(spark, settings.catalog.name, GOLD_CATEGORY_SALES)
+    ensure_table(spark, settings.catalog.name, GOLD_DAILY_CATEGORY_SALES)
     row = (dt.date(2026, 11, 2), "books", 3, 4, Decimal("12.34"))
-    overwrite_days(spark.createDataFrame([row], GOLD_CATEGORY_SALES.schema), settings.catalog.name, GOLD_CATEGORY_SALES)
+    overwrite_days(
+        spark.createDataFrame([row], GOLD_DAILY_CATEGORY_SALES.schema), settings.catalog.name, GOLD_DAILY_CATEGORY_SALES
+    )
 
-    table = pyiceberg_catalog(settings).load_table(GOLD_CATEGORY_SALES.identifier)
+    table = pyiceberg_catalog(settings).load_table(GOLD_DAILY_CATEGORY_SALES.identifier)
     assert table.location().startswith("s3://")
     assert [tuple(r.values()) for r in table.scan().to_arrow().to_pylist()] == [row]
 
     # Maintenance works on the object store too (orphan files are listed through the table's FileIO).
-    result = maintain(spark, settings.catalog.name, GOLD_CATEGORY_SALES)
+    result = maintain(spark, settings.catalog.name, GOLD_DAILY_CATEGORY_SALES)
     assert result.skipped == ""
     assert result.after.data_files == 1
     assert [tuple(r.values()) for r in table.refresh().scan().to_arrow().to_pylist()] == [row]

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+from decimal import Decimal
 from pathlib import Path
 
 from click.testing import CliRunner
 from dagster import DagsterInstance
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
+from pipeline.batch.outputs import write_gold_day
 from pipeline.config import Settings
 from pipeline.orchestration.runs import materialize_gold
 from pipeline.streaming.job import start_stream
-from pipeline.tables import GOLD_DAILY_SALES, GOLD_TABLES, RESTATEMENTS
+from pipeline.tables import GOLD_DAILY_CATEGORY_SALES, GOLD_DAILY_SALES_SUMMARY, GOLD_TABLES, RESTATEMENTS
 from shoplake.cli import main
 from simulation import oracle
 from simulation.scenario import load_scenario
@@ -65,7 +69,7 @@ def test_late_events_restate_built_days_and_the_old_version_stays_readable(
     _stream(spark, live)
     instance = DagsterInstance.ephemeral()
     materialize_gold(live, scenario.dates, instance)
-    early = {r["event_date"]: r for r in gold_rows(live, GOLD_DAILY_SALES.identifier)}
+    early = {r["event_date"]: r for r in gold_rows(live, GOLD_DAILY_SALES_SUMMARY.identifier)}
     assert_gold_matches(live, truth_of([first]), scenario.dates)
 
     send_log(live, rest)  # brings late events for the first day
@@ -75,13 +79,13 @@ def test_late_events_restate_built_days_and_the_old_version_stays_readable(
 
     day = scenario.dates[0]
     restated = [r for r in gold_rows(live, RESTATEMENTS.identifier) if r["event_date"] == day]
-    orders = [r for r in restated if r["table_name"] == GOLD_DAILY_SALES.identifier and r["metric"] == "orders"]
+    orders = [r for r in restated if r["table_name"] == GOLD_DAILY_SALES_SUMMARY.identifier and r["metric"] == "orders"]
     assert orders, "the late purchases of day 1 were not recorded as a restatement"
     assert orders[0]["old_value"] == str(early[day]["orders"])
     assert orders[0]["new_value"] == str(oracle.daily_sales_summary(truth_of([log]))[day]["orders"])
     old = (
         spark.read.option("versionAsOf", orders[0]["old_snapshot_id"])
-        .table(GOLD_DAILY_SALES.qualified(live.catalog.name))
+        .table(GOLD_DAILY_SALES_SUMMARY.qualified(live.catalog.name))
         .filter(f"event_date = '{day.isoformat()}'")
         .first()
     )
@@ -101,3 +105,23 @@ def test_late_events_restate_built_days_and_the_old_version_stays_readable(
     assert str(early[day]["revenue"]) in shown.output
     assert runner.invoke(main, ["show", "gold.nope"]).exit_code == 2
     assert runner.invoke(main, ["show", "gold.daily_sales_summary", "--as-of", "yesterday"]).exit_code == 2
+
+
+def test_rebuilding_a_day_that_was_built_empty_records_its_new_rows(spark, lake: Settings) -> None:
+    catalog, spec = lake.catalog.name, GOLD_DAILY_CATEGORY_SALES
+    day, other_day = dt.date(2026, 1, 5), dt.date(2026, 1, 6)
+    first = write_gold_day(spark.createDataFrame([], spec.schema), catalog, spec, day, built_before=False)
+    assert first.restated_metrics == 0
+    books = spark.createDataFrame([(other_day, "books", 1, 2, Decimal("3.00"))], spec.schema)
+    assert write_gold_day(books, catalog, spec, other_day, built_before=False).restated_metrics == 0, "a first build"
+
+    rebuilt = write_gold_day(books.withColumn("event_date", F.lit(day)), catalog, spec, day, built_before=True)
+
+    restated = spark.table(RESTATEMENTS.qualified(catalog)).filter(F.col("event_date") == F.lit(day)).collect()
+    assert rebuilt.restated_metrics == 3
+    assert {(r.row_key, r.metric, r.old_value, r.new_value) for r in restated} == {
+        ("category=books", "orders", None, "1"),
+        ("category=books", "units", None, "2"),
+        ("category=books", "gross_revenue", None, "3.00"),
+    }
+    assert {r.new_snapshot_id for r in restated} == {rebuilt.snapshot_id}

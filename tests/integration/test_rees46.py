@@ -18,7 +18,7 @@ from devstack.pytest_plugin import REES46_SAMPLE as SAMPLE
 from pipeline.catalog import pyiceberg_catalog
 from pipeline.orchestration.runs import materialize_gold
 from pipeline.streaming.job import start_stream
-from pipeline.tables import GOLD_DAILY_SALES, GOLD_DATA_QUALITY, GOLD_PRODUCTS, QUARANTINE_EVENTS
+from pipeline.tables import GOLD_DAILY_SALES_SUMMARY, GOLD_DATA_QUALITY, GOLD_PRODUCT_DAILY, QUARANTINE_EVENTS
 from simulation.rees46 import ImportReport, read_records
 from simulation.sinks import make_producer, send
 
@@ -99,13 +99,13 @@ def test_rees46_sample_through_kafka_stream_and_dagster_equals_duckdb(spark, liv
             if r.get("event_date", DAY) == DAY
         ]
 
-    summary = rows(GOLD_DAILY_SALES)[0]
+    summary = rows(GOLD_DAILY_SALES_SUMMARY)[0]
     want = expected["summary"]
     assert {k: summary[k] for k in want} == want
     assert summary["units"] == want["orders"]
     assert summary["discount_total"] == Decimal("0.00")
 
-    products = {r["product_id"]: r for r in rows(GOLD_PRODUCTS)}
+    products = {r["product_id"]: r for r in rows(GOLD_PRODUCT_DAILY)}
     assert set(products) == set(expected["products"])
     for product_id, (views, carts, purchases, revenue, viewed_carted, viewed) in expected["products"].items():
         got = products[product_id]

@@ -66,11 +66,7 @@ def test_replaying_a_log_adds_nothing_but_quarantined_duplicates(spark, live, tm
 def _stream_process(settings: Settings, log_file: Path) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
-        "SHOPLAKE_HOME": str(settings.home),
-        "SHOPLAKE_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "SHOPLAKE_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
-        "SHOPLAKE_CATALOG__NAME": settings.catalog.name,
-        "SHOPLAKE_SPARK__JARS_DIR": settings.spark.jars_dir,
+        **settings.to_env(),
         "SHOPLAKE_SPARK__DRIVER_MEMORY": "2g",
         "SHOPLAKE_STREAM__TRIGGER_SECONDS": "0.5",
         "SHOPLAKE_STREAM__MAX_OFFSETS_PER_TRIGGER": "600",

@@ -79,3 +79,86 @@ def test_import_rejects_a_file_of_another_format(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["import", "rees46", str(other), "--out", str(tmp_path / "x.jsonl")])
     assert result.exit_code == 1
     assert "not a REES46 Open CDP file" in result.output
+
+
+def test_an_unexpected_exception_is_a_bug_and_keeps_its_traceback(tmp_path: Path, monkeypatch) -> None:
+    def broken(*args, **kwargs):
+        raise ValueError("a bug, not a user error")
+
+    monkeypatch.setattr("simulation.sinks.write_log", broken)
+    result = CliRunner().invoke(main, ["simulate", "--events", "10", "--out", str(tmp_path / "x.jsonl")])
+    assert isinstance(result.exception, ValueError)
+    assert "error:" not in result.output
+
+
+def test_an_unwritable_log_path_is_a_one_line_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = CliRunner().invoke(main, ["simulate", "--events", "10", "--out", str(blocker / "x.jsonl")])
+    assert result.exit_code == 1
+    assert "error: cannot write" in result.output
+    assert "Traceback" not in result.output
+
+
+class FakeProducer:
+    def __init__(self) -> None:
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_the_producer_is_closed_when_sending_fails(tmp_path: Path, monkeypatch) -> None:
+    from simulation.sinks import SinkError
+
+    producer = FakeProducer()
+
+    def failing_send(*args, **kwargs):
+        raise SinkError("3 record(s) were not delivered")
+
+    monkeypatch.setattr("shoplake.runtime.with_services", lambda settings: settings)
+    monkeypatch.setattr("shoplake.runtime.ensure_topics", lambda settings: [])
+    monkeypatch.setattr("shoplake.runtime.make_producer", lambda servers: producer)
+    monkeypatch.setattr("shoplake.runtime.send", failing_send)
+    log = tmp_path / "ok.jsonl"
+    log.write_text('{"topic": "page_view", "key": "u", "value": "{}"}\n')
+    result = CliRunner().invoke(main, ["replay", str(log)])
+    assert result.exit_code == 1
+    assert "error: 3 record(s) were not delivered" in result.output
+    assert producer.closed
+
+
+def test_ui_reports_configuration_errors_in_one_line(monkeypatch) -> None:
+    from pipeline.config import ConfigurationError
+
+    def bad_settings():
+        raise ConfigurationError("SHOPLAKE_HOME is not a folder")
+
+    monkeypatch.setattr("shoplake.cli.load_settings", bad_settings)
+    result = CliRunner().invoke(main, ["ui"])
+    assert result.exit_code == 1
+    assert "error: SHOPLAKE_HOME is not a folder" in result.output
+
+
+def test_ui_runs_this_interpreters_dagster_on_loopback(tmp_path: Path, monkeypatch) -> None:
+    import sys
+
+    calls = []
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    monkeypatch.setattr("subprocess.call", lambda cmd, env: calls.append(cmd) or 0)
+    result = CliRunner().invoke(main, ["ui", "--port", "3111"])
+    assert result.exit_code == 0, result.output
+    assert calls == [
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "dev",
+            "-m",
+            "pipeline.orchestration.definitions",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            "3111",
+        ]
+    ]

@@ -55,3 +55,44 @@ def test_jdbc_urls_follow_the_catalog_uri() -> None:
 def test_missing_jars_name_the_command_that_resolves_them(tmp_path: Path) -> None:
     with pytest.raises(JarsMissingError, match="shoplake jars"):
         spark_jars(tmp_path)
+
+
+def test_settings_survive_a_trip_through_the_environment(tmp_path: Path, monkeypatch) -> None:
+    settings = Settings(
+        home=tmp_path,
+        kafka={"bootstrap_servers": "127.0.0.1:9092", "topic_prefix": "t1", "partitions": 3},
+        catalog={
+            "name": "lake_x",
+            "type": "rest",
+            "uri": "http://127.0.0.1:8181",
+            "warehouse": "s3://bucket/wh",
+            "s3_access_key_id": "key",
+            "s3_secret_access_key": "secret",
+            "s3_path_style_access": False,
+        },
+        spark={"driver_memory": "2g", "extra_conf": {"spark.sql.ansi.enabled": "true"}},
+        stream={"trigger_seconds": 0.5, "max_offsets_per_trigger": 1500},
+    )
+    env = settings.to_env()
+    assert env["SHOPLAKE_CATALOG__S3_SECRET_ACCESS_KEY"] == "secret"
+    assert env["SHOPLAKE_CATALOG__TYPE"] == "rest"
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert Settings() == settings
+
+
+def test_unset_optional_settings_are_left_out_of_the_environment(tmp_path: Path) -> None:
+    env = Settings(home=tmp_path).to_env()
+    assert "SHOPLAKE_STREAM__MAX_OFFSETS_PER_TRIGGER" not in env
+    assert "SHOPLAKE_CATALOG__S3_ACCESS_KEY_ID" not in env
+    assert env["SHOPLAKE_HOME"] == str(tmp_path.resolve())
+
+
+def test_a_file_where_the_catalog_folder_should_be_is_a_configuration_error(tmp_path: Path) -> None:
+    from pipeline.spark_session import ensure_local_paths
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file")
+    settings = Settings(home=tmp_path, catalog={"uri": f"sqlite:///{blocker}/catalog.db"})
+    with pytest.raises(ConfigurationError, match="not-a-folder"):
+        ensure_local_paths(settings)

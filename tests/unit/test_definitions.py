@@ -19,3 +19,23 @@ def test_definitions_load_with_job_schedule_and_lineage(tmp_path) -> None:
     assert job.partitions_def is not None
     assert job.partitions_def.get_first_partition_key() == "2026-01-01"
     assert defs.resolve_schedule_def(f"{GOLD_JOB}_schedule").job_name == GOLD_JOB
+
+
+def test_gold_assets_share_the_daily_partitions_and_carry_their_checks(tmp_path) -> None:
+    defs = build_definitions(Settings(home=tmp_path, partitions_start="2025-06-01"))
+    graph = defs.resolve_asset_graph()
+    gold = {key for key in graph.get_all_asset_keys() if key.path[0] == "gold"}
+    assert {key.path[1] for key in gold} == {
+        "data_quality", "daily_sales_summary", "daily_category_sales", "customer_daily", "product_daily",
+        "product_pairs",
+    }  # fmt: skip
+    assert {graph.get(key).partitions_def.get_first_partition_key() for key in gold} == {"2025-06-01"}
+    checks = {(key.asset_key.path[1], key.name) for key in graph.asset_check_keys}
+    assert checks == {
+        ("data_quality", "conservation"),
+        ("data_quality", "silver_contract"),
+        ("daily_sales_summary", "totals_reconcile"),
+        ("daily_sales_summary", "revenue_anomaly"),
+        ("product_daily", "rates_bounded"),
+    }
+    assert [sensor.name for sensor in defs.sensors] == ["late_events_sensor"]

@@ -222,3 +222,15 @@ def test_conservation_tolerates_records_in_flight_but_never_gaps_or_doubles(spar
     }
     # With nothing allowed in flight (no stream running), a record not landed yet is a gap.
     assert _conservation_by_table(spark, {"still_in_flight": (after, 0)}, None) == {"still_in_flight": False}
+
+
+def test_restatements_of_a_day_that_was_empty_list_every_new_value(spark) -> None:
+    schema = "event_date date, category string, units long"
+    old = spark.createDataFrame([], schema)
+    new = spark.createDataFrame([(DAY, "books", 2), (DAY, None, None)], schema)
+    changes = gold.restatements(old, new, ("event_date", "category"), "gold.daily_category_sales")
+    expected = spark.createDataFrame(
+        [(DAY, "gold.daily_category_sales", "category=books", "units", None, "2")],
+        "event_date date, table_name string, row_key string, metric string, old_value string, new_value string",
+    )
+    assertDataFrameEqual(changes, expected)

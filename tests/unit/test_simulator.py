@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
+import re
+import subprocess
+import sys
 from collections import Counter
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -14,9 +18,11 @@ from hypothesis import strategies as st
 
 from pipeline.contracts.events import EventType
 from simulation import oracle
-from simulation.generator import format_timestamp, generate, to_log_line
+from simulation.generator import generate
+from simulation.logfile import to_log_line
+from simulation.records import simulated_timestamp
 from simulation.scenario import ScenarioError, builtin_scenarios, load_scenario
-from simulation.sinks import simulated_items, write_log
+from simulation.sinks import live_stamp, simulated_items, write_log
 
 
 def digest(scenario_name: str, seed: int, events: int) -> str:
@@ -26,7 +32,7 @@ def digest(scenario_name: str, seed: int, events: int) -> str:
     for record in records:
         h.update(
             to_log_line(
-                record.topic.value, record.key, record.value(lambda ms: format_timestamp(scenario.start, ms))
+                record.topic.value, record.key, record.value(lambda ms: simulated_timestamp(scenario.start, ms))
             ).encode()
         )
     return h.hexdigest()
@@ -37,7 +43,7 @@ def events_of(scenario_name: str, seed: int, count: int) -> list[dict]:
     records, _ = generate(scenario, seed, count)
     out = []
     for record in records:
-        value = record.value(lambda ms: format_timestamp(scenario.start, ms))
+        value = record.value(lambda ms: simulated_timestamp(scenario.start, ms))
         if record.kind == "event":
             out.append(json.loads(value))
     return out
@@ -133,3 +139,24 @@ def test_invalid_scenario_file_is_rejected_with_the_field(tmp_path: Path) -> Non
     bad.write_text('name = "bad"\nstart = 2026-01-01T00:00:00Z\n[faults]\nduplicate_rate = 2.0\n')
     with pytest.raises(ScenarioError, match="duplicate_rate"):
         load_scenario(str(bad))
+
+
+def test_live_records_malformed_or_not_carry_the_live_day() -> None:
+    scenario = load_scenario("dirty_stream")
+    records, _ = generate(scenario, 3, 3000)
+    now = dt.datetime(2030, 1, 2, 12, tzinfo=dt.UTC)
+    days: dict[bool, Counter[str]] = {True: Counter(), False: Counter()}
+    for record in records:
+        text = record.value(live_stamp(record, now.timestamp())).decode("utf-8", errors="replace")
+        stamped = re.findall(r'"timestamp":"(\d{4}-\d{2}-\d{2})', text)
+        days[record.kind.startswith("malformed:")].update(stamped)
+    assert days[True], "no malformed record carried a timestamp"
+    # Late records are stamped back by their lateness, which may cross midnight; never back to the simulated days.
+    assert set(days[True]) == {"2030-01-02"}
+    assert set(days[False]) <= {"2030-01-01", "2030-01-02"}
+
+
+def test_the_oracle_imports_nothing_from_the_pipeline() -> None:
+    probe = "import sys, simulation.oracle; print(sorted(m for m in sys.modules if m.split('.')[0] == 'pipeline'))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"

@@ -1,0 +1,86 @@
+"""What the gold asset checks compute, as pure transforms: each returns one row the check turns into a verdict.
+
+The Dagster checks (``pipeline/orchestration/checks.py``) only read the tables of the day, call these and report
+the row; the rules themselves live here, beside the gold transforms, and are unit tested on tiny frames.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+ANOMALY_FACTOR = 3
+ANOMALY_TRAILING_DAYS = 7
+
+
+def conservation_verdict(data_quality_df: DataFrame) -> DataFrame:
+    """From the ``gold.data_quality`` rows of one day: ``bronze_records`` (total), ``tables_failing`` (sorted
+    names whose conservation does not hold; a null verdict counts as failing) and ``is_ok``."""
+    failing = F.filter(
+        F.collect_list(F.when(~F.coalesce(F.col("conservation_ok"), F.lit(False)), F.col("table_name"))),
+        lambda name: name.isNotNull(),
+    )
+    return data_quality_df.agg(
+        F.coalesce(F.sum("bronze_records"), F.lit(0)).cast("long").alias("bronze_records"),
+        F.array_sort(failing).alias("tables_failing"),
+    ).withColumn("is_ok", F.size("tables_failing") == 0)
+
+
+def silver_contract_verdict(silver_df: DataFrame, day: dt.date) -> DataFrame:
+    """From one silver table's rows of ``day``: ``rows``, ``distinct_ids``, ``bad_rows`` (no event id, or an event
+    time on another day) and ``is_ok`` (each event id once, no bad row)."""
+    is_bad = F.col("event_id").isNull() | (F.to_date("event_time") != F.lit(day))
+    return silver_df.agg(
+        F.count("*").alias("rows"),
+        F.count_distinct("event_id").alias("distinct_ids"),
+        F.count_if(is_bad).alias("bad_rows"),
+    ).withColumn("is_ok", (F.col("rows") == F.col("distinct_ids")) & (F.col("bad_rows") == 0))
+
+
+def totals_verdict(summary_df: DataFrame, category_sales_df: DataFrame, customer_daily_df: DataFrame) -> DataFrame:
+    """Whether one day's gold tables agree: the summary's gross revenue and units equal the categories' sums, its
+    revenue the customers' sum (an empty side sums to 0). One row per summary row (none when it is missing)."""
+    categories = category_sales_df.agg(
+        F.coalesce(F.sum("gross_revenue"), F.lit(0)).alias("categories_gross_revenue"),
+        F.coalesce(F.sum("units"), F.lit(0)).alias("categories_units"),
+    )
+    customers = customer_daily_df.agg(F.coalesce(F.sum("revenue"), F.lit(0)).alias("customers_revenue"))
+    agree = (
+        (F.col("gross_revenue") == F.col("categories_gross_revenue"))
+        & (F.col("units") == F.col("categories_units"))
+        & (F.col("revenue") == F.col("customers_revenue"))
+    )
+    return (
+        summary_df.select("orders", "revenue", "gross_revenue", "units")
+        .crossJoin(categories)
+        .crossJoin(customers)
+        .withColumn("is_ok", F.coalesce(agree, F.lit(False)))
+    )
+
+
+def revenue_anomaly_verdict(daily_sales_df: DataFrame, day: dt.date) -> DataFrame:
+    """``revenue`` of ``day`` (0 without a row) against ``trailing_mean``, the mean revenue of the 7 days before
+    (null without history); ``is_ok`` unless the revenue is more than 3x away from a non-zero mean."""
+    trailing = (F.col("event_date") < F.lit(day)) & (
+        F.col("event_date") >= F.lit(day - dt.timedelta(days=ANOMALY_TRAILING_DAYS))
+    )
+    today = F.col("event_date") == F.lit(day)
+    stats = daily_sales_df.agg(
+        F.avg(F.when(trailing, F.col("revenue"))).cast("double").alias("trailing_mean"),
+        F.coalesce(F.first(F.when(today, F.col("revenue")), ignorenulls=True).cast("double"), F.lit(0.0)).alias(
+            "revenue"
+        ),
+    )
+    mean, revenue = F.col("trailing_mean"), F.col("revenue")
+    within = (mean / ANOMALY_FACTOR <= revenue) & (revenue <= mean * ANOMALY_FACTOR)
+    return stats.select("revenue", "trailing_mean", (mean.isNull() | (mean == 0) | within).alias("is_ok"))
+
+
+def rates_verdict(product_daily_df: DataFrame) -> DataFrame:
+    """``products_out_of_range``: products of the day with a funnel rate above 1, and ``is_ok`` when there are none."""
+    above_one = (F.col("view_to_cart_rate") > 1) | (F.col("cart_to_purchase_rate") > 1)
+    return product_daily_df.agg(F.count_if(above_one).alias("products_out_of_range")).withColumn(
+        "is_ok", F.col("products_out_of_range") == 0
+    )

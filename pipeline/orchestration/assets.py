@@ -1,0 +1,163 @@
+"""The assets Dagster materializes: the streaming tables it shows for lineage, the daily gold tables, maintenance.
+
+Each gold asset reads its inputs for the partition's day (``pipeline.batch.inputs``), calls the pure transform
+that defines the table (``pipeline.batch.gold``) and returns the DataFrame; the ``iceberg`` IO manager writes the
+day. Gold assets carry no partitions here: ``definitions.py`` gives them the one daily partitioning, built from
+the settings. ``gold/data_quality`` is built first and carries the blocking checks on silver; every other gold
+asset depends on it, so a broken silver day never reaches gold.
+"""
+
+import datetime as dt
+from typing import Any
+
+import dagster as dg
+from pyspark.sql import DataFrame
+
+from pipeline.batch import gold
+from pipeline.batch.inputs import data_quality_inputs, silver_day, silver_until, user_activity_until
+from pipeline.contracts.events import EventType
+from pipeline.iceberg_io import append_rows, ensure_table, ensure_tables
+from pipeline.maintenance import maintain, maintenance_rows
+from pipeline.orchestration.resources import LakehouseResource, asset_key, partition_day
+from pipeline.tables import (
+    BRONZE_EVENTS,
+    GOLD_CUSTOMER_DAILY,
+    GOLD_DAILY_CATEGORY_SALES,
+    GOLD_DAILY_SALES_SUMMARY,
+    GOLD_DATA_QUALITY,
+    GOLD_PRODUCT_DAILY,
+    GOLD_PRODUCT_PAIRS,
+    MAINTENANCE_RUNS,
+    SILVER,
+    STREAMING_TABLES,
+)
+
+GOLD_GROUP = "gold"
+MAINTENANCE_GROUP = "maintenance"
+QUALITY_KEY = asset_key(GOLD_DATA_QUALITY)
+_GOLD: dict[str, Any] = {"io_manager_key": "iceberg", "group_name": GOLD_GROUP, "kinds": {"iceberg", "spark"}}
+
+
+def streaming_asset_specs() -> list[dg.AssetSpec]:
+    """Assets the streaming job keeps current; Dagster shows them for lineage."""
+    topics = [
+        dg.AssetSpec(["kafka", e.value], group_name="kafka", kinds={"kafka"}, description=f"{e.value} topic")
+        for e in EventType
+    ]
+    bronze = dg.AssetSpec(
+        asset_key(BRONZE_EVENTS),
+        deps=[t.key for t in topics],
+        group_name="bronze",
+        kinds={"iceberg", "spark"},
+        description=BRONZE_EVENTS.description,
+    )
+    silver = [
+        dg.AssetSpec(
+            asset_key(spec),
+            deps=[bronze.key],
+            group_name="silver",
+            kinds={"iceberg", "spark"},
+            description=spec.description,
+        )
+        for spec in SILVER.values()
+    ]
+    return [*topics, bronze, *silver]
+
+
+def _silver_keys(*event_types: EventType) -> list[dg.AssetKey]:
+    return [asset_key(SILVER[e]) for e in event_types or tuple(EventType)]
+
+
+def _silver_days(
+    context: dg.AssetExecutionContext, lake: LakehouseResource, *event_types: EventType
+) -> list[DataFrame]:
+    day = partition_day(context.partition_key)
+    spark, catalog = lake.spark(), lake.catalog()
+    return [silver_day(spark, catalog, e, day) for e in event_types]
+
+
+@dg.asset(key=QUALITY_KEY, deps=_silver_keys(), **_GOLD)
+def data_quality(context: dg.AssetExecutionContext, lake: LakehouseResource) -> DataFrame:
+    """Per silver table: rows, late rows, duplicates, quarantined by reason, freshness, conservation."""
+    day = partition_day(context.partition_key)
+    inputs = data_quality_inputs(lake.spark(), lake.catalog(), lake.settings().kafka.topic_prefix, day)
+    # Records ingested in the last 5 minutes may still be in flight in a running micro-batch.
+    return gold.data_quality(*inputs, day, in_flight_since=dt.datetime.now() - dt.timedelta(minutes=5))
+
+
+_SUMMARY_INPUTS = (EventType.PURCHASE, EventType.PAGE_VIEW, EventType.ADD_TO_CART, EventType.USER_SESSION)
+
+
+@dg.asset(key=asset_key(GOLD_DAILY_SALES_SUMMARY), deps=[QUALITY_KEY, *_silver_keys(*_SUMMARY_INPUTS)], **_GOLD)
+def daily_sales_summary(context: dg.AssetExecutionContext, lake: LakehouseResource) -> DataFrame:
+    """Orders, revenue after discounts, units, customers, visitors, sessions, conversion of one day."""
+    purchases, page_views, cart_events, user_sessions = _silver_days(context, lake, *_SUMMARY_INPUTS)
+    day = partition_day(context.partition_key)
+    return gold.daily_sales_summary(purchases, page_views, cart_events, user_sessions, day)
+
+
+@dg.asset(key=asset_key(GOLD_DAILY_CATEGORY_SALES), deps=[QUALITY_KEY, *_silver_keys(EventType.PURCHASE)], **_GOLD)
+def daily_category_sales(context: dg.AssetExecutionContext, lake: LakehouseResource) -> DataFrame:
+    """Orders, units and item revenue per category of one day."""
+    (purchases,) = _silver_days(context, lake, EventType.PURCHASE)
+    return gold.daily_category_sales(purchases, partition_day(context.partition_key))
+
+
+@dg.asset(key=asset_key(GOLD_CUSTOMER_DAILY), deps=[QUALITY_KEY, *_silver_keys()], **_GOLD)
+def customer_daily(context: dg.AssetExecutionContext, lake: LakehouseResource) -> DataFrame:
+    """Active customers of one day with lifetime value to date, RFM scores and segment."""
+    day = partition_day(context.partition_key)
+    spark, catalog = lake.spark(), lake.catalog()
+    purchases = silver_until(spark, catalog, EventType.PURCHASE, day)
+    return gold.customer_daily(purchases, user_activity_until(spark, catalog, day), day)
+
+
+_PRODUCT_INPUTS = (EventType.PAGE_VIEW, EventType.ADD_TO_CART, EventType.PURCHASE)
+
+
+@dg.asset(key=asset_key(GOLD_PRODUCT_DAILY), deps=[QUALITY_KEY, *_silver_keys(*_PRODUCT_INPUTS)], **_GOLD)
+def product_daily(context: dg.AssetExecutionContext, lake: LakehouseResource) -> DataFrame:
+    """Views, carts, purchases, revenue and funnel rates per product of one day."""
+    page_views, cart_events, purchases = _silver_days(context, lake, *_PRODUCT_INPUTS)
+    return gold.product_daily(page_views, cart_events, purchases, partition_day(context.partition_key))
+
+
+@dg.asset(key=asset_key(GOLD_PRODUCT_PAIRS), deps=[QUALITY_KEY, *_silver_keys(EventType.PURCHASE)], **_GOLD)
+def product_pairs(context: dg.AssetExecutionContext, lake: LakehouseResource) -> DataFrame:
+    """Co-purchase recommendations (support, confidence, lift) of one day."""
+    (purchases,) = _silver_days(context, lake, EventType.PURCHASE)
+    return gold.product_pairs(purchases, partition_day(context.partition_key))
+
+
+GOLD_ASSETS: tuple[dg.AssetsDefinition, ...] = (
+    data_quality,
+    daily_sales_summary,
+    daily_category_sales,
+    customer_daily,
+    product_daily,
+    product_pairs,
+)
+
+
+@dg.asset(key=asset_key(MAINTENANCE_RUNS), group_name=MAINTENANCE_GROUP, kinds={"iceberg", "spark"})
+def maintenance(context: dg.AssetExecutionContext, lake: LakehouseResource) -> dg.MaterializeResult:
+    """Compact, rewrite manifests, expire snapshots (keeping stream markers), remove old orphan files."""
+    spark, catalog = lake.spark(), lake.catalog()
+    ensure_tables(spark, catalog, STREAMING_TABLES)
+    results = [maintain(spark, catalog, spec) for spec in STREAMING_TABLES]
+    ensure_table(spark, catalog, MAINTENANCE_RUNS)
+    append_rows(maintenance_rows(spark, results), catalog, MAINTENANCE_RUNS)
+    files = {r.table: f"{r.before.data_files} -> {r.after.data_files}" for r in results}
+    snapshots = {r.table: f"{r.before.snapshots} -> {r.after.snapshots}" for r in results}
+    context.log.info("data files %s; snapshots %s", files, snapshots)
+    return dg.MaterializeResult(
+        metadata={
+            "data_files_before": sum(r.before.data_files for r in results),
+            "data_files_after": sum(r.after.data_files for r in results),
+            "snapshots_before": sum(r.before.snapshots for r in results),
+            "snapshots_after": sum(r.after.snapshots for r in results),
+            "bytes_before": sum(r.before.bytes for r in results),
+            "bytes_after": sum(r.after.bytes for r in results),
+            "skipped": "; ".join(f"{r.table}: {r.skipped}" for r in results if r.skipped) or "none",
+        }
+    )

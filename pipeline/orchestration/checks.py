@@ -1,0 +1,113 @@
+"""The asset checks: read the day's tables, compute the verdict with ``pipeline.batch.checks``, report it.
+
+Checks on ``gold/data_quality`` are blocking (contracts on silver); the others warn or flag disagreement.
+Metadata always carries the counts behind the verdict.
+"""
+
+from typing import Any
+
+import dagster as dg
+from pyspark.sql import DataFrame, Row
+
+from pipeline.batch import checks
+from pipeline.iceberg_io import read_day, read_table
+from pipeline.orchestration.assets import QUALITY_KEY
+from pipeline.orchestration.resources import LakehouseResource, asset_key, partition_day
+from pipeline.tables import (
+    GOLD_CUSTOMER_DAILY,
+    GOLD_DAILY_CATEGORY_SALES,
+    GOLD_DAILY_SALES_SUMMARY,
+    GOLD_DATA_QUALITY,
+    GOLD_PRODUCT_DAILY,
+    SILVER,
+    TableSpec,
+)
+
+
+def _day(context: dg.AssetCheckExecutionContext, lake: LakehouseResource, spec: TableSpec) -> DataFrame:
+    return read_day(lake.spark(), lake.catalog(), spec, partition_day(context.partition_key))
+
+
+def _only_row(verdict_df: DataFrame) -> Row:
+    row = verdict_df.first()
+    assert row is not None, "a verdict is one row"
+    return row
+
+
+@dg.asset_check(asset=QUALITY_KEY, blocking=True, description="Every Kafka record of the day is in exactly one place.")
+def conservation(context: dg.AssetCheckExecutionContext, lake: LakehouseResource) -> dg.AssetCheckResult:
+    verdict = _only_row(checks.conservation_verdict(_day(context, lake, GOLD_DATA_QUALITY)))
+    return dg.AssetCheckResult(
+        passed=verdict["is_ok"],
+        metadata={
+            "bronze_records": verdict["bronze_records"],
+            "tables_failing": ", ".join(verdict["tables_failing"]) or "none",
+        },
+    )
+
+
+@dg.asset_check(
+    asset=QUALITY_KEY, blocking=True, description="Silver holds each event id once and only the day's events."
+)
+def silver_contract(context: dg.AssetCheckExecutionContext, lake: LakehouseResource) -> dg.AssetCheckResult:
+    day = partition_day(context.partition_key)
+    metadata: dict[str, Any] = {}
+    passed = True
+    for spec in SILVER.values():
+        verdict = _only_row(checks.silver_contract_verdict(_day(context, lake, spec), day))
+        metadata[f"{spec.name}_rows"] = verdict["rows"]
+        passed &= verdict["is_ok"]
+    return dg.AssetCheckResult(passed=passed, metadata=metadata)
+
+
+@dg.asset_check(
+    asset=asset_key(GOLD_DAILY_SALES_SUMMARY),
+    additional_deps=[asset_key(GOLD_DAILY_CATEGORY_SALES), asset_key(GOLD_CUSTOMER_DAILY)],
+    description="Gold tables of the day agree with each other.",
+)
+def totals_reconcile(context: dg.AssetCheckExecutionContext, lake: LakehouseResource) -> dg.AssetCheckResult:
+    verdict = _only_row(
+        checks.totals_verdict(
+            _day(context, lake, GOLD_DAILY_SALES_SUMMARY),
+            _day(context, lake, GOLD_DAILY_CATEGORY_SALES),
+            _day(context, lake, GOLD_CUSTOMER_DAILY),
+        )
+    )
+    return dg.AssetCheckResult(
+        passed=verdict["is_ok"],
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "summary_revenue": str(verdict["revenue"]),
+            "customers_revenue": str(verdict["customers_revenue"]),
+            "orders": verdict["orders"],
+        },
+    )
+
+
+@dg.asset_check(asset=asset_key(GOLD_DAILY_SALES_SUMMARY), description="Revenue within 3x of the trailing 7-day mean.")
+def revenue_anomaly(context: dg.AssetCheckExecutionContext, lake: LakehouseResource) -> dg.AssetCheckResult:
+    daily_sales = read_table(lake.spark(), lake.catalog(), GOLD_DAILY_SALES_SUMMARY)
+    verdict = _only_row(checks.revenue_anomaly_verdict(daily_sales, partition_day(context.partition_key)))
+    mean = verdict["trailing_mean"]
+    return dg.AssetCheckResult(
+        passed=verdict["is_ok"],
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"revenue": verdict["revenue"], "trailing_mean": mean if mean is not None else "no history"},
+    )
+
+
+@dg.asset_check(asset=asset_key(GOLD_PRODUCT_DAILY), description="Funnel rates are between 0 and 1.")
+def rates_bounded(context: dg.AssetCheckExecutionContext, lake: LakehouseResource) -> dg.AssetCheckResult:
+    verdict = _only_row(checks.rates_verdict(_day(context, lake, GOLD_PRODUCT_DAILY)))
+    return dg.AssetCheckResult(
+        passed=verdict["is_ok"], metadata={"products_out_of_range": verdict["products_out_of_range"]}
+    )
+
+
+ASSET_CHECKS: tuple[dg.AssetChecksDefinition, ...] = (
+    conservation,
+    silver_contract,
+    totals_reconcile,
+    revenue_anomaly,
+    rates_bounded,
+)

@@ -1,0 +1,115 @@
+"""The verdicts behind the Dagster asset checks, on tiny frames with explicit schemas (a null row in each)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from pyspark.testing import assertDataFrameEqual
+
+from pipeline.batch import checks
+
+DAY = dt.date(2026, 11, 2)
+QUALITY = "table_name string, bronze_records long, conservation_ok boolean"
+VERDICT = "bronze_records long, tables_failing array<string>, is_ok boolean"
+
+
+def test_conservation_fails_naming_tables_that_lost_records_or_have_no_verdict(spark) -> None:
+    quality = spark.createDataFrame(
+        [("purchases", 5, True), ("page_views", 7, False), ("cart_events", None, None)], QUALITY
+    )
+    expected = spark.createDataFrame([(12, ["cart_events", "page_views"], False)], VERDICT)
+    assertDataFrameEqual(checks.conservation_verdict(quality), expected)
+
+
+def test_conservation_holds_when_every_table_conserves(spark) -> None:
+    quality = spark.createDataFrame([("purchases", 5, True), ("page_views", 0, True)], QUALITY)
+    assertDataFrameEqual(checks.conservation_verdict(quality), spark.createDataFrame([(5, [], True)], VERDICT))
+
+
+SILVER = "event_id string, event_time timestamp"
+CONTRACT = "rows long, distinct_ids long, bad_rows long, is_ok boolean"
+
+
+def test_silver_contract_flags_missing_ids_duplicates_and_other_days(spark) -> None:
+    noon = dt.datetime(2026, 11, 2, 12)
+    silver = spark.createDataFrame(
+        [("e1", noon), ("e1", noon), (None, noon), ("e2", noon - dt.timedelta(days=1)), ("e3", None)], SILVER
+    )
+    expected = spark.createDataFrame([(5, 3, 2, False)], CONTRACT)
+    assertDataFrameEqual(checks.silver_contract_verdict(silver, DAY), expected)
+
+
+def test_silver_contract_holds_for_unique_events_of_the_day(spark) -> None:
+    silver = spark.createDataFrame([("e1", dt.datetime(2026, 11, 2, 0)), ("e2", dt.datetime(2026, 11, 2, 23))], SILVER)
+    assertDataFrameEqual(
+        checks.silver_contract_verdict(silver, DAY), spark.createDataFrame([(2, 2, 0, True)], CONTRACT)
+    )
+
+
+SUMMARY = "orders long, revenue decimal(18,2), gross_revenue decimal(18,2), units long"
+CATEGORIES = "category string, gross_revenue decimal(18,2), units long"
+CUSTOMERS = "user_id string, revenue decimal(18,2)"
+
+
+def test_totals_agree_when_categories_and_customers_add_up_to_the_summary(spark) -> None:
+    summary = spark.createDataFrame([(2, Decimal("9.00"), Decimal("10.00"), 3)], SUMMARY)
+    categories = spark.createDataFrame(
+        [("a", Decimal("4.00"), 1), ("b", Decimal("6.00"), 2), (None, None, None)], CATEGORIES
+    )
+    customers = spark.createDataFrame([("u1", Decimal("9.00")), (None, None)], CUSTOMERS)
+    row = checks.totals_verdict(summary, categories, customers).first()
+    assert (row.is_ok, row.customers_revenue, row.orders) == (True, Decimal("9.00"), 2)
+
+
+def test_totals_disagree_when_a_customer_revenue_is_missing(spark) -> None:
+    summary = spark.createDataFrame([(2, Decimal("9.00"), Decimal("10.00"), 3)], SUMMARY)
+    categories = spark.createDataFrame([("a", Decimal("10.00"), 3)], CATEGORIES)
+    customers = spark.createDataFrame([("u1", Decimal("4.00")), ("u2", None)], CUSTOMERS)
+    assert checks.totals_verdict(summary, categories, customers).first().is_ok is False
+
+
+def test_totals_of_a_day_without_sales_agree_with_empty_tables(spark) -> None:
+    summary = spark.createDataFrame([(0, Decimal("0.00"), Decimal("0.00"), 0)], SUMMARY)
+    empty_categories, empty_customers = spark.createDataFrame([], CATEGORIES), spark.createDataFrame([], CUSTOMERS)
+    assert checks.totals_verdict(summary, empty_categories, empty_customers).first().is_ok is True
+
+
+DAILY_SALES = "event_date date, revenue decimal(18,2)"
+ANOMALY = "revenue double, trailing_mean double, is_ok boolean"
+
+
+def _daily_sales(spark, today: str | None, history: list[str | None]):
+    rows = [(DAY - dt.timedelta(days=i + 1), None if r is None else Decimal(r)) for i, r in enumerate(history)]
+    if today is not None:
+        rows.append((DAY, Decimal(today)))
+    return spark.createDataFrame(rows, DAILY_SALES)
+
+
+def test_revenue_three_times_the_trailing_mean_is_an_anomaly(spark) -> None:
+    verdict = checks.revenue_anomaly_verdict(_daily_sales(spark, "31.00", ["10.00", "10.00", None]), DAY)
+    assertDataFrameEqual(verdict, spark.createDataFrame([(31.0, 10.0, False)], ANOMALY))
+
+
+def test_revenue_within_three_times_the_trailing_mean_is_normal(spark) -> None:
+    verdict = checks.revenue_anomaly_verdict(_daily_sales(spark, "30.00", ["10.00", "10.00"]), DAY)
+    assertDataFrameEqual(verdict, spark.createDataFrame([(30.0, 10.0, True)], ANOMALY))
+
+
+def test_revenue_without_history_or_without_a_row_is_judged_leniently(spark) -> None:
+    no_history = checks.revenue_anomaly_verdict(_daily_sales(spark, "5.00", []), DAY)
+    assertDataFrameEqual(no_history, spark.createDataFrame([(5.0, None, True)], ANOMALY))
+    older_than_a_week = _daily_sales(spark, None, ["10.00", *([None] * 6), "99.00"])
+    assertDataFrameEqual(
+        checks.revenue_anomaly_verdict(older_than_a_week, DAY), spark.createDataFrame([(0.0, 10.0, False)], ANOMALY)
+    )
+
+
+def test_rates_above_one_are_counted(spark) -> None:
+    products = spark.createDataFrame(
+        [("p1", Decimal("1.000000"), Decimal("0.5")), ("p2", Decimal("1.5"), None), ("p3", None, None)],
+        "product_id string, view_to_cart_rate decimal(12,6), cart_to_purchase_rate decimal(12,6)",
+    )
+    assertDataFrameEqual(
+        checks.rates_verdict(products), spark.createDataFrame([(1, False)], "products_out_of_range long, is_ok boolean")
+    )
