@@ -108,6 +108,16 @@ def stream_live(
     return reports[first_measured_batch:]
 
 
+def batch_phases(reports: list[BatchReport]) -> list[dict[str, float]]:
+    """Each batch's records and phase seconds, and ``between``: Spark's own time from the previous batch's last
+    commit to this batch reaching the sink (checkpoint logs, offsets, planning, the trigger's wait)."""
+    phases = []
+    for previous, report in zip([None, *reports], reports, strict=False):
+        between = {"between": round(report.started_at - previous.committed_at, 2)} if previous else {}
+        phases.append({"records": report.records, **{k: round(v, 2) for k, v in report.phases.items()}, **between})
+    return phases
+
+
 def measure_freshness(
     spark: SparkSession, settings: Settings, rate: float, duration_s: float, warmup_events: int = 3000
 ) -> FreshnessRun:
@@ -131,5 +141,5 @@ def measure_freshness(
         batches=len(measured),
         mean_batch_s=round(sum(durations) / len(durations), 3),
         latencies=latencies,
-        phases=[{"records": r.records, **{k: round(v, 2) for k, v in r.phases.items()}} for r in measured],
+        phases=batch_phases(measured),
     )

@@ -10,7 +10,7 @@ import time
 from pyspark.sql import SparkSession
 
 from benchmarks.harness import Results
-from benchmarks.pipeline_runs import preload
+from benchmarks.pipeline_runs import batch_phases, preload
 from devstack.pytest_plugin import make_settings
 from devstack.services import Services
 from pipeline.kafka_topics import ensure_topics
@@ -47,6 +47,6 @@ def test_catch_up_throughput(
             "seconds": round(seconds, 2),
             "events_per_s": round(sent / seconds, 1),
             "max_offsets_per_trigger": per_batch,
-            "batches": [{"records": r.records, **{k: round(v, 2) for k, v in r.phases.items()}} for r in reports],
+            "batches": batch_phases(reports),
         },
     )

@@ -7,8 +7,10 @@ in one place.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pyspark.errors import AnalysisException
@@ -113,6 +115,11 @@ class BatchCommitter:
     def __post_init__(self) -> None:
         self._last: dict[str, int] = {}
 
+    def prime(self, last: dict[str, int]) -> None:
+        """Take the highest batch id each table holds for this stream from a read done elsewhere (one job for
+        all tables, :func:`stream_commits`) instead of one query per table."""
+        self._last.update(last)
+
     def last_committed(self, spec: TableSpec) -> int:
         if spec.identifier not in self._last:
             summaries = (
@@ -124,6 +131,15 @@ class BatchCommitter:
             last = summaries["last"] if summaries is not None else None
             self._last[spec.identifier] = -1 if last is None else int(last)
         return self._last[spec.identifier]
+
+    def append_built(
+        self, build: Callable[[], DataFrame], spec: TableSpec, batch_id: int, properties: dict[str, str] | None = None
+    ) -> bool:
+        """:meth:`append` of the frame ``build()`` returns, built only if the batch is not in the table yet."""
+        if batch_id <= self.last_committed(spec):
+            log.info("batch %d already in %s: skipped", batch_id, spec.identifier)
+            return False
+        return self.append(build(), spec, batch_id, properties)
 
     def append(self, df: DataFrame, spec: TableSpec, batch_id: int, properties: dict[str, str] | None = None) -> bool:
         """Append ``df`` as batch ``batch_id``; returns False when that batch was already committed.
@@ -165,32 +181,31 @@ def merge_into(spark: SparkSession, sql: str, args: dict[str, object], table: Ta
             time.sleep(0.5 * attempt)
 
 
-def summary_value(
-    spark: SparkSession, catalog: str, spec: TableSpec, stream_id: str, before_batch: int, key: str
-) -> str | None:
-    """``key`` of the snapshot summary of the stream's latest batch before ``before_batch`` in a table."""
+@dataclass(frozen=True)
+class StreamCommit:
+    """One snapshot a stream wrote: which table, which stream and batch, and the summary's ingest and event times."""
+
+    table: str
+    stream_id: str | None
+    batch_id: int | None
+    ingest_time: str | None
+    max_event_time: str | None
+
+
+def stream_commits(spark: SparkSession, catalog: str, specs: tuple[TableSpec, ...]) -> list[StreamCommit]:
+    """Every snapshot of ``specs`` that carries stream bookkeeping, read in one Spark job."""
     summary = F.col("summary")
-    row = (
+    frames = [
         spark.table(f"{spec.qualified(catalog)}.snapshots")
-        .filter(
-            (summary[STREAM_ID_PROPERTY] == F.lit(stream_id))
-            & (summary[BATCH_ID_PROPERTY].cast("long") < F.lit(before_batch))
+        .filter(summary[INGEST_TIME_PROPERTY].isNotNull() | summary[STREAM_ID_PROPERTY].isNotNull())
+        .select(
+            F.lit(spec.identifier).alias("table"),
+            summary[STREAM_ID_PROPERTY].alias("stream_id"),
+            summary[BATCH_ID_PROPERTY].cast("long").alias("batch_id"),
+            summary[INGEST_TIME_PROPERTY].alias("ingest_time"),
+            summary[MAX_EVENT_TIME_PROPERTY].alias("max_event_time"),
         )
-        .orderBy(summary[BATCH_ID_PROPERTY].cast("long").desc())
-        .select(summary[key].alias("value"))
-        .first()
-    )
-    return row["value"] if row is not None and row["value"] else None
-
-
-def latest_summary_value(spark: SparkSession, catalog: str, spec: TableSpec, key: str) -> str | None:
-    """``key`` of the newest snapshot of a table that carries it, whichever stream wrote it."""
-    summary = F.col("summary")
-    row = (
-        spark.table(f"{spec.qualified(catalog)}.snapshots")
-        .filter(summary[key].isNotNull())
-        .orderBy(F.col("committed_at").desc())
-        .select(summary[key].alias("value"))
-        .first()
-    )
-    return row["value"] if row is not None and row["value"] else None
+        for spec in specs
+    ]
+    rows = functools.reduce(DataFrame.unionByName, frames).collect()
+    return [StreamCommit(**row.asDict()) for row in rows]

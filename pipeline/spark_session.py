@@ -49,7 +49,14 @@ def catalog_conf(settings: Settings) -> dict[str, str]:
             f"{prefix}.type": "jdbc",
             f"{prefix}.uri": jdbc_url(settings.catalog_uri),
             f"{prefix}.jdbc.schema-version": "V1",
+            # A micro-batch commits several tables at once: one pooled connection each.
+            f"{prefix}.clients": "8",
         }
+        if settings.catalog_uri.startswith("sqlite"):
+            # Readers (gold, PyIceberg) never block the stream's commits, and concurrent writers wait for the
+            # lock instead of failing with "database is locked".
+            conf[f"{prefix}.jdbc.journal_mode"] = "WAL"
+            conf[f"{prefix}.jdbc.busy_timeout"] = "30000"
     cat = settings.catalog
     if settings.warehouse_uri.startswith("s3"):
         conf[f"{prefix}.io-impl"] = "org.apache.iceberg.aws.s3.S3FileIO"

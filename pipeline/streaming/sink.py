@@ -48,8 +48,7 @@ from pipeline.iceberg_io import (
     MAX_EVENT_TIME_PROPERTY,
     WATERMARK_PROPERTY,
     BatchCommitter,
-    latest_summary_value,
-    summary_value,
+    stream_commits,
 )
 from pipeline.streaming.bronze import with_ingest
 from pipeline.streaming.dedup import (
@@ -171,15 +170,20 @@ class MicroBatchSink:
                 raise RuntimeError(f"checkpoint {self.checkpoint_location} has no query metadata")
             stream_id = json.loads(metadata[0])["id"]
             self._committer = BatchCommitter(spark, self.catalog, stream_id)
-            newest = summary_value(spark, self.catalog, BRONZE_EVENTS, stream_id, batch_id, MAX_EVENT_TIME_PROPERTY)
+            recovered = (BRONZE_EVENTS, *SILVER.values(), QUARANTINE_EVENTS)
+            commits = stream_commits(spark, self.catalog, recovered)
+            ours = [(c.batch_id, c) for c in commits if c.stream_id == stream_id and c.batch_id is not None]
+            last = {spec.identifier: -1 for spec in recovered}
+            for batch, commit in ours:
+                last[commit.table] = max(last[commit.table], batch)
+            self._committer.prime(last)
+            # The watermark of a replayed batch must be the one its first attempt used: from earlier batches only.
+            earlier = [(batch, c.max_event_time) for batch, c in ours if batch < batch_id and c.max_event_time]
+            newest = max(earlier)[1] if earlier else None
             self._max_event_time = _from_iso(newest) if newest else None
             # Ingest times grow strictly from batch to batch, also across restarts (the roll-ups fold by them):
             # the newest one any table holds, including a table a killed attempt of the next batch reached.
-            ingested = [
-                latest_summary_value(spark, self.catalog, spec, INGEST_TIME_PROPERTY)
-                for spec in (BRONZE_EVENTS, *SILVER.values())
-            ]
-            self._last_ingest = max((_from_iso(v) for v in ingested if v), default=None)
+            self._last_ingest = max((_from_iso(c.ingest_time) for c in commits if c.ingest_time), default=None)
             # Every silver row ingested so far is committed, whole batch or not: the roll-ups may fold it.
             self._completed_ingest = self._last_ingest
             self._spark = spark
@@ -238,22 +242,22 @@ class MicroBatchSink:
         per_type = _summarize(narrow, is_duplicate, report)
         mark = self._phase(report, "deduplicate", mark)
 
-        # 3. Every table from the one materialized batch.
+        # 3. Every table from the one materialized batch. The frames are built in the commit threads too: their
+        # plans cost py4j round trips, which overlap there.
         duplicates_df = spark.createDataFrame(duplicates, _COORDINATES_SCHEMA) if duplicates else None
         flagged = with_duplicates(batch, duplicates_df)
         unique_valid = (F.size(F.col(FAILED_RULES)) == 0) & ~F.col("is_duplicate")
-        unique = flagged.filter(unique_valid)
-        writes: list[tuple[DataFrame, TableSpec]] = [(flagged, BRONZE_EVENTS)]
+        writes: list[tuple[Callable[[], DataFrame], TableSpec]] = [(lambda: batch, BRONZE_EVENTS)]
         for event_type in EventType:
             rows = per_type[event_type.value]
             report.silver_rows[SILVER[event_type].identifier] = rows
             if rows:
-                writes.append((to_silver(unique, event_type), SILVER[event_type]))
+                silver = functools.partial(to_silver, flagged.filter(unique_valid), event_type)
+                writes.append((silver, SILVER[event_type]))
         if report.quarantined:
             reasons = F.when(F.col("is_duplicate"), F.array(F.lit(DUPLICATE_RULE))).otherwise(F.col(FAILED_RULES))
-            writes.append(
-                (to_quarantine(flagged.filter(~unique_valid).withColumn(FAILED_RULES, reasons)), QUARANTINE_EVENTS)
-            )
+            rejected = functools.partial(to_quarantine, flagged.filter(~unique_valid).withColumn(FAILED_RULES, reasons))
+            writes.append((rejected, QUARANTINE_EVENTS))
         committed = committed_rows(valid, verdicts)
         newest = [event_time for _, event_time, _ in committed]
         report.max_event_time = max([*newest, *([self._max_event_time] if self._max_event_time else [])], default=None)
@@ -265,7 +269,7 @@ class MicroBatchSink:
             KAFKA_TS_MAX_PROPERTY: _iso(report.kafka_ts_max),
         }
         tasks: list[Callable[[], object]] = [
-            functools.partial(committer.append, df, spec, batch_id, properties) for df, spec in writes
+            functools.partial(committer.append_built, build, spec, batch_id, properties) for build, spec in writes
         ]
         commit_started = self._phase(report, "plan", mark)
         self._run_all(tasks)

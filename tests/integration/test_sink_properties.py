@@ -7,10 +7,12 @@ batch with a fresh sink (as after a crash) changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import json
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,12 +22,13 @@ from pyspark.sql import SparkSession
 
 from pipeline.audit import conservation
 from pipeline.config import Settings
-from pipeline.iceberg_io import ensure_tables
+from pipeline.iceberg_io import BatchCommitter, ensure_tables
 from pipeline.spark_session import build_spark_session
+from pipeline.streaming import fold
 from pipeline.streaming.bronze import to_bronze
 from pipeline.streaming.silver import EventValidator
 from pipeline.streaming.sink import MicroBatchSink
-from pipeline.tables import QUARANTINE_EVENTS, SILVER, STREAMING_TABLES
+from pipeline.tables import BRONZE_EVENTS, EVENT_MINUTES, QUARANTINE_EVENTS, SESSIONS, SILVER, STREAMING_TABLES
 from simulation.generator import generate
 from simulation.scenario import load_scenario
 from simulation.sinks import simulated_items
@@ -96,3 +99,99 @@ def test_any_mix_of_records_lands_exactly_once_even_when_a_batch_is_replayed(
     valid_ids = {json.loads(POOL[i][2])["event_id"] for kind, i in records if kind == "event"}
     assert set(silver_ids) == valid_ids
     assert spark.table(QUARANTINE_EVENTS.qualified(catalog)).count() == len(rows) - len(valid_ids)
+
+
+class SimulatedCrash(Exception):
+    """The driver dies here."""
+
+
+@contextlib.contextmanager
+def crash_after(target: object, name: str, calls: int) -> Iterator[None]:
+    """Let ``calls`` calls of ``target.name`` through, then make every later one die before it does anything."""
+    original = getattr(target, name)
+    done = itertools.count()
+
+    def dying(*args: object, **kwargs: object) -> object:
+        if next(done) >= calls:
+            raise SimulatedCrash(f"{name} call {calls + 1}")
+        return original(*args, **kwargs)
+
+    setattr(target, name, dying)
+    try:
+        yield
+    finally:
+        setattr(target, name, original)
+
+
+def _lake_state(spark: SparkSession, catalog: str) -> dict[str, list]:
+    """Every streaming table's rows, without the columns that say *when* they were written (they differ by run)."""
+    volatile = {"ingest_time", "folded_through"}
+    state = {}
+    for spec in (BRONZE_EVENTS, *SILVER.values(), QUARANTINE_EVENTS, SESSIONS, EVENT_MINUTES):
+        columns = [c for c in spec.schema.fieldNames() if c not in volatile]
+        state[spec.identifier] = sorted(
+            (tuple(row) for row in spark.table(spec.qualified(catalog)).select(*columns).collect()), key=repr
+        )
+    return state
+
+
+def _fresh_lake(spark: SparkSession, lake: Settings, tmp_path: Path) -> tuple[Settings, Path]:
+    catalog = f"{lake.catalog.name}_{uuid.uuid4().hex[:6]}"
+    settings = lake.model_copy(update={"catalog": lake.catalog.model_copy(update={"name": catalog})})
+    build_spark_session(settings)
+    ensure_tables(spark, catalog, STREAMING_TABLES)
+    checkpoint = tmp_path / uuid.uuid4().hex
+    checkpoint.mkdir()
+    (checkpoint / "metadata").write_text(json.dumps({"id": str(uuid.uuid4())}))
+    return settings, checkpoint
+
+
+@pytest.mark.integration
+@settings(
+    max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+@given(
+    picks=st.lists(st.integers(0, len(POOL) - 1), min_size=4, max_size=40),
+    crashes=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 6)), min_size=1, max_size=3),
+    fold_crash=st.integers(0, 2),
+)
+def test_replaying_batches_after_crashes_at_any_commit_leaves_the_same_tables_as_no_crash(
+    spark: SparkSession, lake: Settings, tmp_path: Path, picks: list[int], crashes: list, fold_crash: int
+) -> None:
+    """Three micro-batches (redeliveries among them); the driver dies after any number of a batch's table commits
+    or between the two roll-up folds, and a fresh sink replays the batch. Every table ends as in a run that never
+    crashed: same bronze, silver, quarantine, sessions and per-minute rows."""
+    now = dt.datetime.now().replace(microsecond=0)
+    picks = picks + picks[: len(picks) // 3]  # some events delivered twice, possibly in another batch
+    thirds = [picks[i::3] for i in range(3)]
+
+    def run(crash_points: dict[int, int], fold_dies_after: int | None) -> dict[str, list]:
+        settings, checkpoint = _fresh_lake(spark, lake, tmp_path)
+        prefix = settings.kafka.topic_prefix
+        validator = EventValidator(prefix, settings.stream.max_payload_bytes)
+        offset = itertools.count()
+        batches = []
+        for third in thirds:
+            rows = []
+            for pick in third:
+                topic, key, payload = POOL[pick]
+                o = next(offset)
+                rows.append((key.encode(), payload, f"{prefix}.{topic}", 0, o, now + dt.timedelta(milliseconds=o), 0))
+            batches.append(validator.validate(to_bronze(spark.createDataFrame(rows, KAFKA_SCHEMA))))
+        sink = _sink(settings, checkpoint)
+        for batch_id, batch in enumerate(batches):
+            if batch_id in crash_points:
+                with crash_after(BatchCommitter, "append", crash_points[batch_id]), contextlib.suppress(SimulatedCrash):
+                    sink(batch, batch_id)
+                sink = _sink(settings, checkpoint)  # the restarted driver replays the batch
+            sink(batch, batch_id)
+        if fold_dies_after is not None:
+            with crash_after(fold, "merge_into", fold_dies_after), contextlib.suppress(SimulatedCrash):
+                sink.flush()
+            sink = _sink(settings, checkpoint)
+            sink(batches[-1], len(batches) - 1)  # Spark replays the last batch; nothing is written twice
+        sink.flush()
+        assert conservation(spark, settings.catalog.name).ok
+        return _lake_state(spark, settings.catalog.name)
+
+    assert run(dict(crashes), fold_crash) == run({}, None)
