@@ -63,7 +63,9 @@ def _maintenance(data: dict[str, Any]) -> str:
     return _table(["silver table", "data files", "snapshots", "full scan (s)"], rows)
 
 
-PHASES = ["validate", "deduplicate", "summarize", "plan", "commit"]
+# The sink's phases, then "between": Spark's own time before the batch reached the sink (checkpoint logs,
+# offsets, planning). Their sum is one batch cycle.
+PHASES = ["materialize", "collect", "deduplicate", "plan", "commit", "between"]
 
 
 def _phase_row(label: str, batches: list[dict[str, float]]) -> list[Any]:
