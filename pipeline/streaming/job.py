@@ -191,6 +191,7 @@ def start_stream(
         dedup_horizon=dt.timedelta(minutes=settings.stream.dedup_horizon_minutes),
         fold_interval_s=settings.stream.rollup_fold_seconds,
         on_batch=list(on_batch),
+        spark=spark,
     )
     _replay_pending_batch(spark, settings, sink, location)
     writer = kafka_source(spark, settings).writeStream.queryName(QUERY_NAME).option("checkpointLocation", location)

@@ -48,6 +48,7 @@ from pipeline.iceberg_io import (
     MAX_EVENT_TIME_PROPERTY,
     WATERMARK_PROPERTY,
     BatchCommitter,
+    StreamCommit,
     stream_commits,
 )
 from pipeline.streaming.bronze import with_ingest
@@ -120,6 +121,10 @@ class BatchReport:
         return self.committed_at - self.kafka_ts_min.timestamp()
 
 
+def _newest_ingest(commits: list[StreamCommit]) -> dt.datetime | None:
+    return max((_from_iso(c.ingest_time) for c in commits if c.ingest_time), default=None)
+
+
 def _summarize(narrow: pa.Table, is_duplicate: pa.Array, report: BatchReport) -> dict[str, int]:
     """Fill the report's counts from the batch's narrow columns; returns silver rows per event type."""
     is_valid = narrow.column("is_valid")
@@ -148,6 +153,7 @@ class MicroBatchSink:
     dedup_horizon: dt.timedelta = dt.timedelta(minutes=30)
     fold_interval_s: float = 10.0
     on_batch: list = field(default_factory=list)  # callbacks receiving each BatchReport
+    spark: SparkSession | None = None  # folds on flush() even if no batch ran in this process
 
     def __post_init__(self) -> None:
         self._committer: BatchCommitter | None = None
@@ -183,7 +189,7 @@ class MicroBatchSink:
             self._max_event_time = _from_iso(newest) if newest else None
             # Ingest times grow strictly from batch to batch, also across restarts (the roll-ups fold by them):
             # the newest one any table holds, including a table a killed attempt of the next batch reached.
-            self._last_ingest = max((_from_iso(c.ingest_time) for c in commits if c.ingest_time), default=None)
+            self._last_ingest = _newest_ingest(commits)
             # Every silver row ingested so far is committed, whole batch or not: the roll-ups may fold it.
             self._completed_ingest = self._last_ingest
             self._spark = spark
@@ -410,10 +416,17 @@ class MicroBatchSink:
     def flush(self) -> None:
         """Wait for the pending background writes and fold silver into the roll-ups up to the newest batch.
 
-        Raises if any of them failed.
+        Raises if any of them failed. A process that ran no batch (a restart with nothing new in Kafka) still
+        folds what earlier runs committed and never folded.
         """
         self._wait_ops()
         self._folder.wait()
-        if self._spark is not None and self._completed_ingest is not None:
-            self._folder.fold(self._spark, self._completed_ingest)
+        spark = self._spark or self.spark
+        if spark is None:
+            return
+        through = self._completed_ingest
+        if self._spark is None:
+            through = _newest_ingest(stream_commits(spark, self.catalog, (BRONZE_EVENTS, *SILVER.values())))
+        if through is not None:
+            self._folder.fold(spark, through)
             self._last_fold = time.monotonic()
