@@ -9,13 +9,14 @@ silver snapshot), ``restart_visible_s`` (the same after the restart), ``restart_
 from __future__ import annotations
 
 import os
-import re
 import signal
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from pyiceberg.exceptions import NoSuchTableError
 
 from benchmarks.harness import Results
 from benchmarks.pipeline_runs import ROOT, preload, producer_process
@@ -24,9 +25,7 @@ from devstack.services import Services
 from pipeline.catalog import pyiceberg_catalog
 from pipeline.config import Settings
 from pipeline.kafka_topics import ensure_topics
-from pipeline.tables import BRONZE_EVENTS, SILVER
-
-BATCH_LINE = re.compile(r"batch (\d+): (\d+) records in ([\d.]+)s")
+from pipeline.tables import BRONZE_EVENTS, SILVER, STREAM_BATCHES
 
 
 def _stream(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
@@ -41,12 +40,20 @@ def _stream(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
 
 
 def _silver_commits_ms(settings: Settings) -> list[int]:
+    """Commit times of every silver snapshot (none while the stream has not created the tables yet)."""
     catalog = pyiceberg_catalog(settings)
-    return sorted(s.timestamp_ms for spec in SILVER.values() for s in catalog.load_table(spec.identifier).snapshots())
+    try:
+        tables = [catalog.load_table(spec.identifier) for spec in SILVER.values()]
+    except NoSuchTableError:
+        return []
+    return sorted(s.timestamp_ms for table in tables for s in table.snapshots())
 
 
 def _bronze_rows(settings: Settings) -> int:
-    table = pyiceberg_catalog(settings).load_table(BRONZE_EVENTS.identifier)
+    try:
+        table = pyiceberg_catalog(settings).load_table(BRONZE_EVENTS.identifier)
+    except NoSuchTableError:
+        return 0
     snapshot = table.current_snapshot()
     total = snapshot.summary.get("total-records") if snapshot and snapshot.summary else None
     return int(total or 0)
@@ -62,8 +69,15 @@ def _wait(condition, timeout_s: float, what: str, process: subprocess.Popen[byte
         time.sleep(0.25)
 
 
-def _batches(log: Path) -> list[tuple[int, int, float]]:
-    return [(int(b), int(n), float(s)) for b, n, s in BATCH_LINE.findall(log.read_text())]
+def _batches(settings: Settings, since: float) -> list[tuple[int, int, float]]:
+    """(batch id, records, seconds) of the batches a stream started at ``since`` (epoch seconds) or later, from
+    ``ops.stream_batches``."""
+    rows = pyiceberg_catalog(settings).load_table(STREAM_BATCHES.identifier).scan().to_arrow().to_pylist()
+    return sorted(
+        (r["batch_id"], r["records"], round((r["committed_at"] - r["started_at"]).total_seconds(), 2))
+        for r in rows
+        if r["started_at"].timestamp() >= since
+    )
 
 
 def test_cold_start_and_restart(full: bool, results: Results, local_services: Services, tmp_path, jars_home) -> None:
@@ -100,8 +114,9 @@ def test_cold_start_and_restart(full: bool, results: Results, local_services: Se
             stream.send_signal(signal.SIGTERM)
             stream.wait(timeout=120)
 
-    batches = _batches(restart_log)
-    assert len(batches) >= 3, restart_log.read_text()[-3000:]
+    batches = _batches(settings, restarted)
+    assert len(batches) >= 3, (batches, restart_log.read_text()[-3000:])
+    first_run = _batches(settings, started)
     first_batch = batches[0][2]
     steady = statistics.median(s for _, n, s in batches[1:] if n)
     results.add(
@@ -109,7 +124,7 @@ def test_cold_start_and_restart(full: bool, results: Results, local_services: Se
         {
             "rate_eps": rate,
             "first_visible_s": round(first_visible, 2),
-            "first_batch_s": _batches(first_log)[0][2] if _batches(first_log) else None,
+            "first_batch_s": first_run[0][2],
             "restart_visible_s": round(restart_visible, 2),
             "restart_first_batch_s": first_batch,
             "steady_batch_s": round(steady, 2),

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 Coordinates = tuple[str, int, int]  # Kafka topic, partition, offset
 
@@ -45,25 +45,35 @@ class EventIdCache:
     covers_since: dt.datetime | None = None  # None: not loaded yet; nothing is known
 
     def __post_init__(self) -> None:
-        self._buckets: dict[dt.datetime, dict[str, Coordinates]] = defaultdict(dict)
+        self._ids: dict[str, Coordinates] = {}
+        self._buckets: dict[dt.datetime, list[str]] = defaultdict(list)  # event-time minute -> ids, for eviction
 
     def __len__(self) -> int:
-        return sum(len(ids) for ids in self._buckets.values())
+        return len(self._ids)
 
     def covers(self, event_time: dt.datetime) -> bool:
         return self.covers_since is not None and event_time >= self.covers_since
 
-    def load(self, rows: Iterable[tuple[str, dt.datetime, Coordinates]], since: dt.datetime) -> None:
-        """Start covering ``since`` onwards with ``rows`` (every silver event id from ``since`` on)."""
+    def load(self, committed: pa.Table, since: dt.datetime) -> None:
+        """Start covering ``since`` onwards with ``committed`` (every silver event id from ``since`` on:
+        ``event_id``, ``event_time`` and the Kafka coordinates)."""
+        self._ids.clear()
         self._buckets.clear()
         self.covers_since = since
-        self.add(rows)
+        self.add(committed)
 
-    def add(self, rows: Iterable[tuple[str, dt.datetime, Coordinates]]) -> None:
-        """Record committed event ids; ids older than the covered range are not kept (the cold tier has them)."""
-        for event_id, event_time, coordinates in rows:
-            if self.covers(event_time):
-                self._buckets[_bucket(event_time)][event_id] = coordinates
+    def add(self, committed: pa.Table) -> None:
+        """Record committed event ids (columns as for :meth:`load`); ids older than the covered range are not
+        kept (the cold tier has them)."""
+        if self.covers_since is None or committed.num_rows == 0:
+            return
+        times = committed.column("event_time")
+        kept = committed.filter(pc.greater_equal(times, pa.scalar(self.covers_since, type=times.type)))
+        ids = kept.column("event_id")
+        self._ids.update(zip(ids.to_pylist(), _coordinates(kept), strict=True))
+        minutes = pc.floor_temporal(kept.column("event_time"), unit="minute")
+        for minute in pc.unique(minutes).to_pylist():
+            self._buckets[_bucket(minute)].extend(pc.filter(ids, pc.equal(minutes, minute)).to_pylist())
 
     def advance(self, newest_event_time: dt.datetime) -> None:
         """Move the covered range up to ``newest_event_time - horizon`` and evict what falls out of it."""
@@ -72,14 +82,11 @@ class EventIdCache:
             return
         self.covers_since = since
         for bucket in [b for b in self._buckets if b < since]:
-            del self._buckets[bucket]
+            for event_id in self._buckets.pop(bucket):
+                self._ids.pop(event_id, None)
 
     def get(self, event_id: str) -> Coordinates | None:
-        for ids in self._buckets.values():
-            found = ids.get(event_id)
-            if found is not None:
-                return found
-        return None
+        return self._ids.get(event_id)
 
 
 @dataclass(frozen=True)
@@ -95,9 +102,11 @@ class Verdicts:
 
 def needs_cold_lookup(narrow: pa.Table, cache: EventIdCache) -> list[tuple[str, dt.date]]:
     """(event id, event date) of the valid deliveries the hot tier cannot answer for."""
+    times = narrow.column("event_time")
+    if cache.covers_since is not None:
+        narrow = narrow.filter(pc.less(times, pa.scalar(cache.covers_since, type=times.type)))
     ids = narrow.column("event_id").to_pylist()
-    times = narrow.column("event_time").to_pylist()
-    return sorted({(i, t.date()) for i, t in zip(ids, times, strict=True) if not cache.covers(t)})
+    return sorted({(i, t.date()) for i, t in zip(ids, narrow.column("event_time").to_pylist(), strict=True)})
 
 
 def decide(narrow: pa.Table, cache: EventIdCache, cold: dict[str, Coordinates]) -> Verdicts:
@@ -106,16 +115,9 @@ def decide(narrow: pa.Table, cache: EventIdCache, cold: dict[str, Coordinates]) 
     ``cold`` holds the committed coordinates of the ids :func:`needs_cold_lookup` named, as found in silver.
     """
     ids = narrow.column("event_id").to_pylist()
-    kafka_ts = narrow.column("kafka_timestamp").to_pylist()
-    coordinates = list(
-        zip(
-            narrow.column("kafka_topic").to_pylist(),
-            narrow.column("kafka_partition").to_pylist(),
-            narrow.column("kafka_offset").to_pylist(),
-            strict=True,
-        )
-    )
-    order = sorted(range(len(ids)), key=lambda i: (ids[i], kafka_ts[i], coordinates[i]))
+    coordinates = _coordinates(narrow)
+    keys = ["event_id", "kafka_timestamp", "kafka_topic", "kafka_partition", "kafka_offset"]
+    order = pc.sort_indices(narrow, sort_keys=[(key, "ascending") for key in keys]).to_pylist()
     is_duplicate = [False] * len(ids)
     previous: str | None = None
     for i in order:
@@ -129,11 +131,18 @@ def decide(narrow: pa.Table, cache: EventIdCache, cold: dict[str, Coordinates]) 
     return Verdicts(is_duplicate)
 
 
-def committed_rows(narrow: pa.Table, verdicts: Verdicts) -> list[tuple[str, dt.datetime, Coordinates]]:
-    """The (event id, event time, coordinates) a batch adds to silver: its valid, non-duplicate deliveries."""
-    columns = [narrow.column(c).to_pylist() for c in ("event_id", "event_time", *NARROW_COLUMNS[3:])]
-    return [
-        (event_id, event_time, (topic, partition, offset))
-        for dup, event_id, event_time, topic, partition, offset in zip(verdicts.is_duplicate, *columns, strict=True)
-        if not dup
-    ]
+def committed_rows(narrow: pa.Table, verdicts: Verdicts) -> pa.Table:
+    """The rows a batch adds to silver (``event_id``, ``event_time``, coordinates): its valid, non-duplicate
+    deliveries."""
+    return narrow.filter(pc.invert(pa.array(verdicts.is_duplicate, pa.bool_())))
+
+
+def _coordinates(table: pa.Table) -> list[Coordinates]:
+    return list(
+        zip(
+            table.column("kafka_topic").to_pylist(),
+            table.column("kafka_partition").to_pylist(),
+            table.column("kafka_offset").to_pylist(),
+            strict=True,
+        )
+    )

@@ -265,8 +265,8 @@ class MicroBatchSink:
             rejected = functools.partial(to_quarantine, flagged.filter(~unique_valid).withColumn(FAILED_RULES, reasons))
             writes.append((rejected, QUARANTINE_EVENTS))
         committed = committed_rows(valid, verdicts)
-        newest = [event_time for _, event_time, _ in committed]
-        report.max_event_time = max([*newest, *([self._max_event_time] if self._max_event_time else [])], default=None)
+        newest = pc.max(committed.column("event_time")).as_py() if committed.num_rows else None
+        report.max_event_time = max((t for t in (newest, self._max_event_time) if t is not None), default=None)
         properties = {
             INGEST_TIME_PROPERTY: _iso(ingest_time),
             WATERMARK_PROPERTY: _iso(report.watermark),
@@ -334,15 +334,7 @@ class MicroBatchSink:
             .select("event_id", "event_time", *_COORDINATES)
             .toArrow()
         )
-        self._ids.load(
-            (
-                (event_id, event_time, (topic, partition, offset))
-                for event_id, event_time, topic, partition, offset in zip(
-                    *(rows.column(c).to_pylist() for c in rows.column_names), strict=True
-                )
-            ),
-            since,
-        )
+        self._ids.load(rows, since)
         log.info("%d committed event ids since %s loaded for deduplication", len(self._ids), since)
 
     def _cold_lookup(self, spark: SparkSession, wanted: list[tuple[str, dt.date]]) -> dict[str, Coordinates]:

@@ -26,8 +26,9 @@ def narrow(*rows: tuple[str, dt.datetime, dt.datetime, int]) -> pa.Table:
 
 
 def loaded(*committed: tuple[str, dt.datetime, int], since: dt.datetime = T0 - dt.timedelta(minutes=30)):
+    """A hot tier covering ``since`` on, holding (event_id, event_time, offset) rows as silver would."""
     cache = EventIdCache(dt.timedelta(minutes=30))
-    cache.load(((event_id, when, ("t", 0, offset)) for event_id, when, offset in committed), since)
+    cache.load(narrow(*((event_id, when, T0, offset) for event_id, when, offset in committed)), since)
     return cache
 
 
