@@ -44,12 +44,6 @@ class MaintenanceResult:
     orphans_removed: int
     skipped: str = ""  # why a step was skipped (e.g. a concurrent commit won)
 
-    def as_metadata(self) -> dict[str, object]:
-        return {"table": self.table, **{f"before_{k}": v for k, v in asdict(self.before).items()},
-                **{f"after_{k}": v for k, v in asdict(self.after).items()},
-                "rewritten_files": self.rewritten_files, "expired_snapshots": self.expired_snapshots,
-                "orphans_removed": self.orphans_removed, "skipped": self.skipped}  # fmt: skip
-
 
 def table_shape(spark: SparkSession, name: str) -> TableShape:
     files = spark.table(f"{name}.files")

@@ -46,10 +46,6 @@ def typed_type(spec: FieldSpec) -> T.DataType:
     raise AssertionError(spec.type)
 
 
-def loose_schema(event_type: EventType) -> T.StructType:
-    return T.StructType([T.StructField(spec.name, loose_type(spec)) for spec in CONTRACTS[event_type].fields])
-
-
 # Columns every silver row carries besides the contract's fields, in this order.
 LINEAGE_FIELDS: tuple[T.StructField, ...] = (
     T.StructField("event_time", T.TimestampType()),

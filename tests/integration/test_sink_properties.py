@@ -54,6 +54,18 @@ def _sink(settings: Settings, checkpoint: Path) -> MicroBatchSink:
     )
 
 
+def _fresh_lake(spark: SparkSession, lake: Settings, tmp_path: Path) -> tuple[Settings, Path]:
+    """A catalog of its own (same warehouse) with the streaming tables, and a checkpoint with a new stream id."""
+    catalog = f"{lake.catalog.name}_{uuid.uuid4().hex[:6]}"
+    settings = lake.model_copy(update={"catalog": lake.catalog.model_copy(update={"name": catalog})})
+    build_spark_session(settings)
+    ensure_tables(spark, catalog, STREAMING_TABLES)
+    checkpoint = tmp_path / uuid.uuid4().hex
+    checkpoint.mkdir()
+    (checkpoint / "metadata").write_text(json.dumps({"id": str(uuid.uuid4())}))
+    return settings, checkpoint
+
+
 @pytest.mark.integration
 @settings(
     max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
@@ -62,14 +74,8 @@ def _sink(settings: Settings, checkpoint: Path) -> MicroBatchSink:
 def test_any_mix_of_records_lands_exactly_once_even_when_a_batch_is_replayed(
     spark: SparkSession, lake: Settings, tmp_path: Path, records: list, cuts: list[int]
 ) -> None:
-    prefix = lake.kafka.topic_prefix
-    catalog = f"{lake.catalog.name}_{uuid.uuid4().hex[:6]}"  # a fresh catalog per example, same warehouse
-    settings = lake.model_copy(update={"catalog": lake.catalog.model_copy(update={"name": catalog})})
-    build_spark_session(settings)
-    ensure_tables(spark, catalog, STREAMING_TABLES)
-    checkpoint = tmp_path / uuid.uuid4().hex
-    checkpoint.mkdir()
-    (checkpoint / "metadata").write_text(json.dumps({"id": str(uuid.uuid4())}))
+    settings, checkpoint = _fresh_lake(spark, lake, tmp_path)
+    prefix, catalog = settings.kafka.topic_prefix, settings.catalog.name
 
     now = dt.datetime.now().replace(microsecond=0)
     rows = []
@@ -133,17 +139,6 @@ def _lake_state(spark: SparkSession, catalog: str) -> dict[str, list]:
             (tuple(row) for row in spark.table(spec.qualified(catalog)).select(*columns).collect()), key=repr
         )
     return state
-
-
-def _fresh_lake(spark: SparkSession, lake: Settings, tmp_path: Path) -> tuple[Settings, Path]:
-    catalog = f"{lake.catalog.name}_{uuid.uuid4().hex[:6]}"
-    settings = lake.model_copy(update={"catalog": lake.catalog.model_copy(update={"name": catalog})})
-    build_spark_session(settings)
-    ensure_tables(spark, catalog, STREAMING_TABLES)
-    checkpoint = tmp_path / uuid.uuid4().hex
-    checkpoint.mkdir()
-    (checkpoint / "metadata").write_text(json.dumps({"id": str(uuid.uuid4())}))
-    return settings, checkpoint
 
 
 @pytest.mark.integration
