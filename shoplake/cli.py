@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -26,6 +26,9 @@ from devstack.process import ServiceError
 from pipeline.config import load_settings
 from pipeline.errors import ShoplakeError
 from shoplake.runtime import console
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXPECTED_ERRORS = (ShoplakeError, ServiceError, JarsError)
@@ -258,23 +261,35 @@ def stream(available_now: bool, trigger: float | None) -> None:
 
 @main.command()
 @click.option("--minutes", type=click.IntRange(1, 1440), default=5, show_default=True, help="Minutes of event time.")
+@click.option(
+    "--interval", type=click.FloatRange(min=0.2), default=2.0, show_default=True, help="Seconds between refreshes."
+)
+@click.option("--once", is_flag=True, help="Print the view once and exit.")
 @friendly_errors
-def live(minutes: int) -> None:
-    """Real-time view: events per minute and type, purchases, revenue, active sessions."""
-    from rich.table import Table
+def live(minutes: int, interval: float, once: bool) -> None:
+    """Real-time view, refreshed in place until Ctrl-C: events per minute and type, purchases, revenue, active
+    sessions, freshness (read with PyIceberg: no Spark)."""
+    from pipeline.catalog import pyiceberg_catalog
+    from pipeline.live import read_live_view
+    from shoplake.views import live_renderable
 
-    from pipeline.observability import live_view
-    from pipeline.spark_session import build_spark_session
+    catalog = pyiceberg_catalog(load_settings())
+    if once:
+        console.print(live_renderable(read_live_view(catalog, minutes), minutes))
+        return
+    from rich.live import Live
 
-    settings = load_settings()
-    view = live_view(build_spark_session(settings), settings.catalog.name, minutes)
-    table = Table(title=f"last {minutes} minutes of event time (newest {view.newest_event})")
-    for column in ("minute", "event_type", "events", "purchases", "revenue"):
-        table.add_column(column, justify="right")
-    for row in view.minutes:
-        table.add_row(*(str(row[c]) for c in ("minute", "event_type", "events", "purchases", "revenue")))
-    console.print(table)
-    console.print(f"active sessions: {view.active_sessions}")
+    def frame() -> RenderableType:
+        footer = f"read at {dt.datetime.now(dt.UTC):%H:%M:%S} UTC, every {interval:g} s; Ctrl-C stops"
+        return live_renderable(read_live_view(catalog, minutes), minutes, footer)
+
+    with Live(frame(), console=console, auto_refresh=False) as screen:
+        try:
+            while True:
+                time.sleep(interval)
+                screen.update(frame(), refresh=True)
+        except KeyboardInterrupt:
+            pass
 
 
 @main.command()
