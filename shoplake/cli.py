@@ -400,6 +400,28 @@ def show(table: str, as_of: int | dt.datetime | None, day: dt.date | None, limit
             console.print(record)
 
 
+@main.group()
+def quarantine() -> None:
+    """Records that failed the contract or repeated an event id."""
+
+
+@quarantine.command("summary")
+@click.option("--since", callback=iso_date, help="First arrival day, UTC (YYYY-MM-DD).")
+@click.option("--until", callback=iso_date, help="Last arrival day, UTC, inclusive (YYYY-MM-DD).")
+@friendly_errors
+def quarantine_summary(since: dt.date | None, until: dt.date | None) -> None:
+    """Records per rule, topic and arrival day, with the first raw values of each rule."""
+    from pipeline.catalog import pyiceberg_catalog
+    from pipeline.quarantine import read_quarantine, summarize
+    from shoplake.views import quarantine_renderable
+
+    if since is not None and until is not None and until < since:
+        raise click.BadParameter(f"{until} is before --since {since}", param_hint="--until")
+    settings = load_settings()
+    records = read_quarantine(pyiceberg_catalog(settings), since, until)
+    console.print(quarantine_renderable(summarize(records), settings.kafka.topic_prefix, since, until))
+
+
 @main.command()
 @click.option("--port", type=click.IntRange(1, 65535), default=3000, show_default=True)
 @friendly_errors

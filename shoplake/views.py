@@ -1,6 +1,6 @@
-"""How ``shoplake live`` looks: rich renderables that fit 80 columns.
+"""How ``shoplake live`` and ``shoplake quarantine summary`` look: rich renderables that fit 80 columns.
 
-The figures come from :mod:`pipeline.live`; nothing here reads or computes them.
+The figures come from :mod:`pipeline.live` and :mod:`pipeline.quarantine`; nothing here reads or computes them.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from rich.text import Text
 
 from pipeline.contracts.events import EventType
 from pipeline.live import LiveView
+from pipeline.quarantine import QuarantineSummary
 
 # Per-minute columns: the four other event types, then purchases and revenue (purchases are purchase events).
 _TYPE_COLUMNS = (EventType.PAGE_VIEW, EventType.ADD_TO_CART, EventType.USER_SESSION, EventType.PRODUCT_UPDATE)
@@ -84,3 +85,40 @@ def live_renderable(view: LiveView, minutes: int, footer: str | None = None) -> 
     if footer:
         lines.append(Text(footer, "dim"))
     return Group(*lines)
+
+
+def _topic(topic: str | None, prefix: str) -> str:
+    """The event type part of ``<prefix>.<event_type>``; any other topic as it is."""
+    if topic is None:
+        return "-"
+    return topic.removeprefix(prefix + ".")
+
+
+def quarantine_renderable(
+    summary: QuarantineSummary, topic_prefix: str, since: dt.date | None, until: dt.date | None
+) -> RenderableType:
+    """Records per arrival day, topic and rule, then the first raw values of each rule and topic."""
+    if since and until:
+        period = f"{since} .. {until}"
+    else:
+        period = f"from {since}" if since else (f"up to {until}" if until else "all")
+    if not summary.records:
+        return Text(f"quarantine.events: no record, arrival days (UTC): {period}")
+    title = Text(f"quarantine.events: {_count(summary.records, 'record', 'records')}, arrival days (UTC): {period}")
+    note = Text(f"topics are {topic_prefix}.<topic>; a record counts once under each rule it failed", "dim")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("day (UTC)", no_wrap=True)
+    table.add_column("topic", overflow="fold", max_width=20)
+    table.add_column("rule", overflow="fold", max_width=36)
+    table.add_column("records", justify="right")
+    for row in summary.counts.to_pylist():
+        day = row["day"].isoformat() if row["day"] is not None else "-"
+        table.add_row(day, _topic(row["kafka_topic"], topic_prefix), row["rule"], f"{row['records']:,}")
+    parts: list[RenderableType] = [title, note, table, Text("first raw values to arrive, per rule and topic:", "bold")]
+    for group in summary.samples:
+        records = _count(group.records, "record", "records")
+        heading = f"{group.rule} on {_topic(group.kafka_topic, topic_prefix)} ({records})"
+        parts.append(Text(heading, "cyan", overflow="fold"))
+        # Payloads are data, never markup: Text objects, control characters already escaped.
+        parts.extend(Text(sample, "dim", overflow="fold") for sample in group.samples)
+    return Group(*parts)
