@@ -186,3 +186,51 @@ def test_the_view_combines_each_rollup_with_the_tail_after_its_own_fold_and_fits
     assert max(len(line) for line in text.splitlines()) <= 80
     assert "active sessions: 2" in text
     assert "12.50" in text
+
+
+def test_the_view_reads_the_rollups_then_only_the_unfolded_tail_and_the_newest_batches(tmp_path) -> None:
+    from pyiceberg.catalog import load_catalog
+
+    from pipeline.live import read_live_view
+    from pipeline.tables import EVENT_MINUTES, SESSIONS, SILVER, STREAM_BATCHES
+
+    catalog = load_catalog("t", type="sql", uri=f"sqlite:///{tmp_path / 'catalog.db'}", warehouse=tmp_path.as_uri())
+    for namespace in ("silver", "ops"):
+        catalog.create_namespace(namespace)
+
+    def create(identifier: str, *appends: pa.Table) -> None:
+        table = catalog.create_table(identifier, schema=appends[0].schema)
+        for rows in appends:
+            table.append(rows)
+
+    create(
+        EVENT_MINUTES.identifier,
+        minutes((at(0), "page_view", 1, 0, Decimal("0.00"))).append_column("folded_through", times(at(1))),
+    )
+    folded_session = {"session_id": "a", "ended_at": at(0), "has_logout": False, "folded_through": at(1)}
+    sessions_schema = SESSIONS_SCHEMA.append(pa.field("folded_through", UTC))
+    create(SESSIONS.identifier, pa.Table.from_pylist([folded_session], schema=sessions_schema))
+    silver = {"event_time": times(at(0, 10), at(0, 30)), "ingest_time": times(at(1), at(2)), "session_id": ["a", "a"]}
+    for event_type, spec in SILVER.items():
+        rows = pa.table(silver)
+        if event_type is not EventType.PAGE_VIEW:
+            rows = rows.slice(0, 0)  # empty
+        if event_type is EventType.PURCHASE:
+            rows = rows.append_column("total_amount", pa.array([], pa.decimal128(12, 2)))
+        if event_type is EventType.USER_SESSION:
+            rows = rows.append_column("session_type", pa.array([], pa.string()))
+        create(spec.identifier, rows)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+    def batch(committed_ago: dt.timedelta, oldest_ago: dt.timedelta) -> pa.Table:
+        return pa.table({"committed_at": times(now - committed_ago), "kafka_ts_min": times(now - oldest_ago)})
+
+    older = batch(dt.timedelta(minutes=10), dt.timedelta(hours=1))  # not read: long before the newest append
+    create(STREAM_BATCHES.identifier, older, batch(dt.timedelta(seconds=1), dt.timedelta(seconds=3)))
+
+    view = read_live_view(catalog, minutes=5)
+    assert view.tail_rows == 1, "the row ingested at the fold's folded_through is in the roll-up already"
+    assert [(r["minute"], r["event_type"], r["events"]) for r in view.minutes.to_pylist()] == [(at(0), "page_view", 2)]
+    assert view.active_sessions == 1
+    assert view.freshness is not None
+    assert (view.freshness.newest_batch_s, view.freshness.batches_last_minute) == (2.0, 1)

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from pipeline.quarantine import arrival_filter, reason_counts, rule_samples, safe_text, summarize
+from pipeline.tables import QUARANTINE_EVENTS
 from shoplake.cli import main
 from shoplake.views import quarantine_renderable
 
@@ -86,3 +87,23 @@ def test_bad_or_reversed_dates_are_usage_errors() -> None:
     result = CliRunner().invoke(main, ["quarantine", "summary", "--since", "2026-11-03", "--until", "2026-11-02"])
     assert result.exit_code == 2
     assert "before --since" in result.output
+
+
+def test_reading_selects_the_arrival_days(tmp_path) -> None:
+    # Unpartitioned here (PyIceberg writes day partitions only with pyiceberg-core); the real table's day
+    # partitions are read in tests/integration/test_live_and_quarantine.py.
+    from pyiceberg.catalog import load_catalog
+
+    from pipeline.quarantine import read_quarantine
+
+    catalog = load_catalog("t", type="sql", uri=f"sqlite:///{tmp_path / 'catalog.db'}", warehouse=tmp_path.as_uri())
+    catalog.create_namespace("quarantine")
+    table = catalog.create_table(QUARANTINE_EVENTS.identifier, schema=records().schema)
+    table.append(records())
+
+    def arrived(since: dt.date | None, until: dt.date | None) -> list:
+        return sorted(read_quarantine(catalog, since, until)["kafka_offset"].to_pylist(), key=str)
+
+    assert arrived(DAY, DAY) == [1, 3, 7]  # 2 Nov 09:00 and 23:00 UTC
+    assert arrived(DAY + dt.timedelta(days=1), None) == [1]
+    assert arrived(None, None) == [1, 1, 3, 7, None]  # the record without a timestamp too
