@@ -74,8 +74,7 @@ def _conform(rows: pa.Table, schema: pa.Schema) -> pa.Table:
 
 def newest_folded(folded: pa.Table) -> dt.datetime | None:
     """Where a roll-up is folded to: its newest ``folded_through`` (None: never folded)."""
-    newest = pc.max(folded[FOLDED_THROUGH]).as_py() if folded.num_rows else None
-    return newest
+    return pc.max(folded[FOLDED_THROUGH]).as_py() if folded.num_rows else None
 
 
 def silver_tail(frames: Mapping[EventType, pa.Table]) -> pa.Table:
@@ -259,7 +258,7 @@ class LiveView:
     tail_rows: int  # silver rows not folded yet, combined in
 
 
-def live_view(
+def build_live_view(
     folded_minutes: pa.Table,
     folded_sessions: pa.Table,
     tail: pa.Table,
@@ -326,11 +325,11 @@ def read_live_view(catalog: Catalog, minutes: int, idle_minutes: int = SESSION_I
         event_type: _read(
             catalog,
             spec.identifier,
-            tuple(name for name in TAIL_SCHEMA.names[1:] if name in spec.schema.fieldNames()),  # not event_type
+            tuple(n for n in TAIL_SCHEMA.names if n != "event_type" and n in spec.schema.fieldNames()),
             unfolded,
         )
         for event_type, spec in SILVER.items()
     }
-    return live_view(
+    return build_live_view(
         folded_minutes, folded_sessions, silver_tail(frames), _recent_batches(catalog), minutes, idle_minutes
     )

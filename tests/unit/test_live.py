@@ -13,12 +13,12 @@ from pipeline.contracts.events import EventType
 from pipeline.live import (
     MINUTES_SCHEMA,
     SESSIONS_SCHEMA,
+    build_live_view,
     combine_minutes,
     combine_sessions,
     count_active_sessions,
     filter_ingested_after,
     freshness,
-    live_view,
     minute_partials,
     recent_minutes,
     session_partials,
@@ -172,7 +172,7 @@ def test_the_view_combines_each_rollup_with_the_tail_after_its_own_fold_and_fits
     folded_minutes = minutes((at(0), "page_view", 1, 0, Decimal("0.00"))).append_column("folded_through", times(at(1)))
     folded_sessions = pa.Table.from_pylist([], schema=SESSIONS_SCHEMA).append_column("folded_through", times())
     batches = pa.table({"committed_at": times(at(3)), "kafka_ts_min": times(at(2, 58))})
-    view = live_view(folded_minutes, folded_sessions, tail(), batches, minutes=5)
+    view = build_live_view(folded_minutes, folded_sessions, tail(), batches, minutes=5)
     assert view.newest_minute == at(1)
     assert view.folded_through == at(1)
     assert view.tail_rows == 7
