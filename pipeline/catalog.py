@@ -6,7 +6,8 @@ import datetime as dt
 from typing import Any
 
 from pyiceberg.catalog import Catalog, load_catalog
-from pyiceberg.expressions import BooleanExpression, EqualTo, Reference
+from pyiceberg.exceptions import NoSuchTableError
+from pyiceberg.expressions import BooleanExpression, EqualTo, GreaterThan, GreaterThanOrEqual, LessThan, Reference
 from pyiceberg.expressions.literals import literal
 from pyiceberg.table import Table
 
@@ -16,6 +17,10 @@ from pipeline.errors import ShoplakeError
 
 class SnapshotNotFoundError(ShoplakeError):
     """A table has no snapshot with the requested id, or did not exist yet at the requested time."""
+
+
+class TableNotFoundError(ShoplakeError):
+    """A table a reader needs does not exist yet (the stream creates the streaming tables when it starts)."""
 
 
 def catalog_properties(settings: Settings) -> dict[str, Any]:
@@ -39,9 +44,35 @@ def pyiceberg_catalog(settings: Settings) -> Catalog:
     return load_catalog(settings.catalog.name, **catalog_properties(settings))
 
 
+def load_table(catalog: Catalog, identifier: str) -> Table:
+    """``catalog.load_table``, with a missing table as a :class:`TableNotFoundError` that says what to run."""
+    try:
+        return catalog.load_table(identifier)
+    except NoSuchTableError:
+        raise TableNotFoundError(f"{identifier} does not exist yet: run `shoplake stream` first") from None
+
+
+# Row filters: every value is bound as a typed literal (an aware datetime for timestamps), never parsed from text.
+
+
 def equals(column: str, value: Any) -> BooleanExpression:
-    """A PyIceberg row filter ``column = value``: the value is bound as a typed literal, never parsed from text."""
+    """A PyIceberg row filter ``column = value``."""
     return EqualTo(term=Reference(column), value=literal(value))
+
+
+def greater_than(column: str, value: Any) -> BooleanExpression:
+    """A PyIceberg row filter ``column > value``."""
+    return GreaterThan(term=Reference(column), value=literal(value))
+
+
+def at_least(column: str, value: Any) -> BooleanExpression:
+    """A PyIceberg row filter ``column >= value``."""
+    return GreaterThanOrEqual(term=Reference(column), value=literal(value))
+
+
+def less_than(column: str, value: Any) -> BooleanExpression:
+    """A PyIceberg row filter ``column < value``."""
+    return LessThan(term=Reference(column), value=literal(value))
 
 
 def snapshot_as_of(table: Table, as_of: int | dt.datetime | None) -> int | None:

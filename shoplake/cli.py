@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -26,6 +26,9 @@ from devstack.process import ServiceError
 from pipeline.config import load_settings
 from pipeline.errors import ShoplakeError
 from shoplake.runtime import console
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXPECTED_ERRORS = (ShoplakeError, ServiceError, JarsError)
@@ -258,23 +261,35 @@ def stream(available_now: bool, trigger: float | None) -> None:
 
 @main.command()
 @click.option("--minutes", type=click.IntRange(1, 1440), default=5, show_default=True, help="Minutes of event time.")
+@click.option(
+    "--interval", type=click.FloatRange(min=0.2), default=2.0, show_default=True, help="Seconds between refreshes."
+)
+@click.option("--once", is_flag=True, help="Print the view once and exit.")
 @friendly_errors
-def live(minutes: int) -> None:
-    """Real-time view: events per minute and type, purchases, revenue, active sessions."""
-    from rich.table import Table
+def live(minutes: int, interval: float, once: bool) -> None:
+    """Real-time view, refreshed in place until Ctrl-C: events per minute and type, purchases, revenue, active
+    sessions, freshness (read with PyIceberg: no Spark)."""
+    from pipeline.catalog import pyiceberg_catalog
+    from pipeline.live import read_live_view
+    from shoplake.views import live_renderable
 
-    from pipeline.observability import live_view
-    from pipeline.spark_session import build_spark_session
+    catalog = pyiceberg_catalog(load_settings())
+    if once:
+        console.print(live_renderable(read_live_view(catalog, minutes), minutes))
+        return
+    from rich.live import Live
 
-    settings = load_settings()
-    view = live_view(build_spark_session(settings), settings.catalog.name, minutes)
-    table = Table(title=f"last {minutes} minutes of event time (newest {view.newest_event})")
-    for column in ("minute", "event_type", "events", "purchases", "revenue"):
-        table.add_column(column, justify="right")
-    for row in view.minutes:
-        table.add_row(*(str(row[c]) for c in ("minute", "event_type", "events", "purchases", "revenue")))
-    console.print(table)
-    console.print(f"active sessions: {view.active_sessions}")
+    def frame() -> RenderableType:
+        footer = f"read at {dt.datetime.now(dt.UTC):%H:%M:%S} UTC, every {interval:g} s; Ctrl-C stops"
+        return live_renderable(read_live_view(catalog, minutes), minutes, footer)
+
+    with Live(frame(), console=console, auto_refresh=False) as screen:
+        try:
+            while True:
+                time.sleep(interval)
+                screen.update(frame(), refresh=True)
+        except KeyboardInterrupt:
+            pass
 
 
 @main.command()
@@ -383,6 +398,28 @@ def show(table: str, as_of: int | dt.datetime | None, day: dt.date | None, limit
             for column in columns:
                 record.add_row(column, str(row[column]))
             console.print(record)
+
+
+@main.group()
+def quarantine() -> None:
+    """Records that failed the contract or repeated an event id."""
+
+
+@quarantine.command("summary")
+@click.option("--since", callback=iso_date, help="First arrival day, UTC (YYYY-MM-DD).")
+@click.option("--until", callback=iso_date, help="Last arrival day, UTC, inclusive (YYYY-MM-DD).")
+@friendly_errors
+def quarantine_summary(since: dt.date | None, until: dt.date | None) -> None:
+    """Records per rule, topic and arrival day, with the first raw values of each rule."""
+    from pipeline.catalog import pyiceberg_catalog
+    from pipeline.quarantine import read_quarantine, summarize
+    from shoplake.views import quarantine_renderable
+
+    if since is not None and until is not None and until < since:
+        raise click.BadParameter(f"{until} is before --since {since}", param_hint="--until")
+    settings = load_settings()
+    records = read_quarantine(pyiceberg_catalog(settings), since, until)
+    console.print(quarantine_renderable(summarize(records), settings.kafka.topic_prefix, since, until))
 
 
 @main.command()
