@@ -7,7 +7,6 @@ that snapshot's commit time minus the event's Kafka timestamp: the moment a read
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 from dataclasses import dataclass
 
@@ -15,8 +14,6 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pipeline.iceberg_io import BATCH_ID_PROPERTY, INGEST_TIME_PROPERTY
-from pipeline.streaming.fold import folded_through, silver_tail
-from pipeline.streaming.rollups import MINUTE_ROLLUP, SESSION_ROLLUP, Rollup, with_tail
 from pipeline.tables import SILVER, TableSpec
 
 
@@ -75,41 +72,3 @@ def summarize(latencies_df: DataFrame) -> LatencySummary | None:
 def latency_summary(spark: SparkSession, catalog: str) -> LatencySummary | None:
     """Percentiles of Kafka -> silver latency over every event in silver."""
     return summarize(silver_latencies(spark, catalog))
-
-
-@dataclass(frozen=True)
-class LiveView:
-    """The real-time view: the last minutes of event time, and sessions still open."""
-
-    minutes: list[dict]  # minute, event_type, events, purchases, revenue
-    active_sessions: int
-    newest_event: object
-
-
-def rollup_to_the_second(spark: SparkSession, catalog: str, rollup: Rollup) -> DataFrame:
-    """A roll-up as of now: its folded rows combined with silver's not yet folded tail."""
-    folded = spark.table(rollup.table.qualified(catalog))
-    through = dt.datetime.now() + dt.timedelta(days=1)  # everything silver holds
-    return with_tail(rollup, folded, silver_tail(spark, catalog, folded_through(spark, catalog, rollup), through))
-
-
-def live_view(spark: SparkSession, catalog: str, minutes: int = 5, session_idle_minutes: int = 30) -> LiveView:
-    """Per-minute volume by type (last ``minutes`` of event time) and sessions with an event in the last
-    ``session_idle_minutes`` and no logout, to the second (folded roll-ups plus silver's unfolded tail)."""
-    minute_table = rollup_to_the_second(spark, catalog, MINUTE_ROLLUP).localCheckpoint()
-    newest = minute_table.agg(F.max("minute")).first()
-    newest_minute = newest[0] if newest is not None else None
-    if newest_minute is None:
-        return LiveView([], 0, None)
-    recent = (
-        minute_table.filter(F.col("minute") > F.lit(newest_minute - dt.timedelta(minutes=minutes)))
-        .orderBy("minute", "event_type")
-        .select("minute", "event_type", "events", "purchases", "revenue")
-    )
-    idle_since = newest_minute - dt.timedelta(minutes=session_idle_minutes)
-    active = (
-        rollup_to_the_second(spark, catalog, SESSION_ROLLUP)
-        .filter((F.col("ended_at") >= F.lit(idle_since)) & ~F.col("has_logout"))
-        .count()
-    )
-    return LiveView([row.asDict() for row in recent.collect()], active, newest_minute)

@@ -13,7 +13,7 @@ one atomic commit, so after a crash the table's ``max(folded_through)`` says pre
 merge also skips rows a fold with the same or a later ``folded_through`` already touched.
 
 Freshness: a roll-up lags silver by up to the fold interval (``stream.rollup_fold_seconds``); a reader that
-needs it to the second unions the folded rows with the tail's partial rows (:func:`with_tail`).
+needs it to the second combines the folded rows with the tail's partial rows (``pipeline/live.py``).
 
 Reach: a merge only looks at target rows from ``stream.rollup_lookback_days`` before the tail's oldest event
 (the tables are partitioned by day). An event arriving later than that after its session started opens a
@@ -127,8 +127,6 @@ class Rollup:
     keys: tuple[str, ...]
     time_column: str  # the target is partitioned by its day; the merge prunes to the days it can touch
     combine: dict[str, str]  # column -> SQL expression over t (target) and s (source)
-    # column -> aggregate combining partial rows of one key (for readers that union folded rows and a tail)
-    aggregate: dict[str, str]
 
     def partials(self, silver: SilverFrames, folded_through: Column) -> DataFrame:
         if self.table is SESSIONS:
@@ -152,14 +150,6 @@ class Rollup:
             f"WHEN NOT MATCHED THEN INSERT ({columns}) VALUES ({values})"
         )
 
-    def combined(self, rows_df: DataFrame) -> DataFrame:
-        """Rows of the roll-up's schema (folded rows and partial rows alike) combined into one row per key."""
-        derived = {c: F.expr(e) for c, e in self.aggregate.items() if not e.startswith("agg:")}
-        aggregates = [
-            F.expr(e.removeprefix("agg:")).alias(c) for c, e in self.aggregate.items() if e.startswith("agg:")
-        ]
-        return rows_df.groupBy(*self.keys).agg(*aggregates).withColumns(derived).select(*self.table.schema.fieldNames())
-
 
 SESSION_ROLLUP = Rollup(
     SESSIONS,
@@ -181,20 +171,6 @@ SESSION_ROLLUP = Rollup(
         "has_logout": "t.has_logout OR s.has_logout",
         FOLDED_THROUGH: f"s.{FOLDED_THROUGH}",
     },
-    aggregate={
-        "user_id": "agg:min(user_id)",
-        "device_type": "agg:min(device_type)",
-        "started_at": "agg:min(started_at)",
-        "ended_at": "agg:max(ended_at)",
-        "page_views": "agg:sum(page_views)",
-        "carts": "agg:sum(carts)",
-        "purchases": "agg:sum(purchases)",
-        "revenue": "agg:sum(revenue)",
-        "has_logout": "agg:bool_or(has_logout)",
-        FOLDED_THROUGH: f"agg:max({FOLDED_THROUGH})",
-        "duration_s": "unix_seconds(ended_at) - unix_seconds(started_at)",
-        "converted": "purchases > 0",
-    },
 )
 
 MINUTE_ROLLUP = Rollup(
@@ -207,18 +183,6 @@ MINUTE_ROLLUP = Rollup(
         "revenue": "t.revenue + s.revenue",
         FOLDED_THROUGH: f"s.{FOLDED_THROUGH}",
     },
-    aggregate={
-        "events": "agg:sum(events)",
-        "purchases": "agg:sum(purchases)",
-        "revenue": "agg:sum(revenue)",
-        FOLDED_THROUGH: f"agg:max({FOLDED_THROUGH})",
-    },
 )
 
 ROLLUPS = (SESSION_ROLLUP, MINUTE_ROLLUP)
-
-
-def with_tail(rollup: Rollup, folded_df: DataFrame, silver_tail: SilverFrames) -> DataFrame:
-    """The roll-up to the second: folded rows combined with the partial rows of the not yet folded tail."""
-    partial = rollup.partials(silver_tail, F.lit(None))
-    return rollup.combined(folded_df.unionByName(partial))

@@ -14,8 +14,9 @@ from pathlib import Path
 from dagster import DagsterInstance
 from pyspark.sql import SparkSession
 
+from pipeline.catalog import pyiceberg_catalog
 from pipeline.config import Settings
-from pipeline.observability import live_view
+from pipeline.live import read_live_view
 from pipeline.orchestration.runs import materialize_gold
 from pipeline.streaming.job import start_stream
 from simulation.scenario import load_scenario
@@ -42,16 +43,16 @@ def test_dirty_stream_in_many_micro_batches_matches_the_oracle(spark, live, tmp_
     materialize_gold(settings, days, DagsterInstance.ephemeral())
     assert_gold_matches(settings, truth_of([log]), days)
 
-    view = live_view(spark, settings.catalog.name, minutes=3)
-    assert view.newest_event is not None
-    assert {row["event_type"] for row in view.minutes} <= {
+    view = read_live_view(pyiceberg_catalog(settings), minutes=3)
+    assert view.newest_minute is not None
+    assert set(view.minutes.column("event_type").to_pylist()) <= {
         "page_view",
         "add_to_cart",
         "purchase",
         "user_session",
         "product_update",
     }
-    assert sum(row["events"] for row in view.minutes) > 0
+    assert sum(view.minutes.column("events").to_pylist()) > 0
 
 
 def test_replaying_a_log_adds_nothing_but_quarantined_duplicates(spark, live, tmp_path: Path) -> None:
@@ -77,8 +78,6 @@ def _stream_process(settings: Settings, log_file: Path) -> subprocess.Popen[byte
 
 def _batches_committed(settings: Settings) -> int:
     """Micro-batches recorded so far (read from the catalog's SQLite file, without disturbing the stream)."""
-    from pipeline.catalog import pyiceberg_catalog
-
     try:
         table = pyiceberg_catalog(settings).load_table("bronze.events")
     except Exception:
