@@ -169,26 +169,18 @@ def session_partials(tail: pa.Table) -> pa.Table:
         pc.equal(rows["event_type"], EventType.USER_SESSION.value),
         pc.fill_null(pc.equal(rows["session_type"], LOGOUT), False),
     )
-    grouped = (
-        pa.table({"session_id": rows["session_id"], "event_time": rows["event_time"], "is_logout": is_logout})
-        .group_by("session_id", use_threads=False)
-        .aggregate([("event_time", "max"), ("is_logout", "any")])
-    )
-    return _conform(
-        pa.table(
-            {
-                "session_id": grouped["session_id"],
-                "ended_at": grouped["event_time_max"],
-                "has_logout": pc.fill_null(grouped["is_logout_any"], False),
-            }
-        ),
-        SESSIONS_SCHEMA,
+    return _per_session(
+        pa.table({"session_id": rows["session_id"], "ended_at": rows["event_time"], "has_logout": is_logout})
     )
 
 
 def combine_sessions(*parts: pa.Table) -> pa.Table:
     """Session rows (folded and partial) combined per session id: newest ``ended_at``, any logout."""
-    rows = pa.concat_tables([_conform(part, SESSIONS_SCHEMA) for part in parts])
+    return _per_session(pa.concat_tables([_conform(part, SESSIONS_SCHEMA) for part in parts]))
+
+
+def _per_session(rows: pa.Table) -> pa.Table:
+    """``session_id``, ``ended_at``, ``has_logout`` rows reduced to one per session: newest end, any logout."""
     grouped = rows.group_by("session_id", use_threads=False).aggregate([("ended_at", "max"), ("has_logout", "any")])
     return _conform(
         pa.table(
