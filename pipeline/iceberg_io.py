@@ -136,18 +136,21 @@ class BatchCommitter:
         self, build: Callable[[], DataFrame], spec: TableSpec, batch_id: int, properties: dict[str, str] | None = None
     ) -> bool:
         """:meth:`append` of the frame ``build()`` returns, built only if the batch is not in the table yet."""
-        if batch_id <= self.last_committed(spec):
-            log.info("batch %d already in %s: skipped", batch_id, spec.identifier)
+        return not self._holds(spec, batch_id) and self.append(build(), spec, batch_id, properties)
+
+    def _holds(self, spec: TableSpec, batch_id: int) -> bool:
+        """Whether the table already holds the batch (then an append of it is skipped)."""
+        if batch_id > self.last_committed(spec):
             return False
-        return self.append(build(), spec, batch_id, properties)
+        log.info("batch %d already in %s: skipped", batch_id, spec.identifier)
+        return True
 
     def append(self, df: DataFrame, spec: TableSpec, batch_id: int, properties: dict[str, str] | None = None) -> bool:
         """Append ``df`` as batch ``batch_id``; returns False when that batch was already committed.
 
         ``properties`` go into the snapshot summary, atomically with the rows.
         """
-        if batch_id <= self.last_committed(spec):
-            log.info("batch %d already in %s: skipped", batch_id, spec.identifier)
+        if self._holds(spec, batch_id):
             return False
         writer = (
             df.select(*spec.schema.fieldNames())

@@ -121,6 +121,14 @@ class BatchReport:
         return self.committed_at - self.kafka_ts_min.timestamp()
 
 
+def _marked(narrow: pa.Table, coordinates: set[Coordinates]) -> pa.Array:
+    """Per record of the batch: are its Kafka coordinates among ``coordinates``? (Usually none are.)"""
+    if not coordinates:
+        return pa.repeat(pa.scalar(False), narrow.num_rows)
+    records = zip(*(narrow.column(c).to_pylist() for c in _COORDINATES), strict=True)
+    return pa.array([record in coordinates for record in records], pa.bool_())
+
+
 def _newest_ingest(commits: list[StreamCommit]) -> dt.datetime | None:
     return max((_from_iso(c.ingest_time) for c in commits if c.ingest_time), default=None)
 
@@ -242,9 +250,7 @@ class MicroBatchSink:
         cold = self._cold_lookup(spark, needs_cold_lookup(valid, self._ids))
         verdicts = decide(valid, self._ids, cold)
         duplicates = verdicts.duplicate_coordinates(valid)
-        duplicate_keys = set(duplicates)
-        all_coordinates = zip(*(narrow.column(c).to_pylist() for c in _COORDINATES), strict=True)
-        is_duplicate = pa.array([c in duplicate_keys for c in all_coordinates], pa.bool_())
+        is_duplicate = _marked(narrow, set(duplicates))
         per_type = _summarize(narrow, is_duplicate, report)
         mark = self._phase(report, "deduplicate", mark)
 
