@@ -11,6 +11,7 @@ from pyspark.sql import SparkSession
 from pipeline.audit import Conservation, conservation
 from pipeline.catalog import pyiceberg_catalog
 from pipeline.config import Settings
+from pipeline.streaming.job import start_stream
 from pipeline.tables import BRONZE_EVENTS, EVENT_MINUTES, QUARANTINE_EVENTS, SESSIONS, SILVER
 from simulation import oracle
 from simulation.generator import generate
@@ -24,6 +25,23 @@ def write_day(path: Path, scenario_name: str, seed: int, events: int) -> Path:
     records, manifest = generate(scenario, seed, events)
     write_log(records, scenario, path, manifest)
     return path
+
+
+def catch_up(spark: SparkSession, settings: Settings, timeout_s: float) -> None:
+    """Stream everything Kafka holds now (``--available-now``) and require the query to end without error."""
+    stream = start_stream(spark, settings, available_now=True)
+    stream.await_termination(timeout_s=timeout_s)
+    assert stream.exception() is None
+
+
+def split_log(path: Path) -> tuple[Path, Path]:
+    """The log's first two thirds and the rest, as two logs beside it (late events then arrive in the rest)."""
+    lines = path.read_text().splitlines(keepends=True)
+    cut = len(lines) * 2 // 3
+    first, rest = path.with_name(f"{path.stem}.first.jsonl"), path.with_name(f"{path.stem}.rest.jsonl")
+    first.write_text("".join(lines[:cut]))
+    rest.write_text("".join(lines[cut:]))
+    return first, rest
 
 
 def send_log(settings: Settings, path: Path) -> int:

@@ -26,9 +26,8 @@ from pyspark.sql import SparkSession
 
 from pipeline.config import Settings
 from pipeline.orchestration.runs import dagster_instance, materialize_gold
-from pipeline.streaming.job import start_stream
 from simulation.scenario import load_scenario
-from tests.integration.helpers import send_log, write_day
+from tests.integration.helpers import catch_up, send_log, write_day
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -154,9 +153,7 @@ def _shot(page: Page, tmp_path: Path, name: str) -> Path:
 def _stream_small_day(spark: SparkSession, settings: Settings, tmp_path: Path) -> None:
     log = write_day(tmp_path / "day.jsonl", "normal_day", seed=3, events=1500)
     send_log(settings, log)
-    stream = start_stream(spark, settings, available_now=True)
-    stream.await_termination(timeout_s=600)
-    assert stream.exception() is None
+    catch_up(spark, settings, timeout_s=600)
 
 
 def test_the_ui_shows_lineage_partitions_checks_and_a_gold_run(

@@ -23,6 +23,7 @@ from simulation import oracle
 from simulation.generator import generate
 from simulation.scenario import load_scenario
 from simulation.sinks import log_items, make_producer, send, write_log
+from tests.integration.helpers import catch_up
 
 EVENTS = 3000
 
@@ -45,9 +46,7 @@ def test_simulated_day_reaches_gold_equal_to_what_the_simulator_emitted(
     log_path = tmp_path / "day.jsonl"
     records = _send_day(settings, log_path, "normal_day", seed=11)
 
-    stream = start_stream(spark, settings, available_now=True)
-    stream.await_termination(timeout_s=600)
-    assert stream.exception() is None
+    catch_up(spark, settings, timeout_s=600)
 
     materialize_gold(settings, load_scenario("normal_day").dates, DagsterInstance.ephemeral())
 

@@ -9,24 +9,16 @@ from pathlib import Path
 
 from click.testing import CliRunner
 from dagster import DagsterInstance
-from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from pipeline.batch.outputs import write_gold_day
 from pipeline.config import Settings
 from pipeline.orchestration.runs import materialize_gold
-from pipeline.streaming.job import start_stream
 from pipeline.tables import GOLD_DAILY_CATEGORY_SALES, GOLD_DAILY_SALES_SUMMARY, GOLD_TABLES, RESTATEMENTS
 from shoplake.cli import main
 from simulation import oracle
 from simulation.scenario import load_scenario
-from tests.integration.helpers import assert_gold_matches, gold_rows, send_log, truth_of, write_day
-
-
-def _stream(spark: SparkSession, settings: Settings) -> None:
-    stream = start_stream(spark, settings, available_now=True)
-    stream.await_termination(timeout_s=900)
-    assert stream.exception() is None
+from tests.integration.helpers import assert_gold_matches, catch_up, gold_rows, send_log, split_log, truth_of, write_day
 
 
 def _content_hash(settings: Settings, day) -> str:
@@ -41,7 +33,7 @@ def test_multi_day_gold_equals_the_oracle_and_a_backfill_reproduces_it(spark, li
     scenario = load_scenario("multi_day")
     log = write_day(tmp_path / "week.jsonl", "multi_day", seed=17, events=12000)
     send_log(live, log)
-    _stream(spark, live)
+    catch_up(spark, live, timeout_s=900)
     instance = DagsterInstance.ephemeral()
     materialize_gold(live, scenario.dates, instance)
     assert_gold_matches(live, truth_of([log]), scenario.dates)
@@ -60,20 +52,17 @@ def test_late_events_restate_built_days_and_the_old_version_stays_readable(
 ) -> None:
     scenario = load_scenario("late_data_storm")
     log = write_day(tmp_path / "storm.jsonl", "late_data_storm", seed=5, events=6000)
-    lines = log.read_text().splitlines(keepends=True)
-    first, rest = tmp_path / "first.jsonl", tmp_path / "rest.jsonl"
-    first.write_text("".join(lines[: len(lines) * 2 // 3]))
-    rest.write_text("".join(lines[len(lines) * 2 // 3 :]))
+    first, rest = split_log(log)
 
     send_log(live, first)
-    _stream(spark, live)
+    catch_up(spark, live, timeout_s=900)
     instance = DagsterInstance.ephemeral()
     materialize_gold(live, scenario.dates, instance)
     early = {r["event_date"]: r for r in gold_rows(live, GOLD_DAILY_SALES_SUMMARY.identifier)}
     assert_gold_matches(live, truth_of([first]), scenario.dates)
 
     send_log(live, rest)  # brings late events for the first day
-    _stream(spark, live)
+    catch_up(spark, live, timeout_s=900)
     materialize_gold(live, scenario.dates, instance)
     assert_gold_matches(live, truth_of([log]), scenario.dates)
 

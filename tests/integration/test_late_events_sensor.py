@@ -18,16 +18,9 @@ from pipeline.catalog import pyiceberg_catalog
 from pipeline.config import Settings
 from pipeline.orchestration.definitions import build_definitions
 from pipeline.orchestration.runs import materialize_gold
-from pipeline.streaming.job import start_stream
 from pipeline.tables import SILVER
 from simulation.scenario import load_scenario
-from tests.integration.helpers import send_log, write_day
-
-
-def _stream(spark: SparkSession, settings: Settings) -> None:
-    stream = start_stream(spark, settings, available_now=True)
-    stream.await_termination(timeout_s=600)
-    assert stream.exception() is None
+from tests.integration.helpers import catch_up, send_log, split_log, write_day
 
 
 def _late_silver_rows(settings: Settings) -> list[dict]:
@@ -69,13 +62,10 @@ def test_a_tick_requests_the_built_days_late_events_touched_and_the_next_tick_no
 ) -> None:
     scenario = load_scenario("late_data_storm")
     log = write_day(tmp_path / "storm.jsonl", "late_data_storm", seed=5, events=4000)
-    lines = log.read_text().splitlines(keepends=True)
-    first, rest = tmp_path / "first.jsonl", tmp_path / "rest.jsonl"
-    first.write_text("".join(lines[: len(lines) * 2 // 3]))
-    rest.write_text("".join(lines[len(lines) * 2 // 3 :]))
+    first, rest = split_log(log)
 
     send_log(live, first)
-    _stream(spark, live)
+    catch_up(spark, live, timeout_s=600)
     instance = dg.DagsterInstance.ephemeral()
     materialize_gold(live, scenario.dates, instance)  # both days built: every late day is one to rebuild
     built = {day.isoformat() for day in scenario.dates}
@@ -93,7 +83,7 @@ def test_a_tick_requests_the_built_days_late_events_touched_and_the_next_tick_no
     # Late events arrive for days already built; the next tick asks for exactly those days, once each.
     last_batch = _max_batch_id(live)
     send_log(live, rest)
-    _stream(spark, live)
+    catch_up(spark, live, timeout_s=600)
     expected = late_days(after_batch=last_batch)
     assert expected, "the second part of the storm brought no late events: the scenario no longer tests this"
     requested, next_cursor = _tick(defs, instance, cursor)

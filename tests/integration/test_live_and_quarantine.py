@@ -15,10 +15,9 @@ from pathlib import Path
 from pipeline.catalog import pyiceberg_catalog
 from pipeline.config import Settings
 from pipeline.contracts.events import EventType
-from pipeline.streaming.job import start_stream
 from pipeline.tables import QUARANTINE_EVENTS, SILVER
 from simulation import oracle
-from tests.integration.helpers import send_log, truth_of, write_day
+from tests.integration.helpers import catch_up, send_log, truth_of, write_day
 
 ROOT = Path(__file__).resolve().parents[2]
 MINUTES = 3
@@ -102,9 +101,7 @@ def _active_sessions_from_silver(settings: Settings) -> int:
 def test_live_once_and_the_quarantine_summary_show_what_the_oracle_says(spark, live, tmp_path: Path) -> None:
     log = write_day(tmp_path / "dirty.jsonl", "dirty_stream", seed=31, events=3000)
     send_log(live, log)
-    stream = start_stream(spark, live, available_now=True)
-    stream.await_termination(timeout_s=300)
-    assert stream.exception() is None
+    catch_up(spark, live, timeout_s=300)
     truth = truth_of([log])
 
     view = _shoplake(live, "live", "--once", "--minutes", str(MINUTES))

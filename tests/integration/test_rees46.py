@@ -17,10 +17,10 @@ from devstack.pytest_plugin import REES46_MISSING
 from devstack.pytest_plugin import REES46_SAMPLE as SAMPLE
 from pipeline.catalog import pyiceberg_catalog
 from pipeline.orchestration.runs import materialize_gold
-from pipeline.streaming.job import start_stream
 from pipeline.tables import GOLD_DAILY_SALES_SUMMARY, GOLD_DATA_QUALITY, GOLD_PRODUCT_DAILY, QUARANTINE_EVENTS
 from simulation.rees46 import ImportReport, read_records
 from simulation.sinks import make_producer, send
+from tests.integration.helpers import catch_up
 
 DAY = dt.date(2019, 10, 1)
 
@@ -86,9 +86,7 @@ def test_rees46_sample_through_kafka_stream_and_dagster_equals_duckdb(spark, liv
     assert sent == report.rows == 17435
     assert [line for line, _ in report.unmappable] == [17436]
 
-    stream = start_stream(spark, settings, available_now=True)
-    stream.await_termination(timeout_s=900)
-    assert stream.exception() is None
+    catch_up(spark, settings, timeout_s=900)
     materialize_gold(settings, [DAY], DagsterInstance.ephemeral())
     catalog = pyiceberg_catalog(settings)
 

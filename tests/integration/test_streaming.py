@@ -12,23 +12,15 @@ import time
 from pathlib import Path
 
 from dagster import DagsterInstance
-from pyspark.sql import SparkSession
 
 from pipeline.catalog import pyiceberg_catalog
 from pipeline.config import Settings
 from pipeline.live import read_live_view
 from pipeline.orchestration.runs import materialize_gold
-from pipeline.streaming.job import start_stream
 from simulation.scenario import load_scenario
-from tests.integration.helpers import assert_gold_matches, assert_lake_matches, send_log, truth_of, write_day
+from tests.integration.helpers import assert_gold_matches, assert_lake_matches, catch_up, send_log, truth_of, write_day
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _catch_up(spark: SparkSession, settings: Settings) -> None:
-    stream = start_stream(spark, settings, available_now=True)
-    stream.await_termination(timeout_s=600)
-    assert stream.exception() is None
 
 
 def test_dirty_stream_in_many_micro_batches_matches_the_oracle(spark, live, tmp_path: Path) -> None:
@@ -36,7 +28,7 @@ def test_dirty_stream_in_many_micro_batches_matches_the_oracle(spark, live, tmp_
     settings = live.model_copy(update={"stream": live.stream.model_copy(update={"max_offsets_per_trigger": 700})})
     log = write_day(tmp_path / "dirty.jsonl", "dirty_stream", seed=21, events=4000)
     send_log(settings, log)
-    _catch_up(spark, settings)
+    catch_up(spark, settings, timeout_s=600)
     assert_lake_matches(spark, settings, [log])
 
     days = load_scenario("dirty_stream").dates
@@ -58,9 +50,9 @@ def test_dirty_stream_in_many_micro_batches_matches_the_oracle(spark, live, tmp_
 def test_replaying_a_log_adds_nothing_but_quarantined_duplicates(spark, live, tmp_path: Path) -> None:
     log = write_day(tmp_path / "day.jsonl", "late_data_storm", seed=3, events=2500)
     send_log(live, log)
-    _catch_up(spark, live)
+    catch_up(spark, live, timeout_s=600)
     send_log(live, log)  # the whole day again, as a replay would
-    _catch_up(spark, live)
+    catch_up(spark, live, timeout_s=600)
     assert_lake_matches(spark, live, [log, log])
 
 
@@ -102,7 +94,7 @@ def test_sigkilled_driver_restarts_from_its_checkpoint_without_loss_or_duplicate
         process.wait(timeout=30)
         kills += 1
     assert kills == 3
-    _catch_up(spark, live)  # the same checkpoint, in this process
+    catch_up(spark, live, timeout_s=600)  # the same checkpoint, in this process
     assert_lake_matches(spark, live, [log])
     runs = json.loads((Path(live.checkpoint_root) / "kafka_to_lake" / "metadata").read_text())
     assert runs["id"], "the restarts resumed one query (one checkpoint), not fresh ones"
