@@ -96,6 +96,18 @@ class StreamSettings(BaseModel):
     rollup_fold_seconds: float = Field(
         default=10.0, gt=0, description="How often silver is folded into the sessions and per-minute roll-ups."
     )
+    hygiene_minutes: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often the stream merges the manifests of the tables it appends to and expires their old "
+        "snapshots (in the background), so that commits and scans do not slow down as the stream ages.",
+    )
+    snapshot_retention_minutes: float = Field(
+        default=60.0,
+        ge=1,
+        description="Snapshots of the streaming tables younger than this are kept by the stream's hygiene (time "
+        "travel and per-event freshness need them); the stream's newest marker is always kept.",
+    )
 
 
 class Settings(BaseSettings):

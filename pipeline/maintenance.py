@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import asdict, dataclass
+import time
+from dataclasses import asdict, dataclass, field
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -69,6 +70,67 @@ def _newest_marker(spark: SparkSession, name: str) -> dt.datetime | None:
     return row[0] if row is not None else None
 
 
+def rewrite_manifests(spark: SparkSession, catalog: str, spec: TableSpec) -> None:
+    """Merge the table's manifests (a streaming table gains one per micro-batch)."""
+    table = spec.qualified(catalog)
+    spark.sql(f"CALL {catalog}.system.rewrite_manifests(table => :table)", args={"table": table}).collect()
+
+
+def expire_snapshots(
+    spark: SparkSession,
+    catalog: str,
+    spec: TableSpec,
+    retention: dt.timedelta,
+    retain_last: int,
+    now: dt.datetime | None = None,
+) -> int:
+    """Expire the table's snapshots older than ``retention`` (keeping the last ``retain_last`` and every one from
+    the stream's newest marker on); returns how many manifest lists went with them."""
+    name = spec.qualified(catalog)
+    cutoff = (now or dt.datetime.now()) - retention
+    marker = _newest_marker(spark, name)
+    if marker is not None and marker < cutoff:
+        cutoff = marker  # never expire the stream's newest bookkeeping snapshot (or anything after it)
+    expired = spark.sql(
+        f"CALL {catalog}.system.expire_snapshots(table => :table, older_than => :cutoff, retain_last => :keep)",
+        args={"table": name, "cutoff": cutoff, "keep": retain_last},
+    ).first()
+    return int(expired["deleted_manifest_lists_count"]) if expired is not None else 0
+
+
+@dataclass
+class StreamHygiene:
+    """Keeps the metadata of the tables a stream appends to from growing with the stream's age.
+
+    Every micro-batch adds one snapshot and one manifest to each table it writes: after an hour at one batch a
+    second, every commit would rewrite a metadata file listing 3,600 snapshots and every scan would open 3,600
+    manifests. Every ``every`` the stream (in the background, off the micro-batch's path) merges each table's
+    manifests into one and expires its snapshots older than ``retention``, keeping the stream's newest marker.
+    Compaction and orphan removal stay with the hourly maintenance job.
+    """
+
+    catalog: str
+    tables: tuple[TableSpec, ...]
+    every: dt.timedelta
+    retention: dt.timedelta
+    retain_last: int = 10
+    _last_run: float = field(default_factory=time.monotonic)
+
+    def due(self) -> bool:
+        return time.monotonic() - self._last_run >= self.every.total_seconds()
+
+    def run(self, spark: SparkSession) -> None:
+        """One round over every table; a step that loses a race with a commit is left to the next round."""
+        self._last_run = time.monotonic()
+        for spec in self.tables:
+            name = spec.qualified(self.catalog)
+            try:
+                rewrite_manifests(spark, self.catalog, spec)
+                expire_snapshots(spark, self.catalog, spec, self.retention, self.retain_last)
+            except Exception as exc:  # a concurrent commit won: nothing is lost, the next round tries again
+                log.warning("hygiene of %s skipped this round: %s", name, str(exc).splitlines()[0] if str(exc) else exc)
+
+
 def maintain(
     spark: SparkSession,
     catalog: str,
@@ -97,18 +159,10 @@ def maintain(
         skipped.append(f"compaction: {type(exc).__name__}")
         log.warning("compaction of %s skipped: %s", name, exc)
     try:
-        spark.sql(f"CALL {call}.rewrite_manifests(table => :table)", args={"table": name}).collect()
+        rewrite_manifests(spark, catalog, spec)
     except Exception as exc:
         skipped.append(f"manifests: {type(exc).__name__}")
-    cutoff = now - snapshot_retention
-    marker = _newest_marker(spark, name)
-    if marker is not None and marker < cutoff:
-        cutoff = marker  # never expire the stream's newest bookkeeping snapshot (or anything after it)
-    expired = spark.sql(
-        f"CALL {call}.expire_snapshots(table => :table, older_than => :cutoff, retain_last => :keep)",
-        args={"table": name, "cutoff": cutoff, "keep": retain_last},
-    ).first()
-    expired_count = int(expired["deleted_manifest_lists_count"]) if expired is not None else 0
+    expired_count = expire_snapshots(spark, catalog, spec, snapshot_retention, retain_last, now)
     # Listed through the table's FileIO (prefix listing), not a Hadoop file system: an s3:// warehouse has no
     # Hadoop file system here (S3FileIO needs none), and a local one lists the same either way.
     orphans = spark.sql(

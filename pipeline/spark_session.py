@@ -12,6 +12,8 @@ from pyspark.sql import SparkSession
 
 from pipeline.config import CatalogType, ConfigurationError, Settings
 
+BACKGROUND_POOL = "background"  # FAIR scheduler pool of the stream's work off the critical path
+
 REQUIRED_JAR_PREFIXES = ("iceberg-spark-runtime-", "spark-sql-kafka-0-10_", "kafka-clients-", "sqlite-jdbc-")
 
 
@@ -97,6 +99,10 @@ def session_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.adaptive.enabled": "true",
         "spark.sql.defaultCatalog": settings.catalog.name,
         "spark.sql.streaming.stopGracefullyOnShutdown": "true",
+        # Background work of the stream (roll-up folds, its bookkeeping rows, table hygiene) runs in a pool of
+        # its own (BACKGROUND_POOL): a fold then takes a fair share of the cores instead of holding them all
+        # until it ends while a micro-batch waits behind it.
+        "spark.scheduler.mode": "FAIR",
         # Dates before 1582 or in Julian calendar never occur here; fail rather than silently rebase.
         "spark.sql.parquet.datetimeRebaseModeInWrite": "CORRECTED",
         "spark.sql.ansi.enabled": "true",
@@ -107,6 +113,11 @@ def session_conf(settings: Settings) -> dict[str, str]:
     conf |= catalog_conf(settings)
     conf |= settings.spark.extra_conf
     return conf
+
+
+def in_background_pool(spark: SparkSession) -> None:
+    """Run the calling thread's Spark jobs in :data:`BACKGROUND_POOL` (a thread-local property)."""
+    spark.sparkContext.setLocalProperty("spark.scheduler.pool", BACKGROUND_POOL)
 
 
 def ensure_local_paths(settings: Settings) -> None:

@@ -12,12 +12,14 @@ import datetime as dt
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from pipeline.iceberg_io import merge_into
+from pipeline.spark_session import in_background_pool
 from pipeline.streaming.rollups import FOLDED_THROUGH, ROLLUPS, Rollup, SilverFrames, filter_tail
 from pipeline.tables import SILVER
 
@@ -95,15 +97,21 @@ class RollupFolder:
 
     # -- in the background -------------------------------------------------------------------------------------
 
-    def fold_later(self, spark: SparkSession, through: dt.datetime) -> bool:
-        """Start a fold in the background unless one is running; returns whether one was started."""
+    def fold_later(
+        self, spark: SparkSession, through: dt.datetime, then: Callable[[SparkSession], None] | None = None
+    ) -> bool:
+        """Start a fold in the background unless one is running; returns whether one was started. ``then`` runs
+        in the same thread after the fold (other background work of the stream: one thread, one at a time)."""
         self.raise_error()
         if self._thread is not None and self._thread.is_alive():
             return False
 
         def run() -> None:
             try:
+                in_background_pool(spark)
                 self.fold(spark, through)
+                if then is not None:
+                    then(spark)
             except BaseException as exc:  # surfaced by the next call
                 self._error = exc
 

@@ -17,6 +17,7 @@ from pipeline.config import ConfigurationError, Settings
 from pipeline.contracts.events import all_topics
 from pipeline.iceberg_io import ensure_tables
 from pipeline.kafka_topics import bootstrap_servers
+from pipeline.maintenance import StreamHygiene
 from pipeline.streaming.bronze import to_bronze
 from pipeline.streaming.silver import EventValidator
 from pipeline.streaming.sink import BatchReport, MicroBatchSink
@@ -192,7 +193,14 @@ def start_stream(
         fold_interval_s=settings.stream.rollup_fold_seconds,
         on_batch=list(on_batch),
         spark=spark,
+        hygiene=StreamHygiene(
+            settings.catalog.name,
+            STREAMING_TABLES,
+            every=dt.timedelta(minutes=settings.stream.hygiene_minutes),
+            retention=dt.timedelta(minutes=settings.stream.snapshot_retention_minutes),
+        ),
     )
+    sink.recover(spark)  # before any batch: the first one after a restart runs as fast as the rest
     _replay_pending_batch(spark, settings, sink, location)
     writer = kafka_source(spark, settings).writeStream.queryName(QUERY_NAME).option("checkpointLocation", location)
     if available_now:

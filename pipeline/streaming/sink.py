@@ -51,6 +51,8 @@ from pipeline.iceberg_io import (
     StreamCommit,
     stream_commits,
 )
+from pipeline.maintenance import StreamHygiene
+from pipeline.spark_session import in_background_pool
 from pipeline.streaming.bronze import with_ingest
 from pipeline.streaming.dedup import (
     NARROW_COLUMNS,
@@ -129,6 +131,15 @@ def _marked(narrow: pa.Table, coordinates: set[Coordinates]) -> pa.Array:
     return pa.array([record in coordinates for record in records], pa.bool_())
 
 
+def _has_query_metadata(spark: SparkSession, checkpoint_location: str) -> bool:
+    """Whether the checkpoint holds a query's metadata (it has run before), read through Hadoop's file system
+    API like Spark reads the checkpoint itself."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    path = jvm.org.apache.hadoop.fs.Path(f"{checkpoint_location.rstrip('/')}/metadata")
+    return bool(path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).exists(path))  # type: ignore[union-attr]
+
+
 def _newest_ingest(commits: list[StreamCommit]) -> dt.datetime | None:
     return max((_from_iso(c.ingest_time) for c in commits if c.ingest_time), default=None)
 
@@ -162,6 +173,7 @@ class MicroBatchSink:
     fold_interval_s: float = 10.0
     on_batch: list = field(default_factory=list)  # callbacks receiving each BatchReport
     spark: SparkSession | None = None  # folds on flush() even if no batch ran in this process
+    hygiene: StreamHygiene | None = None  # run in the background after a fold, when due
 
     def __post_init__(self) -> None:
         self._committer: BatchCommitter | None = None
@@ -172,37 +184,56 @@ class MicroBatchSink:
         self._folder = RollupFolder(self.catalog, self.rollup_lookback)
         self._last_fold = time.monotonic()
         self._spark: SparkSession | None = None
+        self._recovered: list[tuple[int, str]] | None = None  # (batch id, newest event time) of each commit
         self._ops_writer: threading.Thread | None = None
         self._ops_error: BaseException | None = None
 
     # -- state recovered on the first batch after a (re)start -------------------------------------------------
 
+    def recover(self, spark: SparkSession) -> None:
+        """Recover the stream's state from the tables before its first batch runs (a restart).
+
+        Doing it here rather than in the first batch keeps that batch as fast as the ones after it: the events
+        waiting in Kafka meet a stream that is ready. A stream that never ran has nothing to recover; its first
+        batch then starts from empty state.
+        """
+        if self._committer is None and _has_query_metadata(spark, self.checkpoint_location):
+            self._recover(spark)
+            self._load_ids(spark, None)
+
+    def _recover(self, spark: SparkSession) -> BatchCommitter:
+        metadata = spark.read.text(f"{self.checkpoint_location}/metadata").first()
+        if metadata is None:
+            raise RuntimeError(f"checkpoint {self.checkpoint_location} has no query metadata")
+        stream_id = json.loads(metadata[0])["id"]
+        committer = BatchCommitter(spark, self.catalog, stream_id)
+        recovered = (BRONZE_EVENTS, *SILVER.values(), QUARANTINE_EVENTS)
+        commits = stream_commits(spark, self.catalog, recovered)
+        ours = [(c.batch_id, c) for c in commits if c.stream_id == stream_id and c.batch_id is not None]
+        last = {spec.identifier: -1 for spec in recovered}
+        for batch, commit in ours:
+            last[commit.table] = max(last[commit.table], batch)
+        committer.prime(last)
+        self._recovered = [(batch, c.max_event_time) for batch, c in ours if c.max_event_time]
+        # Ingest times grow strictly from batch to batch, also across restarts (the roll-ups fold by them):
+        # the newest one any table holds, including a table a killed attempt of the next batch reached.
+        self._last_ingest = _newest_ingest(commits)
+        # Every silver row ingested so far is committed, whole batch or not: the roll-ups may fold it.
+        self._completed_ingest = self._last_ingest
+        self._spark = spark
+        self._committer = committer
+        return committer
+
     def _start(self, spark: SparkSession, batch_id: int) -> BatchCommitter:
-        if self._committer is None:
-            metadata = spark.read.text(f"{self.checkpoint_location}/metadata").first()
-            if metadata is None:
-                raise RuntimeError(f"checkpoint {self.checkpoint_location} has no query metadata")
-            stream_id = json.loads(metadata[0])["id"]
-            self._committer = BatchCommitter(spark, self.catalog, stream_id)
-            recovered = (BRONZE_EVENTS, *SILVER.values(), QUARANTINE_EVENTS)
-            commits = stream_commits(spark, self.catalog, recovered)
-            ours = [(c.batch_id, c) for c in commits if c.stream_id == stream_id and c.batch_id is not None]
-            last = {spec.identifier: -1 for spec in recovered}
-            for batch, commit in ours:
-                last[commit.table] = max(last[commit.table], batch)
-            self._committer.prime(last)
+        committer = self._committer or self._recover(spark)
+        if self._recovered is not None:
             # The watermark of a replayed batch must be the one its first attempt used: from earlier batches only.
-            earlier = [(batch, c.max_event_time) for batch, c in ours if batch < batch_id and c.max_event_time]
+            earlier = [(batch, event_time) for batch, event_time in self._recovered if batch < batch_id]
             newest = max(earlier)[1] if earlier else None
             self._max_event_time = _from_iso(newest) if newest else None
-            # Ingest times grow strictly from batch to batch, also across restarts (the roll-ups fold by them):
-            # the newest one any table holds, including a table a killed attempt of the next batch reached.
-            self._last_ingest = _newest_ingest(commits)
-            # Every silver row ingested so far is committed, whole batch or not: the roll-ups may fold it.
-            self._completed_ingest = self._last_ingest
-            self._spark = spark
-            log.info("stream %s resumes at batch %d (newest event time %s)", stream_id, batch_id, newest)
-        return self._committer
+            self._recovered = None
+            log.info("stream %s resumes at batch %d (newest event time %s)", committer.stream_id, batch_id, newest)
+        return committer
 
     def watermark(self) -> dt.datetime:
         """Events older than this are late: the newest event time seen before this batch, minus the allowance."""
@@ -296,8 +327,10 @@ class MicroBatchSink:
         self._completed_ingest = ingest_time
         batch.unpersist()
         self._record_later(spark, committer, report)
-        if time.monotonic() - self._last_fold >= self.fold_interval_s and self._folder.fold_later(spark, ingest_time):
-            self._last_fold = time.monotonic()
+        if time.monotonic() - self._last_fold >= self.fold_interval_s:
+            hygiene = self.hygiene.run if self.hygiene is not None and self.hygiene.due() else None
+            if self._folder.fold_later(spark, ingest_time, then=hygiene):
+                self._last_fold = time.monotonic()
         for callback in self.on_batch:
             callback(report)
 
@@ -326,11 +359,15 @@ class MicroBatchSink:
         return functools.reduce(DataFrame.unionByName, frames)
 
     def _ensure_ids_loaded(self, spark: SparkSession, valid: pa.Table) -> None:
-        """On the first batch of a run: load the committed ids of the hot tier's horizon from silver."""
-        if self._ids.covers_since is not None:
-            return
-        newest = pc.max(valid.column("event_time")).as_py() if valid.num_rows else None
-        anchor = max((t for t in (newest, self._max_event_time) if t is not None), default=None)
+        """On the first batch of a run (unless :meth:`recover` did it): load the hot tier's committed ids."""
+        if self._ids.covers_since is None:
+            self._load_ids(spark, pc.max(valid.column("event_time")).as_py() if valid.num_rows else None)
+
+    def _load_ids(self, spark: SparkSession, batch_newest: dt.datetime | None) -> None:
+        """Load the committed ids of the hot tier's horizon from silver, counted back from the newest event time
+        known (recovered from the tables, or the first batch's own)."""
+        recovered = max((_from_iso(t) for _, t in self._recovered or ()), default=None)
+        anchor = max((t for t in (batch_newest, recovered, self._max_event_time) if t is not None), default=None)
         if anchor is None:
             return  # nothing valid yet: the next batch decides where the horizon starts
         since = (anchor - self.dedup_horizon).replace(second=0, microsecond=0)
@@ -381,6 +418,7 @@ class MicroBatchSink:
 
         def write() -> None:
             try:
+                in_background_pool(spark)
                 committer.append(spark.createDataFrame([row], STREAM_BATCHES.schema), STREAM_BATCHES, report.batch_id)
             except BaseException as exc:  # surfaced by the next batch or flush()
                 self._ops_error = exc

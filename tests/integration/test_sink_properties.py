@@ -93,7 +93,8 @@ def test_any_mix_of_records_lands_exactly_once_even_when_a_batch_is_replayed(
     sink = _sink(settings, checkpoint)
     for batch_id, batch in enumerate(batches):
         sink(batch, batch_id)
-    _sink(settings, checkpoint)(batches[-1], len(batches) - 1)  # a crash after the commits, before Spark's
+    # A crash after the commits, before Spark's; this replay recovers its state lazily, in the batch itself.
+    _sink(settings, checkpoint)(batches[-1], len(batches) - 1)
 
     report = conservation(spark, catalog)
     assert report.ok, report
@@ -178,7 +179,8 @@ def test_replaying_batches_after_crashes_at_any_commit_leaves_the_same_tables_as
             if batch_id in crash_points:
                 with crash_after(BatchCommitter, "append", crash_points[batch_id]), contextlib.suppress(SimulatedCrash):
                     sink(batch, batch_id)
-                sink = _sink(settings, checkpoint)  # the restarted driver replays the batch
+                sink = _sink(settings, checkpoint)  # the restarted driver recovers, as start_stream does,
+                sink.recover(spark)  # then replays the batch
             sink(batch, batch_id)
         if fold_dies_after is not None:
             with crash_after(fold, "merge_into", fold_dies_after), contextlib.suppress(SimulatedCrash):
