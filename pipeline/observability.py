@@ -69,6 +69,29 @@ def summarize(latencies_df: DataFrame) -> LatencySummary | None:
     return LatencySummary(row["n"], row["p50"], row["p95"], row["p99"], row["max"])
 
 
+@dataclass(frozen=True)
+class Freshness:
+    """A stream's freshness since it started: its cold start apart from the events sent once it was warm."""
+
+    cold_start_s: float  # stream start -> the first silver commit
+    warm: LatencySummary | None  # events sent after that first commit (None: there were none)
+    all: LatencySummary  # every event since the start, including those that waited for it
+
+
+def freshness_since(spark: SparkSession, catalog: str, started_at: float) -> Freshness | None:
+    """:class:`Freshness` of the events that reached silver after ``started_at`` (epoch seconds); None if none
+    did."""
+    started = F.timestamp_seconds(F.lit(started_at))
+    latencies_df = silver_latencies(spark, catalog).filter(F.col("visible_at") >= started)
+    everything = summarize(latencies_df)
+    first = latencies_df.agg(F.min("visible_at")).first()
+    if everything is None or first is None or first[0] is None:
+        return None
+    first_visible = first[0]
+    warm = summarize(latencies_df.filter(F.col("kafka_timestamp") > F.lit(first_visible)))
+    return Freshness(first_visible.timestamp() - started_at, warm, everything)
+
+
 def latency_summary(spark: SparkSession, catalog: str) -> LatencySummary | None:
     """Percentiles of Kafka -> silver latency over every event in silver."""
     return summarize(silver_latencies(spark, catalog))

@@ -10,7 +10,8 @@ from pathlib import Path
 from rich.console import Console
 
 from pipeline.config import Settings
-from shoplake.demo import GOLD_METRICS, format_seconds, gold_matches, gold_tables, summary_text
+from pipeline.observability import Freshness, LatencySummary
+from shoplake.demo import GOLD_METRICS, format_seconds, gold_matches, gold_tables, latency_text, summary_text
 
 
 def _day(day: dt.date, **overrides: object) -> dict:
@@ -93,3 +94,24 @@ def test_the_summary_says_where_the_tables_are_and_what_to_try_next(tmp_path: Pa
     ]
     assert all(len(line) <= 80 for line in lines if line.strip().startswith("shoplake "))
     assert format_seconds(3.25) == "3.2s"
+
+
+def test_latency_text_reports_the_cold_start_apart_from_the_warm_events_and_hides_neither() -> None:
+    freshness = Freshness(
+        cold_start_s=7.84,
+        warm=LatencySummary(events=19_000, p50_s=1.25, p95_s=2.0, p99_s=2.75, max_s=3.5),
+        all=LatencySummary(events=20_000, p50_s=1.5, p95_s=4.0, p99_s=9.5, max_s=11.0),
+    )
+    lines = _render(latency_text(freshness, trigger_seconds=1.0), soft_wrap=True)
+    text = " ".join(lines)
+    assert "7.8s after the stream started" in text
+    assert "19,000 events sent after that: p50 1.25s, p99 2.75s" in text
+    assert "all 20,000 events" in text
+    assert "p99 9.50s" in text
+
+
+def test_latency_text_without_warm_events_still_reports_every_event() -> None:
+    everything = LatencySummary(events=300, p50_s=5.0, p95_s=6.0, p99_s=6.5, max_s=7.0)
+    text = " ".join(_render(latency_text(Freshness(6.0, None, everything), trigger_seconds=0.5), soft_wrap=True))
+    assert "sent after that" not in text
+    assert "all 300 events" in text
