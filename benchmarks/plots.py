@@ -46,3 +46,19 @@ def bars(labels: list[str], series: dict[str, list[float]], path: Path, title: s
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def series(lines: dict[str, list[float]], path: Path, title: str, xlabel: str, ylabel: str) -> Path:
+    """One line per named series, plotted against its index (minute, batch, day...)."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for name, values in lines.items():
+        ax.plot(range(len(values)), values, marker=".", label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

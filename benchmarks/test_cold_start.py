@@ -1,0 +1,175 @@
+"""Cold start: from `shoplake stream` starting to the first event visible in silver, and the first batch after a
+restart (SIGKILL in the middle of live traffic) against the steady batches after it.
+
+Every number is read from the tables' Iceberg snapshots, which the stream writes atomically with the rows: a
+batch starts at its ingest time (stamped when it reaches the sink) and ends at the commit of its last table.
+Nothing depends on the stream's own bookkeeping surviving the kill.
+
+Result: ``benchmarks/results/cold_start.json`` with ``first_visible_s`` (process start -> commit of the first
+silver snapshot), ``first_batch_s``, ``restart_visible_s`` (the same after the restart),
+``restart_first_batch_s``, ``steady_batch_s`` (median of the batches after it) and ``restart_ratio``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyiceberg.exceptions import NoSuchTableError
+
+from benchmarks.harness import Results
+from benchmarks.pipeline_runs import ROOT, preload, producer_process
+from devstack.pytest_plugin import make_settings
+from devstack.services import Services
+from pipeline.catalog import pyiceberg_catalog
+from pipeline.config import Settings
+from pipeline.iceberg_io import BATCH_ID_PROPERTY, INGEST_TIME_PROPERTY
+from pipeline.kafka_topics import ensure_topics
+from pipeline.tables import BRONZE_EVENTS, QUARANTINE_EVENTS, SILVER
+
+
+@dataclass(frozen=True)
+class BatchSpan:
+    """One micro-batch as its snapshots show it."""
+
+    batch_id: int
+    records: int  # records added to bronze: every Kafka record of the batch
+    started: float  # epoch seconds: the batch's ingest time
+    ended: float  # epoch seconds: the commit of its last table
+
+    @property
+    def seconds(self) -> float:
+        return round(self.ended - self.started, 2)
+
+
+def _stream(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    out = log.open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "shoplake.cli", "stream"],
+        env={**os.environ, **settings.to_env()},
+        cwd=ROOT,
+        stdout=out,
+        stderr=out,
+    )
+
+
+def batch_spans(settings: Settings) -> list[BatchSpan]:
+    """Every micro-batch of the stream, from the snapshots of bronze, silver and quarantine (none before the
+    stream created its tables)."""
+    catalog = pyiceberg_catalog(settings)
+    spans: dict[int, BatchSpan] = {}
+    for spec in (BRONZE_EVENTS, *SILVER.values(), QUARANTINE_EVENTS):
+        try:
+            snapshots = catalog.load_table(spec.identifier).snapshots()
+        except NoSuchTableError:
+            return []
+        for snapshot in snapshots:
+            summary = snapshot.summary.additional_properties if snapshot.summary else {}
+            if BATCH_ID_PROPERTY not in summary or INGEST_TIME_PROPERTY not in summary:
+                continue
+            batch_id = int(summary[BATCH_ID_PROPERTY])
+            started = dt.datetime.fromisoformat(summary[INGEST_TIME_PROPERTY]).timestamp()
+            records = int(summary.get("added-records", 0)) if spec is BRONZE_EVENTS else 0
+            known = spans.get(batch_id, BatchSpan(batch_id, 0, started, 0.0))
+            spans[batch_id] = BatchSpan(
+                batch_id,
+                known.records + records,
+                min(known.started, started),
+                max(known.ended, snapshot.timestamp_ms / 1000),
+            )
+    return sorted(spans.values(), key=lambda s: s.batch_id)
+
+
+def _silver_commits(settings: Settings) -> list[float]:
+    """Commit times (epoch seconds) of every silver snapshot."""
+    catalog = pyiceberg_catalog(settings)
+    try:
+        tables = [catalog.load_table(spec.identifier) for spec in SILVER.values()]
+    except NoSuchTableError:
+        return []
+    return sorted(s.timestamp_ms / 1000 for table in tables for s in table.snapshots())
+
+
+def _bronze_rows(settings: Settings) -> int:
+    return sum(span.records for span in batch_spans(settings))
+
+
+def _wait(
+    condition: Callable[[], bool], timeout_s: float, what: str, process: subprocess.Popen[bytes], log: Path
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if process.poll() is not None:
+            raise AssertionError(f"the stream exited ({process.returncode}) before {what}: {log.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} after {timeout_s:g}s: {log.read_text()[-3000:]}")
+        time.sleep(0.25)
+
+
+def test_cold_start_and_restart(full: bool, results: Results, local_services: Services, tmp_path, jars_home) -> None:
+    rate, seconds = (1000.0, 40.0) if full else (300.0, 12.0)
+    settings = local_services.apply(make_settings(tmp_path, jars_home, stream={"trigger_seconds": 1.0}))
+    ensure_topics(settings)
+    sent = preload(settings, 2000, seed=41)
+
+    first_log = tmp_path / "first.log"
+    started = time.time()
+    stream = _stream(settings, first_log)
+    producer: subprocess.Popen[bytes] | None = None
+    try:
+        _wait(lambda: _silver_commits(settings) != [], 120, "silver commit", stream, first_log)
+        first_visible = _silver_commits(settings)[0] - started
+        producer = producer_process(settings, rate, int(rate * seconds), seed=42)
+        time.sleep(seconds / 2)
+        stream.send_signal(signal.SIGKILL)  # mid-traffic, wherever the batch is
+        stream.wait()
+        before_restart = _silver_commits(settings)[-1]
+
+        restart_log = tmp_path / "restart.log"
+        restarted = time.time()
+        stream = _stream(settings, restart_log)
+        _wait(lambda: _silver_commits(settings)[-1] > before_restart, 120, "commit after restart", stream, restart_log)
+        restart_visible = _silver_commits(settings)[-1] - restarted
+        _, stderr = producer.communicate(timeout=seconds * 4 + 120)
+        assert producer.returncode == 0, stderr.decode()[-2000:]
+        total = sent + int(rate * seconds)
+        _wait(lambda: _bronze_rows(settings) >= total, 300, f"{total} records in bronze", stream, restart_log)
+    finally:
+        if producer is not None and producer.poll() is None:
+            producer.kill()
+            producer.wait()
+        if stream.poll() is None:
+            stream.send_signal(signal.SIGTERM)
+            stream.wait(timeout=120)
+
+    spans = batch_spans(settings)
+    first_run = [s for s in spans if s.started < restarted]
+    after_restart = [s for s in spans if s.started >= restarted]
+    assert first_run, spans
+    assert len(after_restart) >= 3, (after_restart, restart_log.read_text()[-3000:])
+    # Every Kafka record reached bronze exactly once, across the kill.
+    assert _bronze_rows(settings) == total
+    steady = statistics.median(s.seconds for s in after_restart[1:] if s.records)
+    results.add(
+        "cold_start",
+        {
+            "rate_eps": rate,
+            "first_visible_s": round(first_visible, 2),
+            "first_batch_s": first_run[0].seconds,
+            "restart_visible_s": round(restart_visible, 2),
+            "restart_first_batch_s": after_restart[0].seconds,
+            "steady_batch_s": round(steady, 2),
+            "restart_ratio": round(after_restart[0].seconds / steady, 2),
+            "restart_batches": [
+                {"batch_id": s.batch_id, "records": s.records, "seconds": s.seconds} for s in after_restart
+            ],
+        },
+    )

@@ -1,0 +1,119 @@
+"""No drift: freshness at the end of a long live run against its start, with table maintenance beside it.
+
+A live producer sends 5,000 events/s for 30 minutes (full run) through the real broker into the stream at the
+default trigger, while the maintenance job (``pipeline.maintenance.maintain`` on every table the stream writes:
+compaction, manifest rewrite, snapshot expiry, orphan removal with its safe age) runs beside it every 10
+minutes, as the hourly job would. Per-event Kafka -> silver latency is compared between the first and the last
+five minutes of the run; the files, manifests and snapshots each table holds at the end are reported.
+
+Result: ``benchmarks/results/drift.json`` and ``drift_p99.png`` (p99 per minute of the run).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from benchmarks.harness import Results
+from benchmarks.pipeline_runs import batch_phases, stream_live
+from benchmarks.plots import series
+from devstack.pytest_plugin import make_settings
+from devstack.services import Services
+from pipeline.kafka_topics import ensure_topics
+from pipeline.maintenance import MaintenanceResult, maintain, table_shape
+from pipeline.observability import silver_latencies
+from pipeline.spark_session import build_spark_session, in_background_pool
+from pipeline.tables import STREAMING_TABLES
+
+WINDOW_S = 300.0  # the first and the last five minutes
+
+
+def _p99(latencies_df: DataFrame) -> float | None:
+    row = latencies_df.agg(F.percentile("latency_s", F.lit(0.99)).alias("p99")).first()
+    return round(row["p99"], 3) if row is not None and row["p99"] is not None else None
+
+
+@pytest.mark.timeout(3 * 3600)
+def test_freshness_does_not_drift_beside_maintenance(
+    full: bool, results: Results, spark: SparkSession, local_services: Services, tmp_path, jars_home
+) -> None:
+    rate, duration, every = (5000.0, 1800.0, 600.0) if full else (500.0, 40.0, 20.0)
+    window = WINDOW_S if full else duration / 4
+    settings = local_services.apply(make_settings(tmp_path, jars_home, stream={"trigger_seconds": 1.0}))
+    ensure_topics(settings)
+    build_spark_session(settings)
+    catalog = settings.catalog.name
+
+    stop = threading.Event()
+    maintained: list[MaintenanceResult] = []
+
+    def maintenance_beside() -> None:
+        in_background_pool(spark)
+        while not stop.wait(every):
+            maintained.extend(maintain(spark, catalog, spec) for spec in STREAMING_TABLES)
+
+    beside = threading.Thread(target=maintenance_beside, name="maintenance", daemon=True)
+    beside.start()
+    try:
+        reports = stream_live(
+            spark, settings, rate, duration, warmup_events=3000 if full else 500, drain_timeout_s=3600
+        )
+    finally:
+        stop.set()
+        beside.join()
+    assert maintained, "maintenance never ran beside the stream"
+
+    measured = silver_latencies(spark, catalog).filter(F.col("batch_id") >= F.lit(reports[0].batch_id))
+    bounds = measured.agg(F.min("kafka_timestamp").alias("start"), F.max("kafka_timestamp").alias("end")).first()
+    assert bounds is not None
+    start = F.unix_micros(F.lit(bounds["start"])) / 1e6
+    end = F.unix_micros(F.lit(bounds["end"])) / 1e6
+    sent_at = F.unix_micros("kafka_timestamp") / 1e6
+    first = _p99(measured.filter(sent_at < start + F.lit(window)))
+    last = _p99(measured.filter(sent_at > end - F.lit(window)))
+    unknown = measured.filter(F.col("latency_s").isNull()).count()
+    assert first is not None
+    assert last is not None
+    per_minute = (
+        measured.withColumn("minute", F.floor((sent_at - start) / 60).cast("int"))
+        .groupBy("minute")
+        .agg(F.percentile("latency_s", F.lit(0.99)).alias("p99"))
+        .orderBy("minute")
+        .collect()
+    )
+    tables = {}
+    for spec in STREAMING_TABLES:
+        shape = table_shape(spark, spec.qualified(catalog))
+        tables[spec.identifier] = {
+            "data_files": shape.data_files,
+            "manifests": shape.manifests,
+            "snapshots": shape.snapshots,
+        }
+    path = results.add(
+        "drift",
+        {
+            "rate_eps": rate,
+            "duration_s": duration,
+            "maintenance_every_s": every,
+            "maintenance_runs": len(maintained) // len(STREAMING_TABLES),
+            "window_s": window,
+            "events": sum(r.records for r in reports),
+            "events_without_known_latency": unknown,
+            "p99_first_window_s": first,
+            "p99_last_window_s": last,
+            "ratio_last_to_first": round(last / first, 2),
+            "p99_per_minute_s": [round(row["p99"], 2) for row in per_minute],
+            "tables_at_end": tables,
+            "batches": batch_phases(reports),
+        },
+    )
+    series(
+        {"p99 per minute": [round(row["p99"], 2) for row in per_minute]},
+        path.with_name("drift_p99.png"),
+        f"Kafka -> silver p99 per minute of the run, {rate:g} events/s, maintenance every {every / 60:g} min",
+        "minute",
+        "seconds",
+    )
