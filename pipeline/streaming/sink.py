@@ -287,7 +287,13 @@ class MicroBatchSink:
 
         # 3. Every table from the one materialized batch. The frames are built in the commit threads too: their
         # plans cost py4j round trips, which overlap there.
-        duplicates_df = spark.createDataFrame(duplicates, _COORDINATES_SCHEMA) if duplicates else None
+        # From Arrow, the frame lives in the JVM: a frame from a Python list would start Python workers in every
+        # write job that joins it.
+        duplicates_df = (
+            spark.createDataFrame(narrow.filter(is_duplicate).select(_COORDINATES), _COORDINATES_SCHEMA)
+            if duplicates
+            else None
+        )
         flagged = with_duplicates(batch, duplicates_df)
         unique_valid = (F.size(F.col(FAILED_RULES)) == 0) & ~F.col("is_duplicate")
         writes: list[tuple[Callable[[], DataFrame], TableSpec]] = [(lambda: batch, BRONZE_EVENTS)]
@@ -399,11 +405,11 @@ class MicroBatchSink:
 
     def _record_later(self, spark: SparkSession, committer: BatchCommitter, report: BatchReport) -> None:
         self._wait_ops()
-        row = (
+        values = (
             committer.stream_id,
             report.batch_id,
-            dt.datetime.fromtimestamp(report.started_at),
-            dt.datetime.fromtimestamp(report.committed_at),
+            dt.datetime.fromtimestamp(report.started_at, dt.UTC),
+            dt.datetime.fromtimestamp(report.committed_at, dt.UTC),
             report.records,
             report.kafka_ts_min,
             report.kafka_ts_max,
@@ -415,6 +421,8 @@ class MicroBatchSink:
             report.late,
             report.late_dates,
         )
+        # One Arrow row (a frame from a Python list would start Python workers for its write job).
+        row = pa.Table.from_pylist([dict(zip(STREAM_BATCHES.schema.fieldNames(), values, strict=True))])
 
         def write() -> None:
             try:
