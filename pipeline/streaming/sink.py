@@ -427,7 +427,7 @@ class MicroBatchSink:
         def write() -> None:
             try:
                 in_background_pool(spark)
-                committer.append(spark.createDataFrame([row], STREAM_BATCHES.schema), STREAM_BATCHES, report.batch_id)
+                committer.append(spark.createDataFrame(row, STREAM_BATCHES.schema), STREAM_BATCHES, report.batch_id)
             except BaseException as exc:  # surfaced by the next batch or flush()
                 self._ops_error = exc
 
