@@ -63,6 +63,27 @@ def _maintenance(data: dict[str, Any]) -> str:
     return _table(["silver table", "data files", "snapshots", "full scan (s)"], rows)
 
 
+def _cold_start(data: dict[str, Any]) -> str:
+    rows = [
+        [f"{r['rate_eps']:,.0f}", r["first_visible_s"], r["first_batch_s"], r["restart_visible_s"],
+         r["restart_first_batch_s"], r["steady_batch_s"], r["restart_ratio"]]
+        for r in data["runs"]
+    ]  # fmt: skip
+    header = ["events/s", "start → first visible (s)", "first batch (s)", "restart → first visible (s)",
+              "first batch after restart (s)", "steady batch (s)", "ratio"]  # fmt: skip
+    return _table(header, rows)
+
+
+def _drift(data: dict[str, Any]) -> str:
+    rows = [
+        [f"{r['rate_eps']:,.0f}", f"{r['duration_s'] / 60:g}", r["maintenance_runs"], r["p99_first_window_s"],
+         r["p99_last_window_s"], r["ratio_last_to_first"]]
+        for r in data["runs"]
+    ]  # fmt: skip
+    header = ["events/s", "minutes", "maintenance runs", "p99 first window (s)", "p99 last window (s)", "ratio"]
+    return _table(header, rows)
+
+
 # The sink's phases, then "between": Spark's own time before the batch reached the sink (checkpoint logs,
 # offsets, planning). Their sum is one batch cycle.
 PHASES = ["materialize", "collect", "deduplicate", "plan", "commit", "between"]
@@ -100,6 +121,8 @@ def _simulator(data: dict[str, Any]) -> str:
 SECTIONS = {
     "freshness": ("Freshness: Kafka -> silver visibility latency", _freshness),
     "throughput": ("Catch-up throughput (--available-now)", _throughput),
+    "cold_start": ("Cold start and restart", _cold_start),
+    "drift": ("Freshness over a long run beside maintenance", _drift),
     "gold": ("One day's gold", _gold),
     "maintenance": ("Small-file debt and maintenance", _maintenance),
     "simulator": ("Simulator", _simulator),
