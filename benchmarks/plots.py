@@ -11,6 +11,19 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 
+def _save(fig, ax, path: Path, title: str, xlabel: str, ylabel: str) -> Path:
+    """Label, grid and legend the axes, write the figure to ``path`` and close it."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def latency_cdf(runs: list[tuple[str, list[float]]], path: Path, title: str) -> Path:
     """One cumulative distribution line per run (label, latencies in seconds)."""
     fig, ax = plt.subplots(figsize=(8, 5))
@@ -20,15 +33,7 @@ def latency_cdf(runs: list[tuple[str, list[float]]], path: Path, title: str) -> 
             continue
         ys = [(i + 1) / len(ordered) for i in range(len(ordered))]
         ax.plot(ordered, ys, label=label)
-    ax.set_xlabel("Kafka -> silver visibility latency (s)")
-    ax.set_ylabel("fraction of events")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path, title, "Kafka -> silver visibility latency (s)", "fraction of events")
 
 
 def bars(labels: list[str], series: dict[str, list[float]], path: Path, title: str, ylabel: str) -> Path:
@@ -53,12 +58,4 @@ def series(lines: dict[str, list[float]], path: Path, title: str, xlabel: str, y
     fig, ax = plt.subplots(figsize=(8, 5))
     for name, values in lines.items():
         ax.plot(range(len(values)), values, marker=".", label=name)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path, title, xlabel, ylabel)
