@@ -28,6 +28,10 @@ from simulation.scenario import load_scenario
 from simulation.sinks import make_producer, send, simulated_items
 
 ROOT = Path(__file__).resolve().parent.parent
+# Events streamed before a steady-state run is measured. A fresh JVM runs the validation stage's generated code
+# slowly until the JIT has compiled it, which takes a few hundred thousand records' worth of work on two cores;
+# this warm-up is a one-off cost of starting, which benchmarks/test_cold_start.py measures on its own.
+WARMUP_EVENTS = 30_000
 
 
 def producer_process(
@@ -74,7 +78,7 @@ def stream_live(
     settings: Settings,
     rate: float,
     duration_s: float,
-    warmup_events: int = 3000,
+    warmup_events: int = WARMUP_EVENTS,
     drain_timeout_s: float = 900,
 ) -> list[BatchReport]:
     """Stream while producer processes send ``rate`` events/s for ``duration_s``; the reports of the measured
@@ -119,7 +123,7 @@ def batch_phases(reports: list[BatchReport]) -> list[dict[str, float]]:
 
 
 def measure_freshness(
-    spark: SparkSession, settings: Settings, rate: float, duration_s: float, warmup_events: int = 3000
+    spark: SparkSession, settings: Settings, rate: float, duration_s: float, warmup_events: int = WARMUP_EVENTS
 ) -> FreshnessRun:
     """Per-event Kafka -> silver latency of the events sent during a :func:`stream_live` run."""
     measured = stream_live(spark, settings, rate, duration_s, warmup_events)

@@ -18,7 +18,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from benchmarks.harness import Results
-from benchmarks.pipeline_runs import batch_phases, stream_live
+from benchmarks.pipeline_runs import WARMUP_EVENTS, batch_phases, stream_live
 from benchmarks.plots import series
 from devstack.pytest_plugin import make_settings
 from devstack.services import Services
@@ -59,7 +59,7 @@ def test_freshness_does_not_drift_beside_maintenance(
     beside.start()
     try:
         reports = stream_live(
-            spark, settings, rate, duration, warmup_events=3000 if full else 500, drain_timeout_s=3600
+            spark, settings, rate, duration, warmup_events=WARMUP_EVENTS if full else 500, drain_timeout_s=3600
         )
     finally:
         stop.set()

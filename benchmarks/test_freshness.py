@@ -10,7 +10,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from benchmarks.harness import Results
-from benchmarks.pipeline_runs import measure_freshness
+from benchmarks.pipeline_runs import WARMUP_EVENTS, measure_freshness
 from benchmarks.plots import latency_cdf
 from devstack.pytest_plugin import make_settings
 from devstack.services import Services
@@ -44,7 +44,7 @@ def test_freshness(
     settings = local_services.apply(make_settings(tmp_path, jars_home, stream={"trigger_seconds": trigger}))
     ensure_topics(settings)
     build_spark_session(settings)
-    measured = measure_freshness(spark, settings, rate, duration, warmup_events=3000 if full else 500)
+    measured = measure_freshness(spark, settings, rate, duration, warmup_events=WARMUP_EVENTS if full else 500)
     path = results.add("freshness", {**measured.summary(), "phases": measured.phases})
     _cdf.append((f"{rate:g}/s, trigger {trigger:g}s", measured.latencies))
     latency_cdf(_cdf, path.with_name("freshness_cdf.png"), "Kafka -> silver latency (CDF)")

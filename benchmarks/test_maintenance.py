@@ -22,7 +22,7 @@ from pyspark.sql import SparkSession
 
 from benchmarks.datasets import read_everything
 from benchmarks.harness import Results, best_of_two
-from benchmarks.pipeline_runs import stream_live
+from benchmarks.pipeline_runs import WARMUP_EVENTS, stream_live
 from benchmarks.plots import bars
 from devstack.pytest_plugin import make_settings
 from devstack.services import Services
@@ -60,7 +60,9 @@ def test_small_file_debt_before_and_after_maintenance(
     ensure_topics(settings)
     build_spark_session(settings)
     catalog = settings.catalog.name
-    reports = stream_live(spark, settings, rate, duration, warmup_events=3000 if full else 500, drain_timeout_s=3600)
+    reports = stream_live(
+        spark, settings, rate, duration, warmup_events=WARMUP_EVENTS if full else 500, drain_timeout_s=3600
+    )
 
     before = {spec.identifier: _shape(spark, spec, catalog) for spec in SILVER.values()}
     started = time.monotonic()
