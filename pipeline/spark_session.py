@@ -12,10 +12,6 @@ from pyspark.sql import SparkSession
 
 from pipeline.config import CatalogType, ConfigurationError, Settings
 
-# The validation stage compiles to methods larger than HotSpot's huge-method limit (8,000 bytes of bytecode),
-# which the JIT then never compiles: every record would be checked by the bytecode interpreter. Measured on
-# 100,000 records after warm-up: about 1.4x faster validation with huge methods compiled (docs/benchmarks.md).
-JIT_OPTIONS = "-XX:-DontCompileHugeMethods"
 BACKGROUND_POOL = "background"  # FAIR scheduler pool of the stream's work off the critical path
 
 REQUIRED_JAR_PREFIXES = ("iceberg-spark-runtime-", "spark-sql-kafka-0-10_", "kafka-clients-", "sqlite-jdbc-")
@@ -116,8 +112,6 @@ def session_conf(settings: Settings) -> dict[str, str]:
     }
     conf |= catalog_conf(settings)
     conf |= settings.spark.extra_conf
-    for key in ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions"):
-        conf[key] = " ".join(filter(None, (JIT_OPTIONS, settings.spark.extra_conf.get(key, ""))))
     return conf
 
 
