@@ -17,7 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, PositiveInt, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,6 +25,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from pipeline.contracts.events import SUPPORTED_SCHEMA_VERSIONS
 from pipeline.errors import ShoplakeError
 
 CONFIG_ENV_VAR = "SHOPLAKE_CONFIG"
@@ -96,6 +97,25 @@ class StreamSettings(BaseModel):
     rollup_fold_seconds: float = Field(
         default=10.0, gt=0, description="How often silver is folded into the sessions and per-minute roll-ups."
     )
+    supported_schema_versions: list[PositiveInt] = Field(
+        default_factory=lambda: list(SUPPORTED_SCHEMA_VERSIONS),
+        min_length=1,
+        description="Values of schema_version the stream accepts; other versions are quarantined "
+        "(unsupported_schema_version) and can be replayed once their version is listed here.",
+    )
+
+
+class FreshnessSettings(BaseModel):
+    """The freshness objective the ``freshness`` asset check on silver holds the stream to."""
+
+    p99_objective_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Kafka -> silver p99 latency (seconds) the events made visible in the window must not exceed.",
+    )
+    window_minutes: int = Field(
+        default=15, ge=1, description="The window: events made visible in silver in the last this many minutes."
+    )
 
 
 class Settings(BaseSettings):
@@ -115,6 +135,7 @@ class Settings(BaseSettings):
     catalog: CatalogSettings = Field(default_factory=CatalogSettings)
     spark: SparkSettings = Field(default_factory=SparkSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
+    freshness: FreshnessSettings = Field(default_factory=FreshnessSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -191,7 +212,7 @@ def _env_value(value: Any) -> str:
         return value.get_secret_value()
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, dict):
+    if isinstance(value, dict | list):
         return json.dumps(value)
     return str(value)  # text, numbers, paths, and StrEnum members (their value)
 
