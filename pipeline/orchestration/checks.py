@@ -129,7 +129,7 @@ def build_freshness_check(freshness: FreshnessSettings) -> dg.AssetChecksDefinit
         dg.AssetCheckSpec(FRESHNESS_CHECK, asset=asset_key(spec), description=description) for spec in SILVER.values()
     ]
 
-    @dg.multi_asset_check(specs=specs, name="silver_freshness")
+    @dg.multi_asset_check(specs=specs, name="silver_freshness_checks")
     def silver_freshness(
         context: dg.AssetCheckExecutionContext, lake: LakehouseResource
     ) -> Iterator[dg.AssetCheckResult]:

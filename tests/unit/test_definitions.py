@@ -10,6 +10,7 @@ from pipeline.orchestration.definitions import FRESHNESS_JOB, GOLD_JOB, build_de
 
 def test_definitions_load_with_job_schedule_and_lineage(tmp_path) -> None:
     defs = build_definitions(Settings(home=tmp_path))
+    dg.Definitions.validate_loadable(defs)  # what the webserver and `dagster dev` check: e.g. unique op names
     graph = defs.resolve_asset_graph()
     gold = dg.AssetKey(["gold", "daily_sales_summary"])
     assert dg.AssetKey(["silver", "purchases"]) in graph.get(gold).parent_keys
@@ -53,7 +54,7 @@ def test_the_freshness_job_runs_only_the_silver_freshness_checks_on_a_schedule_o
     assert len(selected) == 5
     schedule = defs.resolve_schedule_def(f"{FRESHNESS_JOB}_schedule")
     assert schedule.cron_schedule == "*/10 * * * *"
-    (freshness,) = [checks for checks in defs.asset_checks or () if checks.node_def.name == FRESHNESS_JOB]
+    (freshness,) = [checks for checks in defs.asset_checks or () if checks.node_def.name == "silver_freshness_checks"]
     assert {spec.description for spec in freshness.check_specs} == {
         "Kafka -> silver p99 over the last 10 min is at most 4.5 s."
     }
