@@ -5,14 +5,25 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import pyarrow as pa
 from pyiceberg.catalog import Catalog, load_catalog
-from pyiceberg.exceptions import NoSuchTableError
-from pyiceberg.expressions import BooleanExpression, EqualTo, GreaterThan, GreaterThanOrEqual, LessThan, Reference
+from pyiceberg.exceptions import NoSuchTableError, TableAlreadyExistsError
+from pyiceberg.expressions import (
+    BooleanExpression,
+    EqualTo,
+    GreaterThan,
+    GreaterThanOrEqual,
+    LessThan,
+    LessThanOrEqual,
+    Reference,
+)
 from pyiceberg.expressions.literals import literal
 from pyiceberg.table import Table
+from pyspark.sql import types as T
 
 from pipeline.config import CatalogType, Settings
 from pipeline.errors import ShoplakeError
+from pipeline.tables import TableSpec
 
 
 class SnapshotNotFoundError(ShoplakeError):
@@ -73,6 +84,53 @@ def at_least(column: str, value: Any) -> BooleanExpression:
 def less_than(column: str, value: Any) -> BooleanExpression:
     """A PyIceberg row filter ``column < value``."""
     return LessThan(term=Reference(column), value=literal(value))
+
+
+def at_most(column: str, value: Any) -> BooleanExpression:
+    """A PyIceberg row filter ``column <= value``."""
+    return LessThanOrEqual(term=Reference(column), value=literal(value))
+
+
+# Small writes without Spark (the CLI's own records): the registry's Spark schema as Arrow, appended by PyIceberg.
+
+_ARROW_TYPES: dict[type[T.DataType], pa.DataType] = {
+    T.StringType: pa.string(),
+    T.LongType: pa.int64(),
+    T.IntegerType: pa.int32(),
+    T.BooleanType: pa.bool_(),
+    T.DateType: pa.date32(),
+    T.TimestampType: pa.timestamp("us", tz="UTC"),  # Spark's timestamp is Iceberg's timestamptz
+    T.BinaryType: pa.binary(),
+}
+
+
+def arrow_schema(spec: TableSpec) -> pa.Schema:
+    """The Arrow schema of a flat, unpartitioned table of the registry (what :func:`append_rows` writes)."""
+    if spec.partition_by:
+        raise ValueError(f"{spec.identifier} is partitioned: Spark writes it (pipeline.iceberg_io)")
+    fields = []
+    for field in spec.schema.fields:
+        arrow_type = _ARROW_TYPES.get(type(field.dataType))
+        if arrow_type is None:
+            raise ValueError(f"{spec.identifier}.{field.name}: no Arrow type for {field.dataType.simpleString()}")
+        fields.append(pa.field(field.name, arrow_type, nullable=True))
+    return pa.schema(fields)
+
+
+def append_rows(catalog: Catalog, spec: TableSpec, rows: list[dict[str, Any]]) -> int:
+    """Append ``rows`` to a small flat ops table through PyIceberg, creating it (and its namespace) when missing;
+    returns how many rows."""
+    schema = arrow_schema(spec)
+    catalog.create_namespace_if_not_exists(spec.layer.value)
+    try:
+        table = catalog.load_table(spec.identifier)
+    except NoSuchTableError:
+        try:
+            table = catalog.create_table(spec.identifier, schema=schema, properties=spec.properties)
+        except TableAlreadyExistsError:  # created meanwhile by another process
+            table = catalog.load_table(spec.identifier)
+    table.append(pa.Table.from_pylist(rows, schema=schema))
+    return len(rows)
 
 
 def snapshot_as_of(table: Table, as_of: int | dt.datetime | None) -> int | None:

@@ -17,7 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, PositiveInt, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,6 +25,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from pipeline.contracts.events import SUPPORTED_SCHEMA_VERSIONS
 from pipeline.errors import ShoplakeError
 
 CONFIG_ENV_VAR = "SHOPLAKE_CONFIG"
@@ -108,6 +109,25 @@ class StreamSettings(BaseModel):
         description="Snapshots of the streaming tables younger than this are kept by the stream's hygiene (time "
         "travel and per-event freshness need them); the stream's newest marker is always kept.",
     )
+    supported_schema_versions: list[PositiveInt] = Field(
+        default_factory=lambda: list(SUPPORTED_SCHEMA_VERSIONS),
+        min_length=1,
+        description="Values of schema_version the stream accepts; other versions are quarantined "
+        "(unsupported_schema_version) and can be replayed once their version is listed here.",
+    )
+
+
+class FreshnessSettings(BaseModel):
+    """The freshness objective the ``freshness`` asset check on silver holds the stream to."""
+
+    p99_objective_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Kafka -> silver p99 latency (seconds) the events made visible in the window must not exceed.",
+    )
+    window_minutes: int = Field(
+        default=15, ge=1, description="The window: events made visible in silver in the last this many minutes."
+    )
 
 
 class Settings(BaseSettings):
@@ -127,6 +147,7 @@ class Settings(BaseSettings):
     catalog: CatalogSettings = Field(default_factory=CatalogSettings)
     spark: SparkSettings = Field(default_factory=SparkSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
+    freshness: FreshnessSettings = Field(default_factory=FreshnessSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -203,7 +224,7 @@ def _env_value(value: Any) -> str:
         return value.get_secret_value()
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, dict):
+    if isinstance(value, dict | list):
         return json.dumps(value)
     return str(value)  # text, numbers, paths, and StrEnum members (their value)
 

@@ -3,10 +3,14 @@
 Every silver row carries its Kafka timestamp, its micro-batch id and ingest time; the Iceberg snapshot that
 added it records the same batch id and ingest time in its summary, and its commit time. An event's latency is
 that snapshot's commit time minus the event's Kafka timestamp: the moment a reader could first see it.
+
+The same computation serves the benchmarks, the demo and the ``freshness`` asset check on silver, which judges
+the events made visible in a recent window against an objective (:func:`freshness_verdict`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from dataclasses import dataclass
 
@@ -33,6 +37,11 @@ def with_latency(silver_df: DataFrame, snapshots_df: DataFrame) -> DataFrame:
         "latency_s",
         (F.unix_micros(F.col("visible_at")) - F.unix_micros(F.col("kafka_timestamp"))) / F.lit(1_000_000.0),
     )
+
+
+def filter_visible_since(latencies_df: DataFrame, since: dt.datetime) -> DataFrame:
+    """Rows made visible in silver at or after ``since`` (an aware time); rows of unknown latency are left out."""
+    return latencies_df.filter(F.col("visible_at") >= F.lit(since))
 
 
 def silver_latencies(spark: SparkSession, catalog: str, tables: tuple[TableSpec, ...] | None = None) -> DataFrame:
@@ -95,3 +104,42 @@ def freshness_since(spark: SparkSession, catalog: str, started_at: float) -> Fre
 def latency_summary(spark: SparkSession, catalog: str) -> LatencySummary | None:
     """Percentiles of Kafka -> silver latency over every event in silver."""
     return summarize(silver_latencies(spark, catalog))
+
+
+def recent_latency_summary(
+    spark: SparkSession, catalog: str, spec: TableSpec, since: dt.datetime
+) -> LatencySummary | None:
+    """Percentiles of Kafka -> silver latency of one silver table's events made visible since ``since``."""
+    return summarize(filter_visible_since(silver_latencies(spark, catalog, (spec,)), since))
+
+
+@dataclass(frozen=True)
+class FreshnessVerdict:
+    """Whether the events of a window met the p99 objective, with the figures behind the answer."""
+
+    is_ok: bool
+    events: int  # events made visible in the window whose latency is known
+    p50_s: float | None
+    p95_s: float | None
+    p99_s: float | None
+    max_s: float | None
+    objective_s: float
+
+
+def freshness_verdict(summary: LatencySummary | None, p99_objective_s: float) -> FreshnessVerdict:
+    """The window's p99 against the objective: ok when it is at most the objective.
+
+    A window without a visible event (``summary`` None: the shop was idle or the stream is stopped) has no
+    latency to judge and is ok; its ``events`` is 0, which the check reports.
+    """
+    if summary is None:
+        return FreshnessVerdict(True, 0, None, None, None, None, p99_objective_s)
+    return FreshnessVerdict(
+        is_ok=summary.p99_s <= p99_objective_s,
+        events=summary.events,
+        p50_s=summary.p50_s,
+        p95_s=summary.p95_s,
+        p99_s=summary.p99_s,
+        max_s=summary.max_s,
+        objective_s=p99_objective_s,
+    )

@@ -352,6 +352,25 @@ MAINTENANCE_RUNS = TableSpec(
     _COMMON_PROPERTIES,
 )
 
+QUARANTINE_REPLAYS = TableSpec(
+    Layer.OPS,
+    "quarantine_replays",
+    T.StructType(
+        [
+            T.StructField("replayed_at", T.TimestampType()),
+            T.StructField("replayed_by", T.StringType()),  # OS user@host
+            T.StructField("rule", T.StringType()),
+            T.StructField("since", T.DateType()),  # first arrival day selected, UTC (null: open)
+            T.StructField("until", T.DateType()),  # last arrival day selected, inclusive (null: open)
+            T.StructField("records", T.LongType()),  # sent, or that a dry run would have sent
+            T.StructField("is_dry_run", T.BooleanType()),
+        ]
+    ),
+    (),
+    "One row per `shoplake quarantine replay`: who, when, which rule and arrival days, how many records.",
+    _COMMON_PROPERTIES,
+)
+
 ALL_TABLES: tuple[TableSpec, ...] = (
     BRONZE_EVENTS,
     *SILVER.values(),
@@ -360,6 +379,7 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     QUARANTINE_EVENTS,
     STREAM_BATCHES,
     MAINTENANCE_RUNS,
+    QUARANTINE_REPLAYS,
     *GOLD_TABLES,
     RESTATEMENTS,
 )

@@ -422,6 +422,46 @@ def quarantine_summary(since: dt.date | None, until: dt.date | None) -> None:
     console.print(quarantine_renderable(summarize(records), settings.kafka.topic_prefix, since, until))
 
 
+@quarantine.command("replay")
+@click.option(
+    "--rule", required=True, help="Rule id as `quarantine summary` lists it, e.g. unsupported_schema_version."
+)
+@click.option("--since", callback=iso_date, help="First arrival day, UTC (YYYY-MM-DD).")
+@click.option("--until", callback=iso_date, help="Last arrival day, UTC, inclusive (YYYY-MM-DD).")
+@click.option("--dry-run", is_flag=True, help="Only count and print what would be re-sent.")
+@friendly_errors
+def quarantine_replay(rule: str, since: dt.date | None, until: dt.date | None, dry_run: bool) -> None:
+    """Re-send the kept raw records of one rule to their original topics, same key and value (so the same event
+    ids): after the contract or the producer was fixed. Every replay is recorded in ops.quarantine_replays."""
+    from pipeline.catalog import pyiceberg_catalog
+    from pipeline.replay import Replay, ReplayError, operator, per_topic, read_replay, record_replay, send_records
+    from pipeline.tables import QUARANTINE_REPLAYS
+    from shoplake.runtime import kafka_sender
+
+    if since is not None and until is not None and until < since:
+        raise click.BadParameter(f"{until} is before --since {since}", param_hint="--until")
+    settings = load_settings()
+    catalog = pyiceberg_catalog(settings)
+    try:
+        records = read_replay(catalog, rule, since, until)
+    except ReplayError as exc:
+        raise click.BadParameter(str(exc), param_hint="--rule") from None
+    count = records.num_rows
+    if not count:
+        outcome = f"no quarantined record of rule {rule} to re-send"
+    elif dry_run:
+        outcome = f"dry run: {count:,} records of rule {rule} would be re-sent"
+    else:
+        with kafka_sender(settings) as kafka:
+            count = send_records(kafka.producer, records)
+        outcome = f"re-sent {count:,} records of rule {rule} to their original topics"
+    record_replay(catalog, Replay(rule, since, until, count, dry_run, operator(), dt.datetime.now(dt.UTC)))
+    topics = ", ".join(f"{topic} {n:,}" for topic, n in per_topic(records).items()) or "none"
+    console.print(outcome, highlight=False)
+    console.print(f"arrival days (UTC): {since or 'first'} .. {until or 'last'}; per topic: {topics}", highlight=False)
+    console.print(f"recorded in {QUARANTINE_REPLAYS.identifier}", highlight=False)
+
+
 @main.command()
 @click.option("--port", type=click.IntRange(1, 65535), default=3000, show_default=True)
 @friendly_errors

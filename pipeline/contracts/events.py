@@ -5,7 +5,8 @@ describe it. It is plain Python (no Spark) so that anything can import it.
 
 JSON representation
 -------------------
-* Every event is one JSON object, UTF-8, carrying ``schema_version`` (1 or 2).
+* Every event is one JSON object, UTF-8, carrying ``schema_version`` (1 or 2; the stream accepts the versions
+  in the ``stream.supported_schema_versions`` setting, by default these).
 * ``timestamp`` is ISO 8601 in UTC with milliseconds and a ``Z`` suffix: ``2026-11-01T09:30:00.125Z``.
 * Money and other exact decimals are JSON **strings** with exactly the declared number of decimals
   (``"19.99"``, ``"0.00"``): JSON numbers are binary floats in most parsers, strings are exact everywhere.
@@ -24,6 +25,7 @@ SCHEMA_VERSION = 1
 """Version the simulator writes by default."""
 
 SUPPORTED_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2)
+"""Versions the contract defines: the default of the ``stream.supported_schema_versions`` setting."""
 
 SPARK_TIMESTAMP_PATTERN = "yyyy-MM-dd'T'HH:mm:ss.SSSX"
 TIMESTAMP_REGEX = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"

@@ -1,16 +1,21 @@
 """The asset checks: read the day's tables, compute the verdict with ``pipeline.batch.checks``, report it.
 
 Checks on ``gold/data_quality`` are blocking (contracts on silver); the others warn or flag disagreement.
-Metadata always carries the counts behind the verdict.
+Metadata always carries the counts behind the verdict. The ``freshness`` check on each silver table is built from
+the settings (its objective and window) by :func:`build_freshness_check`.
 """
 
+import datetime as dt
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
 from pyspark.sql import DataFrame, Row
 
 from pipeline.batch import checks
+from pipeline.config import FreshnessSettings
 from pipeline.iceberg_io import read_day, read_table
+from pipeline.observability import freshness_verdict, recent_latency_summary
 from pipeline.orchestration.assets import QUALITY_KEY
 from pipeline.orchestration.resources import LakehouseResource, asset_key, partition_day
 from pipeline.tables import (
@@ -102,6 +107,54 @@ def rates_bounded(context: dg.AssetCheckExecutionContext, lake: LakehouseResourc
     return dg.AssetCheckResult(
         passed=verdict["is_ok"], metadata={"products_out_of_range": verdict["products_out_of_range"]}
     )
+
+
+FRESHNESS_CHECK = "freshness"
+
+
+def _seconds(value: float | None) -> float | str:
+    return round(value, 3) if value is not None else "no event"
+
+
+def build_freshness_check(freshness: FreshnessSettings) -> dg.AssetChecksDefinition:
+    """One ``freshness`` check per silver table: Kafka -> silver p99 of the events made visible in the last
+    ``window_minutes`` against ``p99_objective_seconds``.
+
+    Warn severity: a late event is still exactly once and correct, and gold is built from complete days, so a
+    missed objective calls for attention but must not block anything.
+    """
+    objective, window = freshness.p99_objective_seconds, freshness.window_minutes
+    description = f"Kafka -> silver p99 over the last {window} min is at most {objective:g} s."
+    specs = [
+        dg.AssetCheckSpec(FRESHNESS_CHECK, asset=asset_key(spec), description=description) for spec in SILVER.values()
+    ]
+
+    @dg.multi_asset_check(specs=specs, name="silver_freshness_checks")
+    def silver_freshness(
+        context: dg.AssetCheckExecutionContext, lake: LakehouseResource
+    ) -> Iterator[dg.AssetCheckResult]:
+        since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=window)
+        spark, catalog = lake.spark(), lake.catalog()
+        for spec in SILVER.values():
+            verdict = freshness_verdict(recent_latency_summary(spark, catalog, spec, since), objective)
+            yield dg.AssetCheckResult(
+                asset_key=asset_key(spec),
+                check_name=FRESHNESS_CHECK,
+                passed=verdict.is_ok,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={
+                    "events": verdict.events,
+                    "p50_s": _seconds(verdict.p50_s),
+                    "p95_s": _seconds(verdict.p95_s),
+                    "p99_s": _seconds(verdict.p99_s),
+                    "max_s": _seconds(verdict.max_s),
+                    "p99_objective_s": objective,
+                    "window_minutes": window,
+                    "visible_since": since.isoformat(timespec="seconds"),
+                },
+            )
+
+    return silver_freshness
 
 
 ASSET_CHECKS: tuple[dg.AssetChecksDefinition, ...] = (

@@ -2,7 +2,8 @@
 
 Open the UI with ``shoplake ui`` (``dagster dev -m pipeline.orchestration.definitions`` underneath).
 
-This module only composes: assets (``assets.py``), checks (``checks.py``), the late-events sensor
+This module only composes: assets (``assets.py``), checks (``checks.py``, the silver freshness check built from
+the settings' objective and run by the ``silver_freshness`` job and its schedule), the late-events sensor
 (``sensors.py``) and the resources (``resources.py``), with the one daily partitioning built from the settings
 and shared by the gold assets, their job, its schedule and backfills.
 """
@@ -11,18 +12,24 @@ import dagster as dg
 
 from pipeline.config import Settings, load_settings
 from pipeline.orchestration.assets import GOLD_ASSETS, GOLD_GROUP, MAINTENANCE_GROUP, maintenance, streaming_asset_specs
-from pipeline.orchestration.checks import ASSET_CHECKS
+from pipeline.orchestration.checks import ASSET_CHECKS, build_freshness_check
 from pipeline.orchestration.resources import IcebergIOManager, LakehouseResource, asset_key
 from pipeline.orchestration.sensors import build_late_events_sensor
 from pipeline.tables import GOLD_DAILY_SALES_SUMMARY
 
 GOLD_JOB = "gold_daily"
 MAINTENANCE_JOB = "table_maintenance"
+FRESHNESS_JOB = "silver_freshness"
 
 
 def daily_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:
     """One partition per UTC day from ``partitions_start`` up to today."""
     return dg.DailyPartitionsDefinition(start_date=settings.partitions_start, timezone="UTC", end_offset=0)
+
+
+def _every(minutes: int) -> str:
+    """A cron schedule about once per window, so that consecutive evaluations look at every event."""
+    return f"*/{minutes} * * * *" if minutes < 60 else "0 * * * *"
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
@@ -32,14 +39,19 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     gold_assets = [a.map_asset_specs(lambda spec: spec.replace_attributes(partitions_def=daily)) for a in GOLD_ASSETS]
     gold_job = dg.define_asset_job(GOLD_JOB, selection=dg.AssetSelection.groups(GOLD_GROUP))
     maintenance_job = dg.define_asset_job(MAINTENANCE_JOB, selection=dg.AssetSelection.groups(MAINTENANCE_GROUP))
+    freshness_check = build_freshness_check(settings.freshness)
+    freshness_job = dg.define_asset_job(FRESHNESS_JOB, selection=dg.AssetSelection.checks(freshness_check))
     lake = LakehouseResource.from_settings(settings)
     return dg.Definitions(
         assets=[*streaming_asset_specs(), *gold_assets, maintenance],
-        asset_checks=ASSET_CHECKS,
-        jobs=[gold_job, maintenance_job],
+        asset_checks=[*ASSET_CHECKS, freshness_check],
+        jobs=[gold_job, maintenance_job, freshness_job],
         schedules=[
             dg.build_schedule_from_partitioned_job(gold_job, hour_of_day=1, minute_of_hour=0),
             dg.ScheduleDefinition(job=maintenance_job, cron_schedule="17 * * * *", execution_timezone="UTC"),
+            dg.ScheduleDefinition(
+                job=freshness_job, cron_schedule=_every(settings.freshness.window_minutes), execution_timezone="UTC"
+            ),
         ],
         sensors=[build_late_events_sensor(GOLD_JOB, asset_key(GOLD_DAILY_SALES_SUMMARY))],
         resources={"lake": lake, "iceberg": IcebergIOManager(lake=lake)},

@@ -5,6 +5,7 @@ exactly that day's partition of the asset's table (recording restatements of a r
 """
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any
 
 import dagster as dg
@@ -81,6 +82,13 @@ def table_for(key: dg.AssetKey) -> TableSpec:
     return table_by_identifier(".".join(key.path))
 
 
+def _markdown_pairs(pairs: list[tuple[str, Any]]) -> str:
+    """(column, value) pairs as a two-column Markdown table, one row per column: fits any width."""
+    lines = ["| column | value |", "| --- | --- |"]
+    lines += [f"| {name} | {str(value).replace('|', chr(92) + '|')} |" for name, value in pairs]
+    return "\n".join(lines)
+
+
 def partition_day(partition_key: str) -> dt.date:
     return dt.date.fromisoformat(partition_key)
 
@@ -102,14 +110,19 @@ class IcebergIOManager(dg.ConfigurableIOManager):  # type: ignore[type-arg]
         written = write_gold_day(
             obj, catalog, spec, partition_day(context.partition_key), built_before=context.partition_key in built
         )
-        context.add_output_metadata(
-            {
-                "rows": written.rows,
-                "table": spec.qualified(catalog),
-                "snapshot_id": str(written.snapshot_id),
-                "restated_metrics": written.restated_metrics,
-            }
-        )
+        metadata: dict[str, Any] = {
+            "rows": written.rows,
+            "table": spec.qualified(catalog),
+            "snapshot_id": str(written.snapshot_id),
+            "restated_metrics": written.restated_metrics,
+        }
+        # Money as a float: the UI plots numbers across partitions; the table holds the exact decimal.
+        metadata |= {
+            name: float(value) if isinstance(value, Decimal) else value for name, value in written.headline.items()
+        }
+        if written.preview:
+            metadata["preview"] = dg.MetadataValue.md(_markdown_pairs(written.preview))
+        context.add_output_metadata(metadata)
 
     def load_input(self, context: dg.InputContext) -> DataFrame:
         assert context.upstream_output is not None

@@ -81,7 +81,9 @@ def kafka_source(spark: SparkSession, settings: Settings) -> DataFrame:
     )
     if settings.stream.max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", str(settings.stream.max_offsets_per_trigger))
-    validator = EventValidator(settings.kafka.topic_prefix, settings.stream.max_payload_bytes)
+    validator = EventValidator(
+        settings.kafka.topic_prefix, settings.stream.max_payload_bytes, settings.stream.supported_schema_versions
+    )
     return validator.validate(to_bronze(reader.load()))
 
 

@@ -12,7 +12,8 @@ Rule ids (the ``failed_rules`` column of quarantine):
 ``invalid_json``                   the value is not one JSON object (nothing else is checked)
 ``unknown_event_type``             ``event_type`` is not one of the five contract types
 ``event_type_mismatch``            ``event_type`` is valid but the record came on another type's topic
-``unsupported_schema_version``     ``schema_version`` is not a supported version
+``unsupported_schema_version``     ``schema_version`` is not one of the validator's supported versions
+                                   (``stream.supported_schema_versions``)
 ``unknown_topic``                  the record came on a topic that carries no event type
 ``missing:<field>``                a required field is absent, null or blank
 ``invalid_type:<field>``           a whole number, object or array field holds something else
@@ -33,7 +34,7 @@ Nested fields are named with dots, e.g. ``missing:shipping_address.city``, ``inc
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -150,7 +151,7 @@ def _field_violations(spec: FieldSpec, typed: Column) -> Iterator[tuple[str, Col
         yield rule_id, violated(raw, typed)
 
 
-def _envelope_violations(event_type: EventType) -> Iterator[tuple[str, Column]]:
+def _envelope_violations(event_type: EventType, supported_versions: Sequence[int]) -> Iterator[tuple[str, Column]]:
     raw_type = F.col(_RAW)["event_type"]
     raw_version = F.col(_RAW)["schema_version"]
     yield "missing:event_type", raw_type.isNull()
@@ -159,7 +160,7 @@ def _envelope_violations(event_type: EventType) -> Iterator[tuple[str, Column]]:
     yield "missing:schema_version", raw_version.isNull()
     yield (
         "unsupported_schema_version",
-        raw_version.isNotNull() & ~raw_version.isin(*[str(v) for v in SUPPORTED_SCHEMA_VERSIONS]),
+        raw_version.isNotNull() & ~raw_version.isin(*[str(v) for v in supported_versions]),
     )
 
 
@@ -201,7 +202,12 @@ class EventValidator:
     more than applying them to a few thousand rows, hence the reuse.
     """
 
-    def __init__(self, topic_prefix: str, max_payload_bytes: int) -> None:
+    def __init__(
+        self,
+        topic_prefix: str,
+        max_payload_bytes: int,
+        supported_versions: Sequence[int] = SUPPORTED_SCHEMA_VERSIONS,
+    ) -> None:
         self.topics = {event_type: topic_name(topic_prefix, event_type) for event_type in EventType}
         topic = F.col("kafka_topic")
         value = F.col("value")
@@ -247,7 +253,7 @@ class EventValidator:
         for event_type, contract in CONTRACTS.items():
             struct = F.col(_typed_column(event_type))
             violations = [
-                *_envelope_violations(event_type),
+                *_envelope_violations(event_type, supported_versions),
                 *(
                     v
                     for f in contract.fields

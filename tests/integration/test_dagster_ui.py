@@ -25,6 +25,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from pipeline.config import Settings
+from pipeline.orchestration.definitions import FRESHNESS_JOB, build_definitions
 from pipeline.orchestration.runs import dagster_instance, materialize_gold
 from simulation.scenario import load_scenario
 from tests.integration.helpers import catch_up, send_log, write_day
@@ -219,7 +220,21 @@ def test_the_ui_shows_lineage_partitions_checks_and_a_gold_run(
     expect(page.get_by_text(f"{live.catalog.name}.gold.daily_sales_summary").first).to_be_visible()
     expect(page.get_by_text("rows", exact=True).first).to_be_visible()
     expect(page.get_by_text("snapshot_id", exact=True).first).to_be_visible()
+    for name in ("orders", "revenue", "preview"):
+        expect(page.get_by_text(name, exact=True).first).to_be_visible()
     _shot(page, tmp_path, "partition-metadata")
+
+    # Freshness: the check on each silver table, with its objective, evaluated once on the webserver's instance.
+    freshness = build_definitions(live).resolve_job_def(FRESHNESS_JOB).execute_in_process(instance=instance)
+    assert freshness.success
+    _open(page, f"{webserver}/assets/silver/purchases?view=checks", "freshness")
+    objective = live.freshness
+    description = (
+        f"Kafka -> silver p99 over the last {objective.window_minutes} min is at most "
+        f"{objective.p99_objective_seconds:g} s."
+    )
+    expect(page.get_by_text(description).first).to_be_visible()
+    _shot(page, tmp_path, "freshness-check")
 
     _open(page, f"{webserver}/assets/gold/data_quality?view=checks", "silver_contract")
     expect(page.get_by_text("Passed").first).to_be_visible()

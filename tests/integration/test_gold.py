@@ -35,8 +35,10 @@ def test_multi_day_gold_equals_the_oracle_and_a_backfill_reproduces_it(spark, li
     send_log(live, log)
     catch_up(spark, live, timeout_s=900)
     instance = DagsterInstance.ephemeral()
-    materialize_gold(live, scenario.dates, instance)
-    assert_gold_matches(live, truth_of([log]), scenario.dates)
+    results = materialize_gold(live, scenario.dates, instance)
+    truth = truth_of([log])
+    assert_gold_matches(live, truth, scenario.dates)
+    _assert_materializations_show_the_days(live, results, scenario.dates, oracle.daily_sales_summary(truth))
 
     day = scenario.dates[3]
     before = _content_hash(live, day)
@@ -45,6 +47,30 @@ def test_multi_day_gold_equals_the_oracle_and_a_backfill_reproduces_it(spark, li
     assert _content_hash(live, day) == before
     assert _content_hash(live, scenario.dates[4]) == other, "rebuilding one day touched another"
     assert not [r for r in gold_rows(live, RESTATEMENTS.identifier) if r["event_date"] == day]
+
+
+def _assert_materializations_show_the_days(settings: Settings, results: list, days: list, summary: dict) -> None:
+    """Each gold materialization carries the rows it wrote; the sales summary's also the oracle's orders and
+    revenue of its day and a preview of the written row."""
+    for day, result in zip(days, results, strict=True):
+        written = {
+            spec.identifier: sum(1 for r in gold_rows(settings, spec.identifier) if r["event_date"] == day)
+            for spec in GOLD_TABLES
+        }
+        for event in result.get_asset_materialization_events():
+            materialization = event.materialization
+            identifier = ".".join(materialization.asset_key.path)
+            assert materialization.partition == day.isoformat()
+            assert materialization.metadata["rows"].value == written[identifier], (day, identifier)
+            if identifier == GOLD_DAILY_SALES_SUMMARY.identifier:
+                assert materialization.metadata["orders"].value == summary[day]["orders"]
+                assert materialization.metadata["revenue"].value == float(summary[day]["revenue"])
+                preview = materialization.metadata["preview"].value
+                assert f"| orders | {summary[day]['orders']} |" in preview
+                assert f"| revenue | {summary[day]['revenue']} |" in preview
+            else:
+                assert "revenue" not in materialization.metadata
+        assert len(result.get_asset_materialization_events()) == len(GOLD_TABLES)
 
 
 def test_late_events_restate_built_days_and_the_old_version_stays_readable(

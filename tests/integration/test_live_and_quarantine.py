@@ -1,12 +1,16 @@
-"""`shoplake live --once` and `shoplake quarantine summary` on a real lake: what they print equals the oracle."""
+"""`shoplake live` (once, and refreshed in place in a terminal) and `shoplake quarantine summary` on a real lake:
+what they print equals the oracle."""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import pty
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
 from decimal import Decimal
@@ -17,7 +21,7 @@ from pipeline.config import Settings
 from pipeline.contracts.events import EventType
 from pipeline.tables import QUARANTINE_EVENTS, SILVER
 from simulation import oracle
-from tests.integration.helpers import catch_up, send_log, truth_of, write_day
+from tests.integration.helpers import catch_up, send_log, split_log, truth_of, write_day
 
 ROOT = Path(__file__).resolve().parents[2]
 MINUTES = 3
@@ -139,3 +143,87 @@ def test_live_once_and_the_quarantine_summary_show_what_the_oracle_says(spark, l
     assert f"{quarantined:,} records" in _shoplake(live, "quarantine", "summary", "--since", first, "--until", last)
     after = (max(arrived) + dt.timedelta(days=1)).isoformat()
     assert "no record" in _shoplake(live, "quarantine", "summary", "--since", after)
+
+
+ANSI_CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][AB0-2]|\r")
+FOOTER = re.compile(r"read at (\d\d:\d\d:\d\d) UTC, every 0\.5 s; Ctrl-C stops")
+
+
+class Terminal:
+    """A command running on a pseudo-terminal of 80 columns; collects everything it draws."""
+
+    def __init__(self, settings: Settings, *args: str) -> None:
+        self.controller, device = pty.openpty()
+        env = {**os.environ, **settings.to_env(), "COLUMNS": "80", "LINES": "60", "TERM": "xterm-256color"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "shoplake.cli", *args], env=env, cwd=ROOT, stdin=device, stdout=device, stderr=device
+        )
+        os.close(device)
+        self.drawn: list[bytes] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.controller, 65536)
+            except OSError:  # the command ended and closed the terminal
+                return
+            if not chunk:
+                return
+            self.drawn.append(chunk)
+
+    def frames(self) -> list[tuple[str, str]]:
+        """Each complete frame drawn so far, as (its text without terminal controls, its footer's time)."""
+        text = ANSI_CONTROL.sub("", b"".join(self.drawn).decode("utf-8", errors="replace"))
+        parts = FOOTER.split(text)  # frame text, footer time, frame text, footer time, ..., unfinished frame
+        return list(zip(parts[0:-1:2], parts[1::2], strict=True))
+
+    def wait_for(self, wanted, timeout_s: float) -> tuple[str, str]:
+        """The first frame for which ``wanted(text)`` holds, waiting for it to be drawn."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            found = next((frame for frame in self.frames() if wanted(frame[0])), None)
+            if found is not None:
+                return found
+            assert self.process.poll() is None, self.frames()[-1:]
+            time.sleep(0.2)
+        raise AssertionError(f"no such frame in {timeout_s} s; the last: {self.frames()[-1:]}")
+
+    def interrupt(self) -> int:
+        """Ctrl-C, as a person would stop it; returns the exit status."""
+        self.process.send_signal(signal.SIGINT)
+        status = self.process.wait(timeout=30)
+        self.reader.join(timeout=5)
+        os.close(self.controller)
+        return status
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def test_live_redraws_in_place_with_what_the_stream_commits_until_ctrl_c(spark, live, tmp_path: Path) -> None:
+    log = write_day(tmp_path / "day.jsonl", "normal_day", seed=23, events=3000)
+    first, rest = split_log(log)
+    send_log(live, first)
+    catch_up(spark, live, timeout_s=300)
+    before, after = _expected_minutes(truth_of([first])), _expected_minutes(truth_of([log]))
+    assert before != after, "the rest of the log must change the newest minutes"
+
+    terminal = Terminal(live, "live", "--interval", "0.5", "--minutes", str(MINUTES))
+    try:
+        _, drawn_before = terminal.wait_for(lambda text: _shown_minutes(text) == before, timeout_s=60)
+        send_log(live, rest)
+        catch_up(spark, live, timeout_s=300)  # the view keeps refreshing meanwhile
+        text, drawn_after = terminal.wait_for(lambda text: _shown_minutes(text) == after, timeout_s=60)
+        assert terminal.interrupt() == 0
+    finally:
+        terminal.kill()
+    frames = terminal.frames()
+    assert len(frames) >= 3, frames
+    assert b"\x1b[2K" in b"".join(terminal.drawn), "each frame erases the one before it (drawn in place)"
+    assert drawn_before <= drawn_after, "frames are drawn in time order"
+    assert [frame for frame, _ in frames].index(text) > 0, "the newer figures replace the older in the same view"
+    assert max(len(line) for frame, _ in frames for line in frame.splitlines()) <= 80

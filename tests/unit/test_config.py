@@ -71,7 +71,8 @@ def test_settings_survive_a_trip_through_the_environment(tmp_path: Path, monkeyp
             "s3_path_style_access": False,
         },
         spark={"driver_memory": "2g", "extra_conf": {"spark.sql.ansi.enabled": "true"}},
-        stream={"trigger_seconds": 0.5, "max_offsets_per_trigger": 1500},
+        stream={"trigger_seconds": 0.5, "max_offsets_per_trigger": 1500, "supported_schema_versions": [1, 3]},
+        freshness={"p99_objective_seconds": 2.5, "window_minutes": 5},
     )
     env = settings.to_env()
     assert env["SHOPLAKE_CATALOG__S3_SECRET_ACCESS_KEY"] == "secret"
@@ -96,3 +97,26 @@ def test_a_file_where_the_catalog_folder_should_be_is_a_configuration_error(tmp_
     settings = Settings(home=tmp_path, catalog={"uri": f"sqlite:///{blocker}/catalog.db"})
     with pytest.raises(ConfigurationError, match="not-a-folder"):
         ensure_local_paths(settings)
+
+
+def test_supported_schema_versions_default_to_the_contracts_and_come_from_the_environment(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from pipeline.contracts.events import SUPPORTED_SCHEMA_VERSIONS
+
+    assert tuple(Settings(home=tmp_path).stream.supported_schema_versions) == SUPPORTED_SCHEMA_VERSIONS
+    monkeypatch.setenv("SHOPLAKE_STREAM__SUPPORTED_SCHEMA_VERSIONS", "[1, 2, 3]")
+    assert Settings(home=tmp_path).stream.supported_schema_versions == [1, 2, 3]
+    with pytest.raises(ValidationError):
+        Settings(home=tmp_path, stream={"supported_schema_versions": []})
+    with pytest.raises(ValidationError):
+        Settings(home=tmp_path, stream={"supported_schema_versions": [0]})
+
+
+def test_the_freshness_objective_has_defaults_and_rejects_nonsense(tmp_path: Path) -> None:
+    freshness = Settings(home=tmp_path).freshness
+    assert (freshness.p99_objective_seconds, freshness.window_minutes) == (10.0, 15)
+    with pytest.raises(ValidationError):
+        Settings(home=tmp_path, freshness={"p99_objective_seconds": 0})
+    with pytest.raises(ValidationError):
+        Settings(home=tmp_path, freshness={"window_minutes": 0})

@@ -5,11 +5,12 @@ from __future__ import annotations
 import dagster as dg
 
 from pipeline.config import Settings
-from pipeline.orchestration.definitions import GOLD_JOB, build_definitions
+from pipeline.orchestration.definitions import FRESHNESS_JOB, GOLD_JOB, build_definitions
 
 
 def test_definitions_load_with_job_schedule_and_lineage(tmp_path) -> None:
     defs = build_definitions(Settings(home=tmp_path))
+    dg.Definitions.validate_loadable(defs)  # what the webserver and `dagster dev` check: e.g. unique op names
     graph = defs.resolve_asset_graph()
     gold = dg.AssetKey(["gold", "daily_sales_summary"])
     assert dg.AssetKey(["silver", "purchases"]) in graph.get(gold).parent_keys
@@ -30,7 +31,7 @@ def test_gold_assets_share_the_daily_partitions_and_carry_their_checks(tmp_path)
         "product_pairs",
     }  # fmt: skip
     assert {graph.get(key).partitions_def.get_first_partition_key() for key in gold} == {"2025-06-01"}
-    checks = {(key.asset_key.path[1], key.name) for key in graph.asset_check_keys}
+    checks = {(key.asset_key.path[1], key.name) for key in graph.asset_check_keys if key.asset_key.path[0] == "gold"}
     assert checks == {
         ("data_quality", "conservation"),
         ("data_quality", "silver_contract"),
@@ -38,4 +39,22 @@ def test_gold_assets_share_the_daily_partitions_and_carry_their_checks(tmp_path)
         ("daily_sales_summary", "revenue_anomaly"),
         ("product_daily", "rates_bounded"),
     }
+    assert {key.asset_key.path[1] for key in graph.asset_check_keys if key.name == "freshness"} == {
+        "page_views", "cart_events", "purchases", "user_sessions", "product_updates",
+    }  # fmt: skip
     assert [sensor.name for sensor in defs.sensors] == ["late_events_sensor"]
+
+
+def test_the_freshness_job_runs_only_the_silver_freshness_checks_on_a_schedule_of_its_window(tmp_path) -> None:
+    settings = Settings(home=tmp_path, freshness={"window_minutes": 10, "p99_objective_seconds": 4.5})
+    defs = build_definitions(settings)
+    job = defs.resolve_job_def(FRESHNESS_JOB)
+    selected = job.asset_layer.asset_graph.asset_check_keys
+    assert {(key.asset_key.path[0], key.name) for key in selected} == {("silver", "freshness")}
+    assert len(selected) == 5
+    schedule = defs.resolve_schedule_def(f"{FRESHNESS_JOB}_schedule")
+    assert schedule.cron_schedule == "*/10 * * * *"
+    (freshness,) = [checks for checks in defs.asset_checks or () if checks.node_def.name == "silver_freshness_checks"]
+    assert {spec.description for spec in freshness.check_specs} == {
+        "Kafka -> silver p99 over the last 10 min is at most 4.5 s."
+    }

@@ -195,6 +195,17 @@ def test_schema_version_2_with_its_added_field_is_accepted(spark, validator) -> 
     assert (row.schema_version, row.experiment_id) == (2, "exp-1")
 
 
+def test_the_supported_versions_are_the_validators_to_choose_and_others_stay_quarantined(spark) -> None:
+    enabled = EventValidator("shop", max_payload_bytes=2048, supported_versions=(1, 2, 3))
+    versions = [record(page_view(schema_version=v, event_id=f"e-{v}"), offset=v) for v in (1, 3, 4)]
+    assert rules(spark, enabled, *versions) == [[], [], ["unsupported_schema_version"]]
+    assert rules(spark, EventValidator("shop", max_payload_bytes=2048), *versions) == [
+        [],
+        ["unsupported_schema_version"],
+        ["unsupported_schema_version"],
+    ]
+
+
 def test_events_older_than_the_watermark_are_flagged_late_not_dropped(spark, validator) -> None:
     df = validate(
         spark,
