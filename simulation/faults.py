@@ -1,5 +1,6 @@
-"""Fault injection: turns the model's events into deliveries with redeliveries, late arrivals, broken records and
-schema v2 events, as the scenario's fault knobs ask, and notes each in the :class:`Manifest`.
+"""Fault injection: turns the model's events into deliveries with redeliveries (byte for byte, or under the same
+event id with another payload), late arrivals, broken records and schema v2 events, as the scenario's fault knobs
+ask, and notes each in the :class:`Manifest`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from pipeline.contracts.events import EventType, format_decimal
+from simulation.edges import conflicting_copy
 from simulation.rand import Rand, stable_id
 from simulation.records import Manifest, SimEvent, SimRecord
 from simulation.scenario import Scenario
@@ -63,7 +65,8 @@ class FaultInjector:
         while self.pending and (now_ms is None or self.pending[0].emit_ms <= now_ms):
             yield heapq.heappop(self.pending)
 
-    def add(self, t: int, event_type: EventType, key: str, body: dict[str, Any]) -> None:
+    def add(self, t: int, event_type: EventType, key: str, body: dict[str, Any], conflicting: bool = False) -> None:
+        """Deliver an event (``conflicting``: always redeliver it with another payload, as scripted edges ask)."""
         f, rand, m = self.faults, self.rand, self.manifest
         event_id = body["event_id"]
         if f.schema_v2_rate and rand.chance(f.schema_v2_rate):
@@ -83,6 +86,13 @@ class FaultInjector:
             self._push(self._record(emit + rand.integer(0, 5000), event_type, key, event_id, "duplicate", t, payload))
             m.duplicates.append(event_id)
             m.faults["duplicate"] += 1
+        if conflicting or (f.conflicting_duplicate_rate and rand.chance(f.conflicting_duplicate_rate)):
+            # Same event id and key, later: the first delivery must win, whatever the second one says.
+            other = SimEvent(conflicting_copy(event_type, body))
+            delay = rand.integer(0, 5000)
+            self._push(self._record(emit + delay, event_type, key, event_id, "conflicting_duplicate", t, other))
+            m.duplicates.append(event_id)
+            m.faults["conflicting_duplicate"] += 1
         if f.malformed_rate and rand.chance(f.malformed_rate):
             kind = rand.pick(MALFORMED_KINDS)
             self.malformed_count += 1

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_right
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -28,6 +29,7 @@ from pipeline.contracts.events import (
     format_decimal,
     money,
 )
+from simulation.edges import EdgeCases
 from simulation.faults import FaultInjector
 from simulation.logfile import to_log_line
 from simulation.model import (
@@ -49,6 +51,7 @@ from simulation.scenario import Scenario
 __all__ = ["Manifest", "SimRecord", "generate", "to_log_line"]
 
 DAY_MS = 86_400_000
+_LAST = 2**62  # a heap sequence number after every real one
 # Relative traffic by hour of day (UTC): quiet nights, a lunch peak, an evening peak.
 DIURNAL = (
     0.25,
@@ -135,6 +138,8 @@ class Shop:
         self.price_times: dict[str, list[int]] = {}
         self.price_values: dict[str, list[Decimal]] = {}
         self.updates = self._schedule_updates(self.root.child("updates"))
+        self.edges = EdgeCases(scenario, self._envelope, self.products[0]) if scenario.edge_cases else None
+        self.edge_events = self.edges.fixed_events() if self.edges else []
 
     # -- identifiers, time, prices ---------------------------------------------------------------------------
 
@@ -342,7 +347,7 @@ class Shop:
 
     def _visits_needed(self) -> tuple[int, int]:
         """First pass: how many visits hold the requested events, and the longest visit's duration."""
-        needed = self.requested - len(self.updates)
+        needed = self.requested - len(self.updates) - len(self.edge_events)
         rand = self.root.child("sessions")
         visits = longest = 0
         while needed > 0:
@@ -367,17 +372,54 @@ class Shop:
             within = (target - before) / (cumulative_traffic[hour] - before)
             yield int((hour + min(within, 0.999999)) * 3_600_000)
 
+    def _on_edge_day(self, t_ms: int) -> bool:
+        return self.edges is not None and self.edges.day_start_ms <= t_ms < self.edges.day_end_ms
+
+    def _complete_tie(self, methods: Counter[str]) -> list[tuple[int, EventType, str, dict[str, Any]]]:
+        assert self.edges is not None
+        return self.edges.tie_events(methods)
+
     def events(self) -> Iterator[tuple[int, EventType, str, dict[str, Any]]]:
-        """Second pass: exactly the requested number of events, in event-time order, within the scenario."""
+        """Second pass: exactly the requested number of events, in event-time order, within the scenario.
+
+        Scripted edge cases are never cut: the model's last events make room for them (a tie completed with more
+        purchases than the last day's model events can make room for adds those few events on top)."""
         visits, longest = self._visits_needed()
-        heap: list[tuple[int, int, EventType, str, dict[str, Any]]] = []
+        heap: list[tuple[int, int, EventType, str, dict[str, Any] | None]] = []  # None: the edge day's tie
         seq = 0
         for t, body in self.updates:
             heap.append((t, seq, EventType.PRODUCT_UPDATE, body["product_id"], body))
             seq += 1
+        scripted = range(seq, seq + len(self.edge_events))  # the edge cases' sequence numbers
+        for t, event_type, key, body in self.edge_events:
+            heap.append((t, seq, event_type, key, body))
+            seq += 1
+        if self.edges:  # after every other event of the edge day: complete its payment-method tie
+            heap.append((self.edges.tie_ms, _LAST, EventType.PURCHASE, "", None))
         heapq.heapify(heap)
         rand = self.root.child("sessions")
         produced = 0
+        pending = len(self.edge_events)  # scripted events still to come: the model's last events make room
+        methods: Counter[str] = Counter()  # payment methods of the edge day so far
+
+        def release() -> Iterator[tuple[int, EventType, str, dict[str, Any]]]:
+            nonlocal produced, pending
+            t, s, event_type, key, body = heapq.heappop(heap)
+            if body is None:
+                due = self._complete_tie(methods)
+            elif s in scripted:
+                pending -= 1
+                due = [(t, event_type, key, body)]
+            elif produced + pending < self.requested:
+                due = [(t, event_type, key, body)]
+            else:
+                return
+            for event in due:
+                if event[1] is EventType.PURCHASE and self._on_edge_day(event[0]):
+                    methods[event[3]["payment_method"]] += 1
+                produced += 1
+                yield event
+
         for start in self._start_times(visits):
             plan = self.plan(rand)
             # A visit that would run past the last day starts earlier instead; never earlier than
@@ -387,13 +429,9 @@ class Shop:
                 heapq.heappush(heap, (t, seq, event_type, key, body))
                 seq += 1
             while heap and heap[0][0] < start - longest and produced < self.requested:
-                t, _, event_type, key, body = heapq.heappop(heap)
-                produced += 1
-                yield t, event_type, key, body
-        while heap and produced < self.requested:
-            t, _, event_type, key, body = heapq.heappop(heap)
-            produced += 1
-            yield t, event_type, key, body
+                yield from release()
+        while heap:
+            yield from release()
 
 
 def generate(scenario: Scenario, seed: int, events: int) -> tuple[Iterator[SimRecord], Manifest]:
@@ -408,7 +446,8 @@ def generate(scenario: Scenario, seed: int, events: int) -> tuple[Iterator[SimRe
         for t, event_type, key, body in shop.events():
             manifest.events += 1
             manifest.by_type[event_type.value] += 1
-            injector.add(t, event_type, key, body)
+            conflicting = shop.edges is not None and body["event_id"] in shop.edges.conflicting
+            injector.add(t, event_type, key, body, conflicting)
             yield from _counted(injector.due(t), manifest)
         yield from _counted(injector.due(None), manifest)
 

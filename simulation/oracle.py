@@ -39,7 +39,6 @@ REQUIRED = {
         "total_amount",
         "payment_method",
         "shipping_method",
-        "shipping_address",
     ),
     "user_session": ("user_id", "session_id", "session_type", "device_type"),
     "product_update": ("product_id", "update_type"),

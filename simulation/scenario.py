@@ -52,6 +52,9 @@ class Faults(_Strict):
     late_max_s: float = Field(default=3600.0, ge=0)
     malformed_rate: float = Field(default=0.0, ge=0, le=1, description="an extra broken record")
     schema_v2_rate: float = Field(default=0.0, ge=0, le=1, description="sent as schema version 2")
+    conflicting_duplicate_rate: float = Field(
+        default=0.0, ge=0, le=1, description="a second delivery, same event id, another (valid) payload"
+    )
 
     @model_validator(mode="after")
     def _late_range(self) -> Faults:
@@ -73,11 +76,16 @@ class Scenario(_Strict):
     traffic: Traffic = Field(default_factory=Traffic)
     funnel: Funnel = Field(default_factory=Funnel)
     faults: Faults = Field(default_factory=Faults)
+    edge_cases: bool = Field(
+        default=False, description="add scripted shoppers at the metric rules' boundaries (simulation/edges.py)"
+    )
 
     @model_validator(mode="after")
     def _utc_start(self) -> Scenario:
         if self.start.tzinfo is None or self.start.utcoffset() != dt.timedelta(0):
             raise ValueError("start must be a UTC timestamp, e.g. 2026-11-02T00:00:00Z")
+        if self.edge_cases and self.days < 2:
+            raise ValueError("edge_cases needs at least 2 days (the measured day and the midnight after it)")
         return self
 
     @property

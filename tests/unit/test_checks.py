@@ -113,3 +113,30 @@ def test_rates_above_one_are_counted(spark) -> None:
     assertDataFrameEqual(
         checks.rates_verdict(products), spark.createDataFrame([(1, False)], "products_out_of_range long, is_ok boolean")
     )
+
+
+def test_silver_contract_takes_the_last_millisecond_of_the_day_and_rejects_the_next_midnight(spark) -> None:
+    silver = spark.createDataFrame(
+        [
+            ("e1", dt.datetime(2026, 11, 2, 0, 0, 0)),
+            ("e2", dt.datetime(2026, 11, 2, 23, 59, 59, 999000)),
+            ("e3", dt.datetime(2026, 11, 3, 0, 0, 0)),
+        ],
+        SILVER,
+    )
+    expected = spark.createDataFrame([(3, 3, 1, False)], CONTRACT)
+    assertDataFrameEqual(checks.silver_contract_verdict(silver, DAY), expected)
+
+
+def test_revenue_exactly_a_third_of_the_trailing_mean_is_normal_and_a_cent_less_is_an_anomaly(spark) -> None:
+    at_third = checks.revenue_anomaly_verdict(_daily_sales(spark, "10.00", ["30.00"]), DAY)
+    assertDataFrameEqual(at_third, spark.createDataFrame([(10.0, 30.0, True)], ANOMALY))
+    below = checks.revenue_anomaly_verdict(_daily_sales(spark, "9.99", ["30.00"]), DAY)
+    assertDataFrameEqual(below, spark.createDataFrame([(9.99, 30.0, False)], ANOMALY))
+
+
+def test_the_trailing_mean_includes_the_seventh_day_before_and_not_the_eighth(spark) -> None:
+    # D-7 (10.00) is in the window, D-8 (1000.00) is not: mean 10, so 30.00 is normal.
+    history = [*([None] * 6), "10.00", "1000.00"]
+    verdict = checks.revenue_anomaly_verdict(_daily_sales(spark, "30.00", history), DAY)
+    assertDataFrameEqual(verdict, spark.createDataFrame([(30.0, 10.0, True)], ANOMALY))

@@ -88,3 +88,68 @@ def test_ids_committed_by_a_batch_are_its_first_deliveries_only() -> None:
 def test_nothing_is_known_before_the_cache_is_loaded() -> None:
     cache = EventIdCache(dt.timedelta(minutes=30))
     assert needs_cold_lookup(narrow(("a", T0, T0, 1)), cache) == [("a", T0.date())]
+
+
+def on(topic: str, partition: int, *rows: tuple[str, dt.datetime, dt.datetime, int]) -> pa.Table:
+    """Like :func:`narrow`, on another topic and partition."""
+    table = narrow(*rows)
+    return table.set_column(3, "kafka_topic", pa.array([topic] * len(rows))).set_column(
+        4, "kafka_partition", pa.array([partition] * len(rows), pa.int32())
+    )
+
+
+def test_conflicting_redeliveries_in_one_batch_keep_the_earliest_kafka_timestamp_whatever_the_event_time() -> None:
+    # Three deliveries of "a" whose payloads differ (here: their event times); the earliest Kafka timestamp wins,
+    # although it has the latest offset and the latest event time.
+    batch = narrow(
+        ("a", T0, T0 + dt.timedelta(milliseconds=2), 1),
+        ("a", T0 - dt.timedelta(minutes=1), T0 + dt.timedelta(milliseconds=1), 2),
+        ("a", T0 + dt.timedelta(minutes=1), T0, 3),
+    )
+    assert decide(batch, loaded(), {}).is_duplicate == [True, True, False]
+
+
+def test_deliveries_with_the_same_kafka_timestamp_are_ordered_by_topic_then_partition_then_offset() -> None:
+    same = T0
+    batch = pa.concat_tables(
+        [
+            on("t", 1, ("a", T0, same, 1)),
+            on("t", 0, ("a", T0, same, 9)),
+            on("s", 5, ("b", T0, same, 50)),
+            on("t", 0, ("b", T0, same, 2)),
+        ]
+    )
+    assert decide(batch, loaded(), {}).is_duplicate == [True, False, False, True]
+
+
+def test_a_conflicting_redelivery_in_a_later_batch_loses_to_the_committed_first_delivery() -> None:
+    cache = loaded()
+    first = narrow(("a", T0, T0 + dt.timedelta(seconds=1), 1))
+    cache.add(committed_rows(first, decide(first, cache, {})))
+    # A later batch brings "a" again with another payload, even stamped earlier by its producer: still a duplicate.
+    later = narrow(("a", T0 + dt.timedelta(seconds=30), T0, 40), ("a", T0, T0 + dt.timedelta(seconds=5), 41))
+    assert decide(later, cache, {}).is_duplicate == [True, True]
+    assert cache.get("a") == ("t", 0, 1)
+
+
+def test_after_a_restart_the_reloaded_cache_keeps_the_first_delivery_and_a_replayed_batch_decides_as_before() -> None:
+    # Before the restart: batch 1 held two conflicting deliveries of "a"; offset 1 was committed.
+    before = loaded()
+    batch1 = narrow(("a", T0, T0, 1), ("a", T0 + dt.timedelta(minutes=2), T0 + dt.timedelta(seconds=1), 2))
+    assert decide(batch1, before, {}).is_duplicate == [False, True]
+    silver = committed_rows(batch1, decide(batch1, before, {}))
+    # The restarted stream knows only silver: a fresh cache loaded from it.
+    after = EventIdCache(dt.timedelta(minutes=30))
+    after.load(silver, T0 - dt.timedelta(minutes=30))
+    assert decide(batch1, after, {}).is_duplicate == [False, True], "a replay of batch 1 must decide the same"
+    batch2 = narrow(("a", T0 + dt.timedelta(minutes=5), T0 + dt.timedelta(minutes=5), 3))
+    assert decide(batch2, after, {}).is_duplicate == [True]
+
+
+def test_after_a_restart_a_redelivery_of_an_old_event_is_decided_by_the_cold_lookup() -> None:
+    old = T0 - dt.timedelta(days=1)
+    after = loaded()  # the hot tier starts 30 minutes before T0: "a" from yesterday is only in silver
+    batch = narrow(("a", old, T0, 7))
+    assert needs_cold_lookup(batch, after) == [("a", old.date())]
+    assert decide(batch, after, {"a": ("t", 0, 1)}).is_duplicate == [True]
+    assert decide(batch, after, {"a": ("t", 0, 7)}).is_duplicate == [False], "its own committed row is no duplicate"

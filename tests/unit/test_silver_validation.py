@@ -248,3 +248,85 @@ def test_rows_at_the_decided_duplicate_coordinates_are_flagged_and_no_other(spar
 def test_a_batch_without_duplicates_flags_nothing(spark) -> None:
     batch = spark.createDataFrame([("a", "t", 0, 5)], f"event_id string, {COORDS}")
     assert [r.is_duplicate for r in with_duplicates(batch, None).collect()] == [False]
+
+
+def cart(**changes: Any) -> dict[str, Any]:
+    event = {
+        "event_id": "c-1",
+        "event_type": "add_to_cart",
+        "schema_version": 1,
+        "timestamp": "2026-11-02T10:01:00.000Z",
+        "user_id": "u1",
+        "session_id": "s1",
+        "product_id": "p1",
+        "quantity": 1,
+        "price": "10.00",
+        "total_value": "10.00",
+        "cart_id": "cart-1",
+    }
+    return event | changes
+
+
+def product_update(**changes: Any) -> dict[str, Any]:
+    event = {
+        "event_id": "pu-1",
+        "event_type": "product_update",
+        "schema_version": 1,
+        "timestamp": "2026-11-02T10:02:00.000Z",
+        "product_id": "p1",
+        "update_type": "rating_update",
+        "rating": "5.00",
+    }
+    return event | changes
+
+
+def one_item_purchase(subtotal: str, percent: str, discount: str, total: str) -> dict[str, Any]:
+    item = {"product_id": "p1", "quantity": 1, "unit_price": subtotal, "total_price": subtotal, "category": "books"}
+    return purchase(
+        items=[item], subtotal=subtotal, discount_percent=percent, discount_amount=discount, total_amount=total
+    )
+
+
+@pytest.mark.parametrize(
+    ("topic", "value", "expected"),
+    [
+        ("add_to_cart", cart(quantity=1), []),
+        ("add_to_cart", cart(quantity=0, total_value="0.00"), ["out_of_range:quantity"]),
+        ("add_to_cart", cart(price="0.00", total_value="0.00"), []),  # a free item: zero is not negative
+        ("product_update", product_update(rating="5.00"), []),
+        ("product_update", product_update(rating="0.00"), []),
+        ("product_update", product_update(rating="5.01"), ["out_of_range:rating"]),
+        ("product_update", product_update(update_type="inventory_update", rating=None, stock_level=0), []),
+        (
+            "product_update",
+            product_update(update_type="inventory_update", rating=None, stock_level=-1),
+            ["out_of_range:stock_level"],
+        ),
+        ("purchase", one_item_purchase("25.55", "100.00", "25.55", "0.00"), []),
+        ("purchase", one_item_purchase("25.55", "100.01", "25.55", "0.00"), ["out_of_range:discount_percent"]),
+        # 10.05 x 50 % = 5.025: half up gives 5.03; half even (or truncation) would give 5.02
+        ("purchase", one_item_purchase("10.05", "50.00", "5.03", "5.02"), []),
+        ("purchase", one_item_purchase("10.05", "50.00", "5.02", "5.03"), ["inconsistent:discount_amount"]),
+    ],
+)
+def test_contract_limits_accept_the_boundary_and_reject_just_past_it(spark, validator, topic, value, expected) -> None:
+    value = {k: v for k, v in value.items() if v is not None}
+    assert rules(spark, validator, record(value, topic)) == [expected]
+
+
+def test_the_last_millisecond_of_a_day_and_the_first_of_the_next_fall_on_their_own_days(spark, validator) -> None:
+    df = validate(
+        spark,
+        validator,
+        record(page_view(event_id="late-night", timestamp="2026-11-02T23:59:59.999Z")),
+        record(page_view(event_id="midnight", timestamp="2026-11-03T00:00:00.000Z"), offset=1),
+    )
+    got = to_silver(filter_valid(df), EventType.PAGE_VIEW).select("event_id", "event_time", "event_date")
+    expected = spark.createDataFrame(
+        [
+            ("late-night", dt.datetime(2026, 11, 2, 23, 59, 59, 999000), dt.date(2026, 11, 2)),
+            ("midnight", dt.datetime(2026, 11, 3), dt.date(2026, 11, 3)),
+        ],
+        "event_id string, event_time timestamp, event_date date",
+    )
+    assertDataFrameEqual(got, expected)

@@ -160,3 +160,100 @@ def test_the_oracle_imports_nothing_from_the_pipeline() -> None:
     probe = "import sys, simulation.oracle; print(sorted(m for m in sys.modules if m.split('.')[0] == 'pipeline'))"
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
+
+
+EDGE_SCORES = {
+    # hand-derived from docs/metrics.md: user -> (recency_days, R, F, M, segment) on the edge day
+    "edge-recency-0": (0, 5, 1, 1, "new_customer"),
+    "edge-recency-1": (1, 4, 1, 1, "regular"),
+    "edge-recency-7": (7, 4, 1, 1, "regular"),
+    "edge-recency-8": (8, 3, 1, 1, "regular"),
+    "edge-recency-30": (30, 3, 1, 1, "regular"),
+    "edge-recency-31": (31, 2, 1, 1, "at_risk"),
+    "edge-recency-90": (90, 2, 1, 1, "at_risk"),
+    "edge-recency-91": (91, 1, 1, 1, "at_risk"),
+    "edge-orders-1": (20, 3, 1, 1, "regular"),
+    "edge-orders-2": (20, 3, 2, 1, "regular"),
+    "edge-orders-3": (20, 3, 3, 1, "loyal"),
+    "edge-orders-4": (20, 3, 3, 1, "loyal"),
+    "edge-orders-5": (20, 3, 4, 1, "loyal"),
+    "edge-orders-9": (20, 3, 4, 1, "loyal"),
+    "edge-orders-10": (20, 3, 5, 1, "loyal"),
+    "edge-ltv-49.99": (1, 4, 1, 1, "regular"),
+    "edge-ltv-50.00": (1, 4, 1, 2, "regular"),
+    "edge-ltv-199.99": (1, 4, 1, 2, "regular"),
+    "edge-ltv-200.00": (1, 4, 1, 3, "regular"),
+    "edge-ltv-499.99": (1, 4, 1, 3, "regular"),
+    "edge-ltv-500.00": (1, 4, 1, 4, "regular"),
+    "edge-ltv-999.99": (1, 4, 1, 4, "regular"),
+    "edge-ltv-1000.00": (1, 4, 1, 5, "regular"),
+    "edge-segment-champion-7": (7, 4, 4, 1, "champion"),
+    "edge-segment-loyal-8": (8, 3, 4, 1, "loyal"),
+    "edge-segment-champion-today": (0, 5, 4, 1, "champion"),
+    "edge-segment-new-today": (0, 5, 3, 1, "new_customer"),
+    "edge-segment-prospect": (None, 1, 1, 1, "prospect"),
+}
+
+
+def edge_run(seed: int, events: int) -> tuple[list[tuple[str, str, bytes]], oracle.Truth, dt.date]:
+    scenario = load_scenario("rule_edges")
+    records, _ = generate(scenario, seed, events)
+    lines = list(simulated_items(records, scenario, live=False))
+    return lines, oracle.read_truth(lines), scenario.dates[-2]
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(min_value=0, max_value=2**31), events=st.integers(min_value=1500, max_value=4000))
+def test_the_edge_knob_puts_users_exactly_on_every_score_boundary(seed: int, events: int) -> None:
+    _, truth, day = edge_run(seed, events)
+    customers = oracle.customer_daily(truth)
+    got = {
+        user: (row["recency_days"], row["recency_score"], row["frequency_score"], row["monetary_score"], row["segment"])
+        for (d, user), row in customers.items()
+        if d == day and user in EDGE_SCORES
+    }
+    assert got == EDGE_SCORES
+    for n in (1, 2, 3, 4, 5, 9, 10):
+        assert customers[(day, f"edge-orders-{n}")]["orders_to_date"] == n
+    for amount in ("49.99", "50.00", "199.99", "200.00", "499.99", "500.00", "999.99", "1000.00"):
+        assert customers[(day, f"edge-ltv-{amount}")]["ltv"] == Decimal(amount)
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(min_value=0, max_value=2**31), events=st.integers(min_value=1500, max_value=4000))
+def test_the_edge_knob_makes_ties_repeated_lines_midnights_and_conflicting_redeliveries(seed: int, events: int) -> None:
+    lines, truth, day = edge_run(seed, events)
+    next_day = day + dt.timedelta(days=1)
+    purchases = [e for e in truth.of_type("purchase") if oracle.event_date(e) == day]
+    # A tie at the top between two methods, and the next midnight's purchase uses the later one.
+    methods = Counter(p["payment_method"] for p in purchases).most_common()
+    assert methods[0][1] == methods[1][1] > (methods[2][1] if len(methods) > 2 else 0)
+    assert sorted([methods[0][0], methods[1][0]]) == ["apple_pay", "paypal"]
+    assert oracle.daily_sales_summary(truth)[day]["top_payment_method"] == "apple_pay"
+    timestamps = {e["timestamp"] for e in truth.events}
+    assert f"{day.isoformat()}T23:59:59.999Z" in timestamps
+    midnight = [e for e in truth.of_type("purchase") if e["timestamp"] == f"{next_day.isoformat()}T00:00:00.000Z"]
+    assert [e["payment_method"] for e in midnight] == ["paypal"]
+    # An order with the same product on two lines.
+    assert any(len({i["product_id"] for i in p["items"]}) < len(p["items"]) for p in purchases)
+    # Redeliveries whose payload differs, all valid: the first one is what the oracle keeps.
+    deliveries: dict[str, list[dict]] = {}
+    for topic, _, value in lines:
+        if oracle.rejection_reason(topic, value) is None:
+            event = json.loads(value)
+            deliveries.setdefault(event["event_id"], []).append(event)
+    conflicting = {i: d for i, d in deliveries.items() if len(d) > 1 and any(x != d[0] for x in d[1:])}
+    assert conflicting
+    kept = {e["event_id"]: e for e in truth.events}
+    assert all(kept[i] == d[0] for i, d in conflicting.items())
+    # Every tie purchase with the winning method comes again with the other one: keeping the last flips the tie.
+    tie_firsts = [e for e in purchases if e["user_id"] == "edge-tie" and e["payment_method"] == "apple_pay"]
+    assert tie_firsts
+    assert all("paypal" in {d["payment_method"] for d in deliveries[e["event_id"]][1:]} for e in tie_firsts)
+
+
+def test_edge_cases_need_two_days(tmp_path: Path) -> None:
+    path = tmp_path / "one_day.toml"
+    path.write_text('name = "one_day"\nstart = 2026-11-02T00:00:00Z\ndays = 1\nedge_cases = true\n')
+    with pytest.raises(ScenarioError, match="edge_cases"):
+        load_scenario(str(path))
