@@ -21,11 +21,14 @@ os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Everything under tests/integration is marked ``integration``; tests/perf and benchmarks/ ``perf``."""
+    """Everything under tests/integration is marked ``integration``, tests/cluster ``cluster``; tests/perf and
+    benchmarks/ ``perf``."""
     for item in items:
         parts = Path(str(item.path)).parts
         if "integration" in parts:
             item.add_marker(pytest.mark.integration)
+        if "cluster" in parts:
+            item.add_marker(pytest.mark.cluster)
         if "perf" in parts or "benchmarks" in parts:
             item.add_marker(pytest.mark.perf)
 

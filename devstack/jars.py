@@ -1,6 +1,9 @@
 """Resolve the JVM dependencies pinned in ``jvm/pom.xml`` into ``<home>/jars/<profile>/`` with Maven.
 
 Resolution runs once: a stamp file records the pom's hash, and a folder whose stamp matches is left alone.
+The REST catalog server has a pom of its own (``jvm/rest-catalog/pom.xml``): its jars carry their own Iceberg,
+Jetty and Hadoop and must never reach Spark's classpath. It is resolved only when asked for (the embedded
+default never needs it).
 """
 
 from __future__ import annotations
@@ -10,8 +13,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
-PROFILES = ("spark", "kafka", "s3proxy")
+PROFILES = ("spark", "kafka", "s3proxy")  # what `shoplake jars` resolves by default
+OPTIONAL_PROFILES = ("rest-catalog",)  # resolved on demand (`shoplake jars --rest-catalog`, the cluster suite)
 STAMP = ".pom-sha256"
+# Profiles resolved from a pom of their own (without -P); the others are profiles of jvm/pom.xml.
+OWN_POMS = {"rest-catalog": Path("jvm") / "rest-catalog" / "pom.xml"}
 
 
 class JarsError(RuntimeError):
@@ -34,21 +40,24 @@ def jars_dir(home: Path, profile: str) -> Path:
     return home / "jars" / profile
 
 
+def pom_of(profile: str) -> Path:
+    return project_root() / OWN_POMS.get(profile, Path("jvm") / "pom.xml")
+
+
 def is_resolved(home: Path, profile: str) -> bool:
     stamp = jars_dir(home, profile) / STAMP
-    pom = project_root() / "jvm" / "pom.xml"
-    return stamp.is_file() and stamp.read_text().strip() == _pom_digest(pom)
+    return stamp.is_file() and stamp.read_text().strip() == _pom_digest(pom_of(profile))
 
 
 def resolve(home: Path, profiles: tuple[str, ...] = PROFILES, log=print) -> dict[str, Path]:
     """Copy each profile's runtime jars into its folder; returns profile -> folder."""
     root = project_root()
-    pom = root / "jvm" / "pom.xml"
     mvn = shutil.which("mvn")
     out: dict[str, Path] = {}
     for profile in profiles:
-        if profile not in PROFILES:
-            raise JarsError(f"unknown jar profile {profile!r}; known: {', '.join(PROFILES)}")
+        if profile not in PROFILES + OPTIONAL_PROFILES:
+            raise JarsError(f"unknown jar profile {profile!r}; known: {', '.join(PROFILES + OPTIONAL_PROFILES)}")
+        pom = pom_of(profile)
         target = jars_dir(home, profile)
         out[profile] = target
         if is_resolved(home, profile):
@@ -66,8 +75,7 @@ def resolve(home: Path, profiles: tuple[str, ...] = PROFILES, log=print) -> dict
             str(root / "jvm" / "settings.xml"),
             "-f",
             str(pom),
-            "-P",
-            profile,
+            *([] if profile in OWN_POMS else ["-P", profile]),
             "dependency:copy-dependencies",
             "-DincludeScope=runtime",
             f"-DoutputDirectory={staging}",

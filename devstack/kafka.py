@@ -1,7 +1,10 @@
-"""A real Apache Kafka broker (KRaft, broker and controller in one process) from the resolved Maven jars."""
+"""Real Apache Kafka from the resolved Maven jars: one KRaft node (broker and controller in one process), or a
+cluster of such nodes with a static controller quorum (replicated topics, a node can die)."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import subprocess
 from pathlib import Path
@@ -55,6 +58,82 @@ def server_properties(data_dir: Path, port: int, controller_port: int) -> str:
             "",
         ]
     )
+
+
+def cluster_node_properties(
+    node_id: int, data_dir: Path, port: int, controller_port: int, voters: str, nodes: int
+) -> str:
+    """One node of an ``nodes``-node cluster: broker and controller, voters fixed (``id@host:port,...``).
+
+    Internal topics and new topics are replicated to every node with ``min.insync.replicas`` one less, so a
+    producer with ``acks=all`` keeps writing while one node is down.
+    """
+    replicas, min_isr = nodes, max(1, nodes - 1)
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            f"node.id={node_id}",
+            f"controller.quorum.voters={voters}",
+            f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            f"log.dirs={data_dir}",
+            "num.partitions=2",
+            f"default.replication.factor={replicas}",
+            f"min.insync.replicas={min_isr}",
+            f"offsets.topic.replication.factor={replicas}",
+            "offsets.topic.num.partitions=4",
+            f"transaction.state.log.replication.factor={replicas}",
+            f"transaction.state.log.min.isr={min_isr}",
+            f"share.coordinator.state.topic.replication.factor={replicas}",
+            f"share.coordinator.state.topic.min.isr={min_isr}",
+            "group.initial.rebalance.delay.ms=0",
+            "auto.create.topics.enable=false",
+            "unclean.leader.election.enable=false",
+            "message.max.bytes=4194304",
+            "log.retention.hours=-1",
+            "",
+        ]
+    )
+
+
+def start_local_kafka_cluster(
+    home: Path, workdir: Path, *, nodes: int = 3, detach: bool = False
+) -> tuple[list[ManagedProcess], str]:
+    """Format and start ``nodes`` KRaft nodes (one cluster id, a static voter list); returns (processes, bootstrap).
+
+    Every node is started before any is waited for: none is ready until a quorum of controllers is up.
+    """
+    if not is_resolved(home, "kafka"):
+        raise ServiceError("Kafka broker jars are not resolved: run `shoplake jars` first")
+    java = java_executable(17)
+    classpath = f"{jars_dir(home, 'kafka')}/*"
+    ports = [(free_port(), free_port()) for _ in range(nodes)]
+    voters = ",".join(f"{i + 1}@127.0.0.1:{controller}" for i, (_, controller) in enumerate(ports))
+    cluster_id = _run_java(java, classpath, ["kafka.tools.StorageTool", "random-uuid"]).strip().splitlines()[-1]
+    node_dirs = []
+    for i, (port, controller) in enumerate(ports):
+        node_dir = workdir / f"node-{i + 1}"
+        node_dir.mkdir(parents=True, exist_ok=True)
+        props = node_dir / "server.properties"
+        props.write_text(cluster_node_properties(i + 1, node_dir / "data", port, controller, voters, nodes))
+        (node_dir / "log4j2.properties").write_text(LOG4J2.format(log=node_dir / "server.log"))
+        _run_java(java, classpath, ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)])
+        node_dirs.append(node_dir)
+    processes: list[ManagedProcess] = []
+    try:
+        for node_dir in node_dirs:
+            processes.append(_launch(home, node_dir, detach=detach, heap="512m"))
+        for process, (port, _) in zip(processes, ports, strict=True):
+            process.wait_ready(functools.partial(broker_ready, f"127.0.0.1:{port}"), READY_TIMEOUT_S)
+    except BaseException:
+        for process in processes:
+            with contextlib.suppress(ServiceError):
+                process.stop()
+        raise
+    return processes, ",".join(f"127.0.0.1:{port}" for port, _ in ports)
 
 
 def broker_ready(bootstrap: str) -> bool:
@@ -113,22 +192,28 @@ def start_local_kafka(
 
 def relaunch_local_kafka(home: Path, workdir: Path, bootstrap: str, *, detach: bool = False) -> ManagedProcess:
     """Start the broker of an already formatted ``workdir`` (same ports, same data): a start or a restart."""
+    process = _launch(home, workdir, detach=detach, heap="1g")
+    process.wait_ready(lambda: broker_ready(bootstrap), READY_TIMEOUT_S)
+    return process
+
+
+def _launch(home: Path, workdir: Path, *, detach: bool, heap: str) -> ManagedProcess:
+    """Start the node configured in ``workdir`` (its server.properties and log4j2.properties)."""
     props = workdir / "server.properties"
+    jars = jars_dir(home, "kafka")
     cmd = [
         java_executable(17),
         "-Xms256m",
-        "-Xmx1g",
+        f"-Xmx{heap}",
         "-XX:+UseG1GC",
         "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={workdir / 'log4j2.properties'}",
         "-cp",
-        f"{jars_dir(home, 'kafka')}/*",
+        f"{jars}/*",
         "kafka.Kafka",
         str(props),
     ]
-    process = ManagedProcess.start("kafka", cmd, workdir / "stdout.log", detach=detach, cwd=workdir)
-    process.wait_ready(lambda: broker_ready(bootstrap), READY_TIMEOUT_S)
-    return process
+    return ManagedProcess.start("kafka", cmd, workdir / "stdout.log", detach=detach, cwd=workdir)
 
 
 def _run_java(java: str, classpath: str, args: list[str]) -> str:

@@ -11,7 +11,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,8 +68,20 @@ class ManagedProcess:
     log_path: Path
 
     @classmethod
-    def start(cls, name: str, cmd: Sequence[str], log_path: Path, *, detach: bool, cwd: Path) -> ManagedProcess:
+    def start(
+        cls,
+        name: str,
+        cmd: Sequence[str],
+        log_path: Path,
+        *,
+        detach: bool,
+        cwd: Path,
+        env: Mapping[str, str] | None = None,
+    ) -> ManagedProcess:
         """Start ``cmd``; unless ``detach``, the kernel terminates it when this process dies (even by SIGKILL).
+
+        ``env`` is added to this process's environment for the child (a way to hand it secrets without a
+        command line that ``ps`` shows).
 
         More exactly, when the *thread* that started it ends (``PR_SET_PDEATHSIG``): start services from a thread
         that lives as long as they should.
@@ -82,6 +94,7 @@ class ManagedProcess:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 cwd=cwd,
+                env=None if env is None else {**os.environ, **env},
                 start_new_session=detach,
                 preexec_fn=None if detach else _die_with_parent,
             )

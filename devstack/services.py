@@ -1,8 +1,10 @@
-"""Local services for development and tests: a Kafka broker and an S3-compatible object store.
+"""Local services for development and tests: a Kafka broker, an S3-compatible object store, a catalog server.
 
 Where a Docker engine answers, testcontainers runs them (Kafka, MinIO); otherwise they run as local processes
 from the resolved Maven jars (Kafka in KRaft mode, s3proxy). External bootstrap servers from configuration are
-used as they are. The Iceberg catalog needs no service by default: it is a SQLite file.
+used as they are. The Iceberg catalog needs no service by default: it is a SQLite file. The production catalogs
+run as local processes on request (``catalog=``): PostgreSQL from the machine's binaries (the JDBC catalog), and
+Iceberg's REST catalog server backed by that PostgreSQL.
 
 Two lifetimes:
 
@@ -25,9 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from devstack.kafka import broker_ready, relaunch_local_kafka, start_local_kafka
+from devstack.postgres import PostgresEndpoint, PostgresServer, postgres_bin_dir, server_ready, start_local_postgres
+from devstack.postgres import stop_postgres as _stop_postgres
 from devstack.process import ManagedProcess, ServiceError
+from devstack.rest_catalog import RestCatalog, rest_catalog_ready, start_rest_catalog
 from devstack.s3 import S3Endpoint, relaunch_local_s3, s3_ready, start_local_s3
-from pipeline.config import CatalogSettings, Settings
+from pipeline.config import CatalogSettings, CatalogType, Settings
 
 WAREHOUSE_BUCKET = "warehouse"
 
@@ -36,6 +41,14 @@ class Mode(StrEnum):
     AUTO = "auto"  # containers if Docker answers, else local processes
     CONTAINERS = "containers"
     LOCAL = "local"
+
+
+class CatalogBackend(StrEnum):
+    """Which Iceberg catalog the services provide."""
+
+    SQLITE = "sqlite"  # the embedded default: a file, no service
+    POSTGRES = "postgres"  # the JDBC catalog on a local PostgreSQL server
+    REST = "rest"  # Iceberg's REST catalog server, backed by that PostgreSQL
 
 
 def docker_available() -> bool:
@@ -58,27 +71,50 @@ class Services:
     s3: S3Endpoint | None = None
     pids: dict[str, int] = field(default_factory=dict)
     logs: dict[str, str] = field(default_factory=dict)
+    postgres: PostgresEndpoint | None = None
+    rest_catalog: RestCatalog | None = None
+    postgres_root: str = ""  # the PostgreSQL server's temporary folder (data and log), for a stop from the state
     _owned: list[Any] = field(default_factory=list, repr=False)  # processes or containers to stop
 
+    @property
+    def catalog(self) -> CatalogBackend:
+        if self.rest_catalog is not None:
+            return CatalogBackend.REST
+        return CatalogBackend.POSTGRES if self.postgres is not None else CatalogBackend.SQLITE
+
     def apply(self, settings: Settings, *, s3_warehouse: bool = False) -> Settings:
-        """Settings pointing at these services (the warehouse moves to the object store if asked)."""
+        """Settings pointing at these services: the broker, the catalog server if one runs (the REST catalog
+        when both do), and the object store as the warehouse if asked (the REST catalog's own warehouse always).
+        """
         update: dict[str, Any] = {
             "kafka": settings.kafka.model_copy(update={"bootstrap_servers": self.kafka_bootstrap})
         }
-        if s3_warehouse:
+        catalog: dict[str, Any] = {}
+        if s3_warehouse or (self.rest_catalog is not None and self.rest_catalog.warehouse.startswith("s3")):
             if self.s3 is None:
                 raise ServiceError("an S3 warehouse was asked for but no object store is running")
-            catalog = CatalogSettings.model_validate(
-                settings.catalog.model_dump()
-                | {
-                    "warehouse": f"s3://{WAREHOUSE_BUCKET}/",
-                    "s3_endpoint": self.s3.endpoint,
-                    "s3_region": self.s3.region,
-                    "s3_access_key_id": self.s3.access_key_id,
-                    "s3_secret_access_key": self.s3.secret_access_key,
-                }
-            )
-            update["catalog"] = catalog
+            catalog |= {
+                "warehouse": f"s3://{WAREHOUSE_BUCKET}/",
+                "s3_endpoint": self.s3.endpoint,
+                "s3_region": self.s3.region,
+                "s3_access_key_id": self.s3.access_key_id,
+                "s3_secret_access_key": self.s3.secret_access_key,
+            }
+        if self.rest_catalog is not None:
+            catalog |= {
+                "type": CatalogType.REST,
+                "uri": self.rest_catalog.uri,
+                "warehouse": self.rest_catalog.warehouse,
+            }
+        elif self.postgres is not None:
+            catalog |= {
+                "type": CatalogType.SQL,
+                "uri": self.postgres.sqlalchemy_url,
+                "jdbc_user": self.postgres.user,
+                "jdbc_password": self.postgres.password,
+            }
+        if catalog:
+            update["catalog"] = CatalogSettings.model_validate(settings.catalog.model_dump() | catalog)
         return settings.model_copy(update=update)
 
     def restart_broker(self, home: Path, down_s: float = 0.0) -> None:
@@ -138,12 +174,27 @@ class Services:
             "s3": asdict(self.s3) if self.s3 else None,
             "pids": self.pids,
             "logs": self.logs,
+            "postgres": asdict(self.postgres) if self.postgres else None,
+            "postgres_root": self.postgres_root,
+            "rest_catalog": asdict(self.rest_catalog) if self.rest_catalog else None,
         }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Services:
         s3 = S3Endpoint(**state["s3"]) if state.get("s3") else None
-        return cls(state["mode"], state["workdir"], state["kafka_bootstrap"], s3, state["pids"], state["logs"])
+        postgres = PostgresEndpoint(**state["postgres"]) if state.get("postgres") else None
+        rest = RestCatalog(**state["rest_catalog"]) if state.get("rest_catalog") else None
+        return cls(
+            state["mode"],
+            state["workdir"],
+            state["kafka_bootstrap"],
+            s3,
+            state["pids"],
+            state["logs"],
+            postgres,
+            rest,
+            state.get("postgres_root", ""),
+        )
 
 
 def _create_bucket(endpoint: S3Endpoint) -> None:
@@ -186,8 +237,14 @@ def start_services(
     mode: Mode = Mode.AUTO,
     detach: bool = False,
     kafka_port: int | None = None,
+    catalog: CatalogBackend = CatalogBackend.SQLITE,
 ) -> Services:
-    """Start a broker (and an object store if ``with_s3``); on any failure, stop what was started and raise."""
+    """Start a broker (an object store if ``with_s3``, and the ``catalog`` server); on any failure, stop what
+    was started and raise. The REST catalog keeps its warehouse on the object store when one runs."""
+    if catalog is not CatalogBackend.SQLITE:
+        if mode is Mode.CONTAINERS:
+            raise ServiceError("the catalog servers run as local processes only; use --mode local")
+        mode = Mode.LOCAL
     if mode is Mode.CONTAINERS or (mode is Mode.AUTO and not detach and docker_available()):
         if detach:
             raise ServiceError("detached services run as local processes; use --mode local")
@@ -195,7 +252,7 @@ def start_services(
     if mode is Mode.CONTAINERS:
         raise ServiceError("no Docker engine answers: containers cannot start here (use --mode local)")
     workdir.mkdir(parents=True, exist_ok=True)
-    started: list[ManagedProcess] = []
+    started: list[ManagedProcess | PostgresServer] = []
     try:
         kafka, bootstrap = start_local_kafka(home, workdir / "kafka", port=kafka_port, detach=detach)
         started.append(kafka)
@@ -209,6 +266,23 @@ def start_services(
             services.pids["s3"] = s3.pid
             services.logs["s3"] = str(s3.log_path)
             _create_bucket(endpoint)
+        if catalog is not CatalogBackend.SQLITE:
+            postgres = start_local_postgres(workdir / "postgres", detach=detach)
+            started.append(postgres)
+            services.postgres = postgres.endpoint
+            services.postgres_root = str(postgres.root)
+            services.pids["postgres"] = postgres.pid
+            services.logs["postgres"] = str(postgres.process.log_path)
+        if catalog is CatalogBackend.REST:
+            assert services.postgres is not None
+            warehouse = f"s3://{WAREHOUSE_BUCKET}/" if services.s3 else (workdir / "rest-warehouse").as_uri()
+            rest, rest_catalog = start_rest_catalog(
+                home, workdir / "rest-catalog", services.postgres, warehouse, s3=services.s3, detach=detach
+            )
+            started.append(rest)
+            services.rest_catalog = rest_catalog
+            services.pids["rest-catalog"] = rest.pid
+            services.logs["rest-catalog"] = str(rest.log_path)
         return services
     except BaseException:
         for process in reversed(started):
@@ -224,7 +298,13 @@ def state_path(home: Path) -> Path:
     return home / "services" / "state.json"
 
 
-def services_up(home: Path, *, with_s3: bool = True, kafka_port: int | None = None) -> Services:
+def services_up(
+    home: Path,
+    *,
+    with_s3: bool = True,
+    kafka_port: int | None = None,
+    catalog: CatalogBackend = CatalogBackend.SQLITE,
+) -> Services:
     path = state_path(home)
     if path.exists():
         current = Services.from_state(json.loads(path.read_text()))
@@ -233,9 +313,12 @@ def services_up(home: Path, *, with_s3: bool = True, kafka_port: int | None = No
         services_down(home)
     workdir = home / "services"
     shutil.rmtree(workdir / "kafka", ignore_errors=True)
-    services = start_services(home, workdir, with_s3=with_s3, mode=Mode.LOCAL, detach=True, kafka_port=kafka_port)
+    services = start_services(
+        home, workdir, with_s3=with_s3, mode=Mode.LOCAL, detach=True, kafka_port=kafka_port, catalog=catalog
+    )
+    path.touch(mode=0o600)  # holds the object store's and the database's generated credentials
+    path.chmod(0o600)
     path.write_text(json.dumps(services.to_state(), indent=1))
-    path.chmod(0o600)  # holds the object store's generated credentials
     return services
 
 
@@ -253,6 +336,11 @@ def services_status(home: Path) -> dict[str, str]:
     status = {"kafka": f"{services.kafka_bootstrap} " + ("up" if broker_ready(services.kafka_bootstrap) else "DOWN")}
     if services.s3:
         status["object store"] = f"{services.s3.endpoint} " + ("up" if s3_ready(services.s3.endpoint) else "DOWN")
+    if services.postgres:
+        status["postgresql"] = f"{services.postgres.jdbc_url} " + ("up" if server_ready(services.postgres) else "DOWN")
+    if services.rest_catalog:
+        uri = services.rest_catalog.uri
+        status["rest catalog"] = f"{uri} " + ("up" if rest_catalog_ready(uri) else "DOWN")
     return status
 
 
@@ -261,9 +349,15 @@ def services_down(home: Path) -> list[str]:
     if services is None:
         return []
     stopped = []
-    for name, pid in services.pids.items():
-        ManagedProcess(name, pid, Path(services.logs.get(name, os.devnull))).stop()
+    for name, pid in reversed(services.pids.items()):
+        process = ManagedProcess(name, pid, Path(services.logs.get(name, os.devnull)))
+        bin_dir = postgres_bin_dir()
+        if name == "postgres" and services.postgres_root and bin_dir is not None:
+            _stop_postgres(bin_dir, Path(services.postgres_root), process)
+        else:
+            process.stop()
         stopped.append(name)
+    stopped.reverse()
     state_path(home).unlink(missing_ok=True)
     return stopped
 

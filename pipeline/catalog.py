@@ -34,13 +34,30 @@ class TableNotFoundError(ShoplakeError):
     """A table a reader needs does not exist yet (the stream creates the streaming tables when it starts)."""
 
 
+def sql_catalog_url(settings: Settings) -> str:
+    """The SQLAlchemy URL PyIceberg's SQL catalog connects with: the configured URL plus the login.
+
+    The one place credentials meet the URL (SQLAlchemy takes them nowhere else). The result holds the password:
+    hand it to PyIceberg only; to show a URL, use ``settings.catalog_uri`` (it never has one).
+    """
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.catalog_uri)
+    cat = settings.catalog
+    if url.get_backend_name() == "postgresql" and (cat.jdbc_user or cat.jdbc_password is not None):
+        password = cat.jdbc_password.get_secret_value() if cat.jdbc_password is not None else None
+        url = url.set(username=cat.jdbc_user or None, password=password)
+    return url.render_as_string(hide_password=False)
+
+
 def catalog_properties(settings: Settings) -> dict[str, Any]:
+    """PyIceberg's ``load_catalog`` properties for ``settings`` (they hold secrets: never log them)."""
     cat = settings.catalog
     props: dict[str, Any] = {"warehouse": settings.warehouse_uri}
     if cat.type is CatalogType.REST:
         props |= {"type": "rest", "uri": settings.catalog_uri}
     else:
-        props |= {"type": "sql", "uri": settings.catalog_uri}
+        props |= {"type": "sql", "uri": sql_catalog_url(settings)}
     if settings.warehouse_uri.startswith("s3"):
         props |= {"s3.region": cat.s3_region, "s3.force-virtual-addressing": not cat.s3_path_style_access}
         if cat.s3_endpoint:

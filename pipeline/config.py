@@ -56,8 +56,16 @@ class CatalogSettings(BaseModel):
     type: CatalogType = CatalogType.SQL
     uri: str = Field(
         default="",
-        description="SQL catalog: a SQLAlchemy URL (sqlite:///abs/path.db or postgresql+psycopg2://...); "
-        "REST catalog: its http(s) URL. Empty: a SQLite file under the home directory.",
+        description="SQL catalog: a SQLAlchemy URL (sqlite:///abs/path.db or postgresql+psycopg2://host:port/db, "
+        "without credentials); REST catalog: its http(s) URL. Empty: a SQLite file under the home directory.",
+    )
+    jdbc_user: str = Field(
+        default="", description="PostgreSQL catalog: the database user (Spark's jdbc.user; PyIceberg's URL)."
+    )
+    jdbc_password: SecretStr | None = Field(
+        default=None,
+        description="PostgreSQL catalog: the user's password; from the environment "
+        "(SHOPLAKE_CATALOG__JDBC_PASSWORD), never a file or the URL.",
     )
     warehouse: str = Field(default="", description="file:// or s3:// URI. Empty: <home>/warehouse.")
     s3_endpoint: str = ""
@@ -65,6 +73,19 @@ class CatalogSettings(BaseModel):
     s3_access_key_id: SecretStr | None = None
     s3_secret_access_key: SecretStr | None = None
     s3_path_style_access: bool = True
+
+    def jdbc_properties(self) -> dict[str, str]:
+        """The Iceberg JDBC catalog's login properties (``jdbc.user``, ``jdbc.password``), empty when unset.
+
+        Spark passes them under ``spark.sql.catalog.<name>.``; the JDBC driver receives them as connection
+        properties, so they never appear in the URL.
+        """
+        props: dict[str, str] = {}
+        if self.jdbc_user:
+            props["jdbc.user"] = self.jdbc_user
+        if self.jdbc_password is not None:
+            props["jdbc.password"] = self.jdbc_password.get_secret_value()
+        return props
 
 
 class SparkSettings(BaseModel):
@@ -137,6 +158,8 @@ class Settings(BaseSettings):
         env_prefix="SHOPLAKE_",
         env_nested_delimiter="__",
         extra="forbid",
+        # Errors name the field and the rule, never the value: values include passwords and keys.
+        hide_input_in_errors=True,
     )
 
     home: Path = Field(default=Path(".shoplake"), description="Local state: jars, warehouse, catalog, logs.")
@@ -178,6 +201,12 @@ class Settings(BaseSettings):
             if not (scheme == "sqlite" or scheme.startswith("postgresql")):
                 raise ConfigurationError(
                     f"catalog.uri {self.catalog.uri!r}: a SQL catalog needs a sqlite:/// or postgresql:// URL"
+                )
+            if scheme.startswith("postgresql") and "@" in self.catalog.uri.split("://", 1)[-1].split("/", 1)[0]:
+                # The URL is printed by `shoplake services status` and may reach logs: no secret belongs in it.
+                raise ConfigurationError(
+                    "catalog.uri carries a user name or password: put them in catalog.jdbc_user and "
+                    "SHOPLAKE_CATALOG__JDBC_PASSWORD instead"
                 )
         return self
 

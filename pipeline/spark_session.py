@@ -54,6 +54,8 @@ def catalog_conf(settings: Settings) -> dict[str, str]:
             # A micro-batch commits several tables at once: one pooled connection each.
             f"{prefix}.clients": "8",
         }
+        # A PostgreSQL login goes to the JDBC driver as connection properties, never inside the URL.
+        conf |= {f"{prefix}.{key}": value for key, value in settings.catalog.jdbc_properties().items()}
         if settings.catalog_uri.startswith("sqlite"):
             # Readers (gold, PyIceberg) never block the stream's commits, and concurrent writers wait for the
             # lock instead of failing with "database is locked".

@@ -63,12 +63,14 @@ def main() -> None:
 
 
 @main.command()
+@click.option("--rest-catalog", is_flag=True, help="Also the Iceberg REST catalog server (jvm/rest-catalog/pom.xml).")
 @friendly_errors
-def jars() -> None:
+def jars(rest_catalog: bool) -> None:
     """Resolve the pinned JVM dependencies (jvm/pom.xml) with Maven, once."""
-    from devstack.jars import resolve
+    from devstack.jars import OPTIONAL_PROFILES, PROFILES, resolve
 
-    for profile, folder in resolve(load_settings().home, log=console.print).items():
+    profiles = PROFILES + OPTIONAL_PROFILES if rest_catalog else PROFILES
+    for profile, folder in resolve(load_settings().home, profiles, log=console.print).items():
         console.print(f"{profile}: {folder}")
 
 
@@ -83,18 +85,33 @@ def services() -> None:
 @services.command("up")
 @click.option("--s3/--no-s3", default=True, show_default=True, help="Also start the S3-compatible object store.")
 @click.option("--kafka-port", type=click.IntRange(1, 65535), help="Broker port (default: a free one).")
+@click.option(
+    "--catalog",
+    type=click.Choice(["sqlite", "postgres", "rest"]),
+    default="sqlite",
+    show_default=True,
+    help="Iceberg catalog: the SQLite file, the JDBC catalog on a local PostgreSQL, or the REST catalog server "
+    "backed by it (warehouse on the object store).",
+)
 @friendly_errors
-def services_up(s3: bool, kafka_port: int | None) -> None:
+def services_up(s3: bool, kafka_port: int | None, catalog: str) -> None:
     """Start the services; `shoplake` commands then use them."""
-    from devstack.jars import resolve
+    from devstack.jars import PROFILES, resolve
+    from devstack.services import CatalogBackend
     from devstack.services import services_up as up
 
     settings = load_settings()
-    resolve(settings.home, log=console.print)
-    running = up(settings.home, with_s3=s3, kafka_port=kafka_port)
+    backend = CatalogBackend(catalog)
+    resolve(settings.home, PROFILES + (("rest-catalog",) if backend is CatalogBackend.REST else ()), log=console.print)
+    running = up(settings.home, with_s3=s3, kafka_port=kafka_port, catalog=backend)
+    state = f"{settings.home}/services/state.json"
     console.print(f"kafka: {running.kafka_bootstrap}")
     if running.s3:
-        console.print(f"object store: {running.s3.endpoint} (credentials in {settings.home}/services/state.json)")
+        console.print(f"object store: {running.s3.endpoint} (credentials in {state})")
+    if running.postgres:
+        console.print(f"postgresql: {running.postgres.jdbc_url} (credentials in {state})")
+    if running.rest_catalog:
+        console.print(f"rest catalog: {running.rest_catalog.uri} (warehouse {running.rest_catalog.warehouse})")
 
 
 @services.command("status")

@@ -21,13 +21,15 @@ from pipeline.tables import TableSpec, table_by_identifier
 class LakehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """Where the lakehouse lives. Empty fields fall back to ``pipeline.config.Settings`` (file, environment).
 
-    Object-store credentials are not fields: they come from the environment through ``Settings``, so they never
-    show in Dagster's UI or run records.
+    Object-store credentials and the catalog database's password are not fields: they come from the environment
+    through ``Settings``, so they never show in Dagster's UI or run records.
     """
 
     home: str = ""
     catalog_name: str = ""
+    catalog_type: str = ""
     catalog_uri: str = ""
+    jdbc_user: str = ""
     warehouse: str = ""
     s3_endpoint: str = ""
     spark_master: str = ""
@@ -39,7 +41,9 @@ class LakehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         return cls(
             home=str(settings.home),
             catalog_name=settings.catalog.name,
+            catalog_type=settings.catalog.type.value,
             catalog_uri=settings.catalog_uri,
+            jdbc_user=settings.catalog.jdbc_user,
             warehouse=settings.warehouse_uri,
             s3_endpoint=settings.catalog.s3_endpoint,
             spark_master=settings.spark.master,
@@ -53,7 +57,9 @@ class LakehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             key: value
             for key, value in {
                 "name": self.catalog_name,
+                "type": self.catalog_type,
                 "uri": self.catalog_uri,
+                "jdbc_user": self.jdbc_user,
                 "warehouse": self.warehouse,
                 "s3_endpoint": self.s3_endpoint,
             }.items()

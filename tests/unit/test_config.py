@@ -120,3 +120,55 @@ def test_the_freshness_objective_has_defaults_and_rejects_nonsense(tmp_path: Pat
         Settings(home=tmp_path, freshness={"p99_objective_seconds": 0})
     with pytest.raises(ValidationError):
         Settings(home=tmp_path, freshness={"window_minutes": 0})
+
+
+PG_URI = "postgresql+psycopg2://db.internal:5432/iceberg"
+
+
+def test_postgres_credentials_come_from_the_environment_as_jdbc_properties(monkeypatch) -> None:
+    monkeypatch.setenv("SHOPLAKE_CATALOG__URI", PG_URI)
+    monkeypatch.setenv("SHOPLAKE_CATALOG__JDBC_USER", "lake")
+    monkeypatch.setenv("SHOPLAKE_CATALOG__JDBC_PASSWORD", "s3cr3t")
+    settings = Settings()
+    assert settings.catalog.jdbc_properties() == {"jdbc.user": "lake", "jdbc.password": "s3cr3t"}
+    assert "s3cr3t" not in repr(settings)
+    assert "s3cr3t" not in settings.catalog_uri
+
+
+def test_a_catalog_without_a_login_has_no_jdbc_properties() -> None:
+    assert Settings(catalog={"uri": PG_URI}).catalog.jdbc_properties() == {}
+    assert Settings(catalog={"uri": PG_URI, "jdbc_user": "lake"}).catalog.jdbc_properties() == {"jdbc.user": "lake"}
+
+
+@pytest.mark.parametrize("uri", ["postgresql://lake:pw@db:5432/iceberg", "postgresql+psycopg2://lake@db/iceberg"])
+def test_credentials_inside_the_catalog_url_are_refused(uri: str) -> None:
+    with pytest.raises(ValidationError, match="jdbc_user") as error:
+        Settings(catalog={"uri": uri})
+    assert "@db" not in str(error.value), "the error message repeats the URL and its secret"
+
+
+def test_pyiceberg_gets_the_login_in_its_url_and_only_there() -> None:
+    from pipeline.catalog import catalog_properties, sql_catalog_url
+
+    settings = Settings(catalog={"uri": PG_URI, "jdbc_user": "lake", "jdbc_password": "p@ss:/word"})
+    url = sql_catalog_url(settings)
+    assert url == "postgresql+psycopg2://lake:p%40ss%3A%2Fword@db.internal:5432/iceberg"
+    assert catalog_properties(settings)["uri"] == url
+    assert settings.catalog_uri == PG_URI
+
+
+def test_a_sqlite_catalog_url_is_left_as_it_is(tmp_path: Path) -> None:
+    from pipeline.catalog import sql_catalog_url
+
+    settings = Settings(home=tmp_path, catalog={"jdbc_user": "ignored"})
+    assert sql_catalog_url(settings) == f"sqlite:///{tmp_path / 'catalog.db'}"
+
+
+def test_spark_gets_the_postgres_login_as_catalog_properties_and_not_in_the_url() -> None:
+    from pipeline.spark_session import catalog_conf
+
+    settings = Settings(catalog={"name": "lake", "uri": PG_URI, "jdbc_user": "lake", "jdbc_password": "s3cr3t"})
+    conf = catalog_conf(settings)
+    assert conf["spark.sql.catalog.lake.jdbc.user"] == "lake"
+    assert conf["spark.sql.catalog.lake.jdbc.password"] == "s3cr3t"
+    assert conf["spark.sql.catalog.lake.uri"] == "jdbc:postgresql://db.internal:5432/iceberg"
