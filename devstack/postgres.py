@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from devstack.process import ManagedProcess, ServiceError, ensure_port_free, free_port
 
@@ -37,6 +38,19 @@ class PostgresEndpoint:
     database: str
     user: str
     password: str
+
+    def connect(self, database: str | None = None, **options: Any) -> Any:
+        """A psycopg2 connection with these credentials (to ``database``, by default the catalog's)."""
+        import psycopg2
+
+        return psycopg2.connect(
+            host=self.host,
+            port=self.port,
+            dbname=database or self.database,
+            user=self.user,
+            password=self.password,
+            **options,
+        )
 
     @property
     def jdbc_url(self) -> str:
@@ -134,16 +148,7 @@ def server_ready(endpoint: PostgresEndpoint) -> bool:
 
     try:
         with (
-            contextlib.closing(
-                psycopg2.connect(
-                    host=endpoint.host,
-                    port=endpoint.port,
-                    dbname="postgres",
-                    user=endpoint.user,
-                    password=endpoint.password,
-                    connect_timeout=2,
-                )
-            ) as conn,
+            contextlib.closing(endpoint.connect("postgres", connect_timeout=2)) as conn,
             conn.cursor() as cur,
         ):
             cur.execute("SELECT 1")
@@ -239,11 +244,7 @@ def _initdb(bin_dir: Path, root: Path, endpoint: PostgresEndpoint) -> None:
 
 
 def _create_database(endpoint: PostgresEndpoint) -> None:
-    import psycopg2
-
-    conn = psycopg2.connect(
-        host=endpoint.host, port=endpoint.port, dbname="postgres", user=endpoint.user, password=endpoint.password
-    )
+    conn = endpoint.connect("postgres")
     try:
         conn.autocommit = True  # CREATE DATABASE cannot run inside a transaction
         with conn.cursor() as cur:

@@ -27,15 +27,7 @@ def test_postgres_refuses_a_wrong_password(postgres: PostgresServer) -> None:
             host=endpoint.host, port=endpoint.port, dbname=endpoint.database, user=endpoint.user, password="wrong"
         )
     with (
-        contextlib.closing(
-            psycopg2.connect(
-                host=endpoint.host,
-                port=endpoint.port,
-                dbname=endpoint.database,
-                user=endpoint.user,
-                password=endpoint.password,
-            )
-        ) as conn,
+        contextlib.closing(endpoint.connect()) as conn,
         conn.cursor() as cur,
     ):
         cur.execute("SHOW listen_addresses")

@@ -13,7 +13,6 @@ import json
 import urllib.request
 from pathlib import Path
 
-import psycopg2
 import pytest
 from dagster import DagsterInstance
 
@@ -59,15 +58,7 @@ def _catalog_rows(postgres: PostgresServer, catalog_name: str) -> set[str]:
     """``namespace.table`` of every table the JDBC catalog ``catalog_name`` holds in PostgreSQL."""
     endpoint = postgres.endpoint
     with (
-        contextlib.closing(
-            psycopg2.connect(
-                host=endpoint.host,
-                port=endpoint.port,
-                dbname=endpoint.database,
-                user=endpoint.user,
-                password=endpoint.password,
-            )
-        ) as conn,
+        contextlib.closing(endpoint.connect()) as conn,
         conn.cursor() as cur,
     ):
         cur.execute(
