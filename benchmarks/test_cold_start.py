@@ -90,13 +90,19 @@ def batch_spans(settings: Settings) -> list[BatchSpan]:
 
 
 def _silver_commits(settings: Settings) -> list[float]:
-    """Commit times (epoch seconds) of every silver snapshot."""
+    """Commit times (epoch seconds) of every silver snapshot a micro-batch wrote (creating a table writes an
+    empty snapshot of its own, which shows no event)."""
     catalog = pyiceberg_catalog(settings)
     try:
         tables = [catalog.load_table(spec.identifier) for spec in SILVER.values()]
     except NoSuchTableError:
         return []
-    return sorted(s.timestamp_ms / 1000 for table in tables for s in table.snapshots())
+    return sorted(
+        s.timestamp_ms / 1000
+        for table in tables
+        for s in table.snapshots()
+        if s.summary is not None and BATCH_ID_PROPERTY in s.summary.additional_properties
+    )
 
 
 def _bronze_rows(settings: Settings) -> int:
