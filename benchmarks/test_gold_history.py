@@ -37,8 +37,12 @@ DAYS = 60
 _TIMESTAMPS = ("event_time", "kafka_timestamp", "ingest_time")
 
 
-def _write_days(spark: SparkSession, catalog: str, seeds: dict[EventType, DataFrame], first: dt.date) -> None:
-    """Each seed row once a day for ``DAYS`` days from ``first``, with that day's ids (users stay the same)."""
+def _write_days(
+    spark: SparkSession, catalog: str, seeds: dict[EventType, DataFrame], seed_day: dt.date, first: dt.date
+) -> None:
+    """Each seed row (of ``seed_day``) once a day for ``DAYS`` days from ``first``, with that day's ids and times
+    (users stay the same)."""
+    lag = (first - seed_day).days
     for event_type, seed in seeds.items():
         spec = SILVER[event_type]
         ensure_table(spark, catalog, spec)
@@ -49,7 +53,7 @@ def _write_days(spark: SparkSession, catalog: str, seeds: dict[EventType, DataFr
             if column in seed.columns:
                 changes[column] = F.concat(column, suffix)
         for column in _TIMESTAMPS:
-            changes[column] = F.col(column) + F.make_interval(days=F.col("_day"))
+            changes[column] = F.col(column) + F.make_interval(days=F.col("_day") + F.lit(lag))
         seed.select("*", shift).withColumns(changes).drop("_day").repartition(4, "event_date").writeTo(
             spec.qualified(catalog)
         ).append()
@@ -65,13 +69,14 @@ def test_gold_cost_stays_flat_as_history_grows(
 ) -> None:
     events_per_day = 50_000 if full else 500
     # multi_day spreads its events over 7 days: ask for 7 days' worth and keep the first.
-    seeds, first = silver_seed(spark, "multi_day", 61, events_per_day * 7)
-    seeds = _one_day(spark, seeds, first)
+    seeds, seed_day = silver_seed(spark, "multi_day", 61, events_per_day * 7)
+    seeds = _one_day(spark, seeds, seed_day)
+    first = seed_day - dt.timedelta(days=DAYS)  # the 60 days end before the scenario's own (daily partitions end today)
     settings = make_settings(tmp_path, jars_home, partitions_start=first.isoformat())
     build_spark_session(settings)
     catalog = settings.catalog.name
     ensure_tables(spark, catalog, STREAMING_TABLES)  # data quality also reads bronze and quarantine
-    _write_days(spark, catalog, seeds, first)
+    _write_days(spark, catalog, seeds, seed_day, first)
     events = sum(frame.count() for frame in seeds.values())
     last = first + dt.timedelta(days=DAYS - 1)
     instance = DagsterInstance.ephemeral()
