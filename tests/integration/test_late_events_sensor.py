@@ -189,7 +189,7 @@ def test_a_late_purchase_restates_its_day_and_every_later_built_day_through_the_
     catch_up(spark, live, timeout_s=600)
     (request,) = tick(before.cursor).run_requests
     assert request.partition_key is None
-    assert request.tags == partition_range_tags(days[1], days[2]), "day 26 must be rebuilt with day 25"
+    assert partition_range_tags(days[1], days[2]).items() <= request.tags.items(), "day 26 must follow day 25"
     result = defs.resolve_job_def(GOLD_JOB).execute_in_process(instance=instance, tags=request.tags)
     assert result.success
 
