@@ -146,6 +146,7 @@ def _purchase_line(day: int, amount: str) -> str:
         "total_amount": amount,
         "payment_method": "paypal",
         "shipping_method": "standard",
+        "shipping_address": {"street": "1 Main St", "city": "Tucson", "zip_code": "85712", "country": "US"},
     }
     return to_log_line("purchase", "u90", json.dumps(body).encode())
 
