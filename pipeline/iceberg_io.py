@@ -76,6 +76,18 @@ def read_day(
     return table.filter(F.col(spec.date_column) == F.lit(day))
 
 
+def read_days(
+    spark: SparkSession, catalog: str, spec: TableSpec, first: dt.date, last: dt.date, snapshot_id: int | None = None
+) -> DataFrame:
+    """Rows of the days ``first`` .. ``last`` (inclusive) of a table partitioned by its date column."""
+    if spec.date_column is None:
+        raise ValueError(f"{spec.identifier} has no date column to select days by")
+    if first == last:
+        return read_day(spark, catalog, spec, first, snapshot_id)
+    table = read_table(spark, catalog, spec, snapshot_id)
+    return table.filter(F.col(spec.date_column).between(F.lit(first), F.lit(last)))
+
+
 def current_snapshot_id(spark: SparkSession, catalog: str, spec: TableSpec) -> int | None:
     """The table's current snapshot id: the head of its ``main`` branch (None for a never written table)."""
     row = spark.table(f"{spec.qualified(catalog)}.refs").filter(F.col("name") == F.lit("main")).first()
@@ -94,6 +106,18 @@ def overwrite_days(df: DataFrame, catalog: str, spec: TableSpec) -> int:
     """Replace the partitions present in ``df`` (other days untouched); returns the rows written."""
     rows = df.count()
     df.select(*spec.schema.fieldNames()).writeTo(spec.qualified(catalog)).overwritePartitions()
+    return rows
+
+
+def overwrite_day_range(df: DataFrame, catalog: str, spec: TableSpec, first: dt.date, last: dt.date) -> int:
+    """Replace the days ``first`` .. ``last`` of a table partitioned by its date column with ``df`` (one commit);
+    a day of the range without rows in ``df`` ends up empty, days outside it are untouched. Returns the rows
+    written."""
+    if spec.date_column is None:
+        raise ValueError(f"{spec.identifier} has no date column to replace days by")
+    in_range = F.col(spec.date_column).between(F.lit(first), F.lit(last))
+    rows = df.count()
+    df.select(*spec.schema.fieldNames()).writeTo(spec.qualified(catalog)).overwrite(in_range)
     return rows
 
 

@@ -1,5 +1,19 @@
 """Every table of the lakehouse, with its schema and partitioning: the one place that lists them.
 
+Partitioning follows how each table is read, so that every read of the pipeline filters on a partition column:
+
+- ``bronze.events`` and ``quarantine.events`` by ``days(kafka_timestamp)``: audits and ``gold.data_quality``
+  select records by the day they reached Kafka (a range on ``kafka_timestamp``, which Iceberg prunes); undated
+  garbage still has an arrival day. ``quarantine.events`` is also partitioned by ``event_date``, because
+  ``gold.data_quality`` counts a day's rejected records by event day, and a late record arrives days later.
+- silver event tables by ``event_date``, the day gold builds, and by ``days(kafka_timestamp)``, the day
+  ``gold.data_quality``'s conservation audit selects. Nearly every record reaches Kafka on its event day, so the
+  second field adds files only for late records and those around midnight.
+- the roll-ups by the day of their time column: a fold's merge prunes to the days it can touch.
+- gold tables by ``event_date``, the day they summarize: a build replaces exactly its days, and
+  ``gold.customer_lifetime`` (the lifetime state of every user as of a day) is read one day at a time.
+- ``ops`` tables are unpartitioned: one small row per batch or maintenance run, read whole.
+
 Names are ``<namespace>.<table>`` inside the configured Iceberg catalog (``lake`` by default), so
 ``silver.purchases`` is ``lake.silver.purchases`` in Spark SQL and ``("silver", "purchases")`` in PyIceberg.
 """
@@ -103,7 +117,7 @@ SILVER: dict[EventType, TableSpec] = {
         Layer.SILVER,
         table_name,
         silver_schema(event_type),
-        (PartitionField("identity", "event_date"),),
+        (PartitionField("identity", "event_date"), PartitionField("days", "kafka_timestamp")),
         f"Valid, deduplicated {event_type.value} events, typed by the contract.",
         _STREAMING_PROPERTIES,
         date_column="event_date",
@@ -173,7 +187,7 @@ QUARANTINE_EVENTS = TableSpec(
             T.StructField("batch_id", T.LongType()),
         ]
     ),
-    (PartitionField("days", "kafka_timestamp"),),
+    (PartitionField("days", "kafka_timestamp"), PartitionField("identity", "event_date")),
     "Records that failed parsing or a rule (ids in failed_rules), or repeated an event_id ('duplicate').",
     _STREAMING_PROPERTIES,
 )
@@ -298,6 +312,8 @@ GOLD_DATA_QUALITY = _gold(
     "Per day and silver table: rows, late, duplicates, quarantined by reason, freshness, conservation.",
 )  # fmt: skip
 
+# The published gold tables: Dagster assets whose rebuilds are recorded in gold.restatements. The lifetime state
+# (GOLD_CUSTOMER_LIFETIME, below) is an asset too, but internal: what it changes shows in customer_daily.
 GOLD_TABLES: tuple[TableSpec, ...] = (
     GOLD_DAILY_SALES_SUMMARY,
     GOLD_DAILY_CATEGORY_SALES,
@@ -306,6 +322,16 @@ GOLD_TABLES: tuple[TableSpec, ...] = (
     GOLD_PRODUCT_PAIRS,
     GOLD_DATA_QUALITY,
 )
+
+GOLD_CUSTOMER_LIFETIME = _gold(
+    "customer_lifetime",
+    [
+        ("user_id", T.StringType()), ("first_seen", T.DateType()), ("last_seen", T.DateType()),
+        ("orders_to_date", _L), ("ltv", MONEY), ("first_order", T.DateType()), ("last_purchase", T.DateType()),
+    ],
+    ("user_id",),
+    "Lifetime state as of each day, one row per user seen so far: day D is D-1's state plus D's events.",
+)  # fmt: skip
 
 RESTATEMENTS = TableSpec(
     Layer.GOLD,
@@ -381,6 +407,7 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     MAINTENANCE_RUNS,
     QUARANTINE_REPLAYS,
     *GOLD_TABLES,
+    GOLD_CUSTOMER_LIFETIME,
     RESTATEMENTS,
 )
 

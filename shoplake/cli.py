@@ -314,14 +314,15 @@ def live(minutes: int, interval: float, once: bool) -> None:
 @click.option("--to", "last", callback=iso_date, help="Last day of a backfill range (inclusive).")
 @friendly_errors
 def gold(first: dt.date, last: dt.date | None) -> None:
-    """Materialize the daily gold assets through Dagster for a day or a range."""
-    from pipeline.orchestration.runs import dagster_instance, days_between, materialize_gold
+    """Materialize the daily gold assets through Dagster for a day or a range (one run for the whole range)."""
+    from pipeline.orchestration.runs import backfill_gold, dagster_instance, days_between
 
     settings = load_settings()
     days = days_between(first, last or first)
-    with _progress("gold days", len(days)) as advance:
-        materialize_gold(settings, days, dagster_instance(settings), lambda day, result: advance(1))
-    console.print(f"gold built for {len(days)} day(s): {days[0]} .. {days[-1]}")
+    with _progress("gold runs", 1) as advance:
+        backfill_gold(settings, days[0], days[-1], dagster_instance(settings))
+        advance(1)
+    console.print(f"gold built for {len(days)} day(s) in one run: {days[0]} .. {days[-1]}")
 
 
 def _table_spec(name: str):  # type: ignore[no-untyped-def]

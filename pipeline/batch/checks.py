@@ -28,10 +28,12 @@ def conservation_verdict(data_quality_df: DataFrame) -> DataFrame:
     ).withColumn("is_ok", F.size("tables_failing") == 0)
 
 
-def silver_contract_verdict(silver_df: DataFrame, day: dt.date) -> DataFrame:
-    """From one silver table's rows of ``day``: ``rows``, ``distinct_ids``, ``bad_rows`` (no event id, or an event
-    time on another day) and ``is_ok`` (each event id once, no bad row)."""
-    is_bad = F.col("event_id").isNull() | (F.to_date("event_time") != F.lit(day))
+def silver_contract_verdict(silver_df: DataFrame, day: dt.date | None = None) -> DataFrame:
+    """From one silver table's rows of ``day`` (or of several days: then each row's own ``event_date``): ``rows``,
+    ``distinct_ids``, ``bad_rows`` (no event id, or an event time on another day) and ``is_ok`` (each event id
+    once, no bad row)."""
+    its_day = F.lit(day) if day is not None else F.col("event_date")
+    is_bad = F.col("event_id").isNull() | (F.to_date("event_time") != its_day)
     return silver_df.agg(
         F.count("*").alias("rows"),
         F.count_distinct("event_id").alias("distinct_ids"),
@@ -39,24 +41,32 @@ def silver_contract_verdict(silver_df: DataFrame, day: dt.date) -> DataFrame:
     ).withColumn("is_ok", (F.col("rows") == F.col("distinct_ids")) & (F.col("bad_rows") == 0))
 
 
-def totals_verdict(summary_df: DataFrame, category_sales_df: DataFrame, customer_daily_df: DataFrame) -> DataFrame:
+def totals_verdict(
+    summary_df: DataFrame, category_sales_df: DataFrame, customer_daily_df: DataFrame, by: tuple[str, ...] = ()
+) -> DataFrame:
     """Whether one day's gold tables agree: the summary's gross revenue and units equal the categories' sums, its
-    revenue the customers' sum (an empty side sums to 0). One row per summary row (none when it is missing)."""
-    categories = category_sales_df.agg(
-        F.coalesce(F.sum("gross_revenue"), F.lit(0)).alias("categories_gross_revenue"),
-        F.coalesce(F.sum("units"), F.lit(0)).alias("categories_units"),
+    revenue the customers' sum (an empty side sums to 0). One row per summary row (none when it is missing).
+
+    ``by``: columns that tell days apart when the frames hold several (``("event_date",)``), kept in the result.
+    """
+    categories = category_sales_df.groupBy(*by).agg(
+        F.sum("gross_revenue").alias("categories_gross_revenue"), F.sum("units").alias("categories_units")
     )
-    customers = customer_daily_df.agg(F.coalesce(F.sum("revenue"), F.lit(0)).alias("customers_revenue"))
+    customers = customer_daily_df.groupBy(*by).agg(F.sum("revenue").alias("customers_revenue"))
     agree = (
         (F.col("gross_revenue") == F.col("categories_gross_revenue"))
         & (F.col("units") == F.col("categories_units"))
         & (F.col("revenue") == F.col("customers_revenue"))
     )
-    return (
-        summary_df.select("orders", "revenue", "gross_revenue", "units")
-        .crossJoin(categories)
-        .crossJoin(customers)
-        .withColumn("is_ok", F.coalesce(agree, F.lit(False)))
+    summary = summary_df.select(*by, "orders", "revenue", "gross_revenue", "units")
+    joined = (
+        summary.crossJoin(categories).crossJoin(customers)
+        if not by
+        else summary.join(categories, list(by), "left").join(customers, list(by), "left")
+    )
+    zero = ["categories_gross_revenue", "categories_units", "customers_revenue"]
+    return joined.withColumns({c: F.coalesce(F.col(c), F.lit(0)) for c in zero}).withColumn(
+        "is_ok", F.coalesce(agree, F.lit(False))
     )
 
 

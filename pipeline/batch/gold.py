@@ -1,22 +1,25 @@
 """Silver -> gold: daily aggregates, as pure transforms over silver rows.
 
 Every metric is defined in ``docs/metrics.md``; the simulator's oracle implements the same definitions in plain
-Python, and the integration suite asserts both give the same numbers. Inputs are silver frames already
-restricted to the day being built (or, for lifetime figures, to the days up to it).
+Python, and the integration suite asserts both give the same numbers. Every transform builds one day or a range
+of days in one pass (``days``), grouping by ``event_date``; its inputs are silver frames of those days, and the
+lifetime figures come from a per-user state carried from day to day (``customer_lifetime``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections.abc import Sequence
 from decimal import Decimal
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from pipeline.tables import (
     GOLD_CUSTOMER_DAILY,
+    GOLD_CUSTOMER_LIFETIME,
     GOLD_DAILY_CATEGORY_SALES,
     GOLD_DAILY_SALES_SUMMARY,
     GOLD_DATA_QUALITY,
@@ -54,12 +57,31 @@ def _money_sum(column: Column) -> Column:
     return F.coalesce(F.sum(column), F.lit(0)).cast(MONEY)
 
 
+# -- days --------------------------------------------------------------------------------------------------------
+
+Days = dt.date | Sequence[dt.date]  # one day, or the days of a range built in one pass
+
+
+def day_list(days: Days) -> list[dt.date]:
+    """The days as a sorted list (one day is a list of one)."""
+    return [days] if isinstance(days, dt.date) else sorted(days)
+
+
+def _days_df(spark: SparkSession, days: Days) -> DataFrame:
+    return spark.createDataFrame([(d,) for d in day_list(days)], "event_date date")
+
+
+def filter_days(df: DataFrame, days: Days) -> DataFrame:
+    """Rows whose ``event_date`` is one of ``days``."""
+    return df.filter(F.col("event_date").isin(day_list(days)))
+
+
 # -- daily sales summary -----------------------------------------------------------------------------------------
 
 
 def sessions_of(*frames: DataFrame) -> DataFrame:
-    """Distinct session ids among frames that carry a ``session_id`` column."""
-    return functools.reduce(DataFrame.unionByName, [f.select("session_id") for f in frames]).distinct()
+    """Distinct (``event_date``, ``session_id``) among frames that carry a ``session_id`` column."""
+    return functools.reduce(DataFrame.unionByName, [f.select("event_date", "session_id") for f in frames]).distinct()
 
 
 def daily_sales_summary(
@@ -67,58 +89,70 @@ def daily_sales_summary(
     page_views_df: DataFrame,
     cart_events_df: DataFrame,
     user_sessions_df: DataFrame,
-    day: dt.date,
+    days: Days,
 ) -> DataFrame:
-    """One row for ``day``, with zeros on a day without events (so rebuilding a day always replaces its row)."""
-    sales = purchases_df.agg(
+    """One row per day of ``days``, with zeros on a day without events (so rebuilding a day always replaces its
+    row)."""
+    units = F.aggregate("items", F.lit(0).cast("long"), lambda acc, i: acc + i["quantity"])
+    sales = purchases_df.groupBy("event_date").agg(
         F.count("*").alias("orders"),
         _money_sum(F.col("total_amount")).alias("revenue"),
         _money_sum(F.col("subtotal")).alias("gross_revenue"),
         _money_sum(F.col("discount_amount")).alias("discount_total"),
-        F.coalesce(F.sum(F.aggregate("items", F.lit(0).cast("long"), lambda acc, i: acc + i["quantity"])), F.lit(0))
-        .cast("long")
-        .alias("units"),
+        F.sum(units).cast("long").alias("units"),
         F.count_distinct("user_id").alias("unique_customers"),
         F.count_distinct("session_id").alias("converted_sessions"),
     )
+    by_count = Window.partitionBy("event_date").orderBy(F.col("count").desc(), F.col("payment_method"))
     top_method = (
-        purchases_df.groupBy("payment_method")
+        purchases_df.groupBy("event_date", "payment_method")
         .count()
-        .orderBy(F.col("count").desc(), F.col("payment_method"))
-        .limit(1)
-        .select(F.col("payment_method").alias("top_payment_method"))
+        .withColumn("rank", F.row_number().over(by_count))
+        .filter(F.col("rank") == 1)
+        .select("event_date", F.col("payment_method").alias("top_payment_method"))
     )
-    traffic = page_views_df.agg(F.count("*").alias("page_views"), F.count_distinct("user_id").alias("visitors"))
-    sessions = sessions_of(purchases_df, page_views_df, cart_events_df, user_sessions_df).agg(
-        F.count("*").alias("sessions")
+    traffic = page_views_df.groupBy("event_date").agg(
+        F.count("*").alias("page_views"), F.count_distinct("user_id").alias("visitors")
     )
+    sessions = (
+        sessions_of(purchases_df, page_views_df, cart_events_df, user_sessions_df)
+        .groupBy("event_date")
+        .agg(F.count("*").alias("sessions"))
+    )
+    zero = F.lit(0).cast(MONEY)
     return (
-        sales.crossJoin(traffic)
-        .crossJoin(sessions)
-        .join(top_method, how="left")
-        .select(
-            F.lit(day).alias("event_date"),
-            "*",
-            money_ratio(F.col("revenue"), F.col("orders")).alias("average_order_value"),
-            ratio(F.col("converted_sessions"), F.col("sessions")).cast(RATE).alias("conversion_rate"),
-            money_ratio(F.col("revenue"), F.col("visitors")).alias("revenue_per_visitor"),
+        _days_df(purchases_df.sparkSession, days)
+        .join(sales, "event_date", "left")
+        .join(traffic, "event_date", "left")
+        .join(sessions, "event_date", "left")
+        .join(top_method, "event_date", "left")
+        .fillna(
+            0,
+            subset=["orders", "units", "unique_customers", "converted_sessions", "page_views", "visitors", "sessions"],
+        )
+        .withColumns({m: F.coalesce(F.col(m), zero) for m in ("revenue", "gross_revenue", "discount_total")})
+        .withColumns(
+            {
+                "average_order_value": money_ratio(F.col("revenue"), F.col("orders")),
+                "conversion_rate": ratio(F.col("converted_sessions"), F.col("sessions")).cast(RATE),
+                "revenue_per_visitor": money_ratio(F.col("revenue"), F.col("visitors")),
+            }
         )
         .select(*GOLD_DAILY_SALES_SUMMARY.schema.fieldNames())
     )
 
 
-def daily_category_sales(purchases_df: DataFrame, day: dt.date) -> DataFrame:
-    items = purchases_df.select("event_id", F.explode("items").alias("item"))
-    return (
-        items.groupBy(F.col("item.category").alias("category"))
-        .agg(
+def daily_category_sales(purchases_df: DataFrame, days: Days) -> DataFrame:
+    """Per day of ``days`` and item category: orders containing it, units, item revenue."""
+    items = purchases_df.select("event_date", "event_id", F.explode("items").alias("item"))
+    return filter_days(
+        items.groupBy("event_date", F.col("item.category").alias("category")).agg(
             F.count_distinct("event_id").alias("orders"),
             F.sum("item.quantity").cast("long").alias("units"),
             _money_sum(F.col("item.total_price")).alias("gross_revenue"),
-        )
-        .withColumn("event_date", F.lit(day))
-        .select(*GOLD_DAILY_CATEGORY_SALES.schema.fieldNames())
-    )
+        ),
+        days,
+    ).select(*GOLD_DAILY_CATEGORY_SALES.schema.fieldNames())
 
 
 # -- customers ---------------------------------------------------------------------------------------------------
@@ -134,29 +168,89 @@ def _score(value: Column, limits: list[tuple[float, int]], otherwise: int, inclu
     return expression.otherwise(otherwise)
 
 
-def customer_daily(purchases_to_date_df: DataFrame, activity_to_date_df: DataFrame, day: dt.date) -> DataFrame:
-    """Users active on ``day`` with their lifetime-to-date figures, RFM scores and segment.
+def customer_lifetime(previous_df: DataFrame, purchases_df: DataFrame, activity_df: DataFrame, days: Days) -> DataFrame:
+    """The lifetime state as of each day of ``days``: one row per user seen up to that day (``first_seen``,
+    ``last_seen``, ``orders_to_date``, ``ltv``, ``first_order``, ``last_purchase``).
 
-    ``purchases_to_date_df``: silver purchases of every day up to ``day``; ``activity_to_date_df``: one row per
-    accepted event with a user (``user_id``, ``event_date``) of every day up to ``day``.
+    The state of day D is the state of an earlier day plus the events after it, so building a day reads that
+    state and the days since, never the whole history.
+
+    Args:
+        previous_df: the state as of a day before every event of the other frames (``gold.customer_lifetime``
+            rows of that one day; empty when nothing was built before, the events then being the whole history).
+        purchases_df: silver purchases after that day, up to the last of ``days``.
+        activity_df: (``user_id``, ``event_date``) of every accepted event with a user, same days.
     """
-    day_lit = F.lit(day)
-    today = F.col("event_date") == day_lit
-    orders = purchases_to_date_df.groupBy("user_id").agg(
-        F.count_if(today).alias("orders"),
-        _money_sum(F.when(today, F.col("total_amount"))).alias("revenue"),
-        F.count("*").alias("orders_to_date"),
-        _money_sum(F.col("total_amount")).alias("ltv"),
-        F.min("event_date").alias("first_order"),
-        F.max("event_date").alias("last_purchase"),
+    seen = activity_df.select("user_id", "event_date").distinct()
+    bought = purchases_df.groupBy("user_id", "event_date").agg(
+        F.count("*").alias("orders"), _money_sum(F.col("total_amount")).alias("revenue")
     )
-    active = (
-        activity_to_date_df.groupBy("user_id")
-        .agg(F.min("event_date").alias("first_seen"), F.max("event_date").alias("last_seen"))
-        .filter(F.col("last_seen") == day_lit)
+    deltas = seen.join(bought, ["user_id", "event_date"], "full_outer").select(
+        "user_id",
+        "event_date",
+        F.col("event_date").alias("first_seen"),
+        F.col("event_date").alias("last_seen"),
+        F.coalesce(F.col("orders"), F.lit(0).cast("long")).alias("orders"),
+        F.coalesce(F.col("revenue"), F.lit(0).cast(MONEY)).alias("revenue"),
+        F.when(F.col("orders") > 0, F.col("event_date")).alias("first_order"),
+        F.when(F.col("orders") > 0, F.col("event_date")).alias("last_purchase"),
     )
-    joined = active.join(orders, on="user_id", how="left").fillna(0, subset=["orders", "orders_to_date"])
-    recency = F.datediff(day_lit, F.col("last_purchase"))
+    base = previous_df.select(
+        "user_id",
+        "event_date",
+        "first_seen",
+        "last_seen",
+        F.col("orders_to_date").alias("orders"),
+        F.col("ltv").alias("revenue"),
+        "first_order",
+        "last_purchase",
+    )
+    users = base.select("user_id").unionByName(deltas.select("user_id")).distinct()
+    none = F.lit(None).cast("date")
+    probes = users.crossJoin(_days_df(activity_df.sparkSession, days)).select(
+        "user_id",
+        "event_date",
+        none.alias("first_seen"),
+        none.alias("last_seen"),
+        F.lit(0).cast("long").alias("orders"),
+        F.lit(0).cast(MONEY).alias("revenue"),
+        none.alias("first_order"),
+        none.alias("last_purchase"),
+        F.lit(True).alias("is_probe"),
+    )
+    # Each probe (user, day) sums every earlier row of its user and those of its own day (a range frame).
+    to_date = Window.partitionBy("user_id").orderBy("event_date").rangeBetween(Window.unboundedPreceding, 0)
+    rows = base.unionByName(deltas).withColumn("is_probe", F.lit(False)).unionByName(probes)
+    return (
+        rows.select(
+            "user_id",
+            "event_date",
+            "is_probe",
+            F.min("first_seen").over(to_date).alias("first_seen"),
+            F.max("last_seen").over(to_date).alias("last_seen"),
+            F.sum("orders").over(to_date).cast("long").alias("orders_to_date"),
+            F.sum("revenue").over(to_date).cast(MONEY).alias("ltv"),
+            F.min("first_order").over(to_date).alias("first_order"),
+            F.max("last_purchase").over(to_date).alias("last_purchase"),
+        )
+        .filter(F.col("is_probe") & F.col("first_seen").isNotNull())
+        .select(*GOLD_CUSTOMER_LIFETIME.schema.fieldNames())
+    )
+
+
+def customer_daily(lifetime_df: DataFrame, purchases_df: DataFrame, days: Days) -> DataFrame:
+    """Users active on each day of ``days`` with their lifetime-to-date figures, RFM scores and segment.
+
+    ``lifetime_df``: the lifetime state of those days (``customer_lifetime``); ``purchases_df``: silver purchases
+    of those days.
+    """
+    day = F.col("event_date")
+    active = filter_days(lifetime_df, days).filter(F.col("last_seen") == day)
+    today = purchases_df.groupBy("event_date", "user_id").agg(
+        F.count("*").alias("orders"), _money_sum(F.col("total_amount")).alias("revenue")
+    )
+    joined = active.join(today, ["event_date", "user_id"], "left").fillna(0, subset=["orders", "orders_to_date"])
+    recency = F.datediff(day, F.col("last_purchase"))
     r = F.when(F.col("last_purchase").isNull(), 1).otherwise(
         _score(recency, [(0, 5), (7, 4), (30, 3), (90, 2)], 1, True)
     )
@@ -166,7 +260,7 @@ def customer_daily(purchases_to_date_df: DataFrame, activity_to_date_df: DataFra
     segment = (
         F.when(F.col("orders_to_date") == 0, "prospect")
         .when((F.col("recency_score") >= 4) & (F.col("frequency_score") >= 4), "champion")
-        .when(F.col("first_order") == day_lit, "new_customer")
+        .when(F.col("first_order") == day, "new_customer")
         .when(F.col("frequency_score") >= 3, "loyal")
         .when(F.col("recency_score") <= 2, "at_risk")
         .otherwise("regular")
@@ -174,7 +268,6 @@ def customer_daily(purchases_to_date_df: DataFrame, activity_to_date_df: DataFra
     return (
         joined.withColumns(
             {
-                "event_date": day_lit,
                 "revenue": F.coalesce(F.col("revenue"), F.lit(0).cast(MONEY)),
                 "ltv": ltv,
                 "recency_days": recency.cast("int"),
@@ -190,31 +283,39 @@ def customer_daily(purchases_to_date_df: DataFrame, activity_to_date_df: DataFra
 
 # -- products ----------------------------------------------------------------------------------------------------
 
+_PRODUCT_DAY = ["event_date", "product_id"]
+
 
 def product_daily(
-    page_views_df: DataFrame, cart_events_df: DataFrame, purchases_df: DataFrame, day: dt.date
+    page_views_df: DataFrame, cart_events_df: DataFrame, purchases_df: DataFrame, days: Days
 ) -> DataFrame:
-    """Per product with any view, cart or purchase on ``day``; rates over sessions, never above 1."""
-    views = page_views_df.filter(F.col("product_id").isNotNull()).select("product_id", "session_id")
-    carts = cart_events_df.select("product_id", "session_id", "quantity")
-    bought = purchases_df.select("event_id", "session_id", F.explode("items").alias("item")).select(
-        "event_id", "session_id", F.col("item.product_id").alias("product_id"), "item.quantity", "item.total_price"
+    """Per day of ``days`` and product with any view, cart or purchase; rates over sessions, never above 1."""
+    views = page_views_df.filter(F.col("product_id").isNotNull()).select(*_PRODUCT_DAY, "session_id")
+    carts = cart_events_df.select(*_PRODUCT_DAY, "session_id", "quantity")
+    bought = purchases_df.select("event_date", "event_id", "session_id", F.explode("items").alias("item")).select(
+        "event_date",
+        "event_id",
+        "session_id",
+        F.col("item.product_id").alias("product_id"),
+        "item.quantity",
+        "item.total_price",
     )
-    view_counts = views.groupBy("product_id").agg(F.count("*").alias("views"))
-    cart_counts = carts.groupBy("product_id").agg(
+    view_counts = views.groupBy(*_PRODUCT_DAY).agg(F.count("*").alias("views"))
+    cart_counts = carts.groupBy(*_PRODUCT_DAY).agg(
         F.count("*").alias("carts"), F.sum("quantity").cast("long").alias("cart_units")
     )
-    sales = bought.groupBy("product_id").agg(
+    sales = bought.groupBy(*_PRODUCT_DAY).agg(
         F.count_distinct("event_id").alias("purchases"),
         F.sum("quantity").cast("long").alias("units"),
         _money_sum(F.col("total_price")).alias("gross_revenue"),
     )
-    viewed, carted, purchased = (df.select("product_id", "session_id").distinct() for df in (views, carts, bought))
+    viewed, carted, purchased = (df.select(*_PRODUCT_DAY, "session_id").distinct() for df in (views, carts, bought))
+    in_session = [*_PRODUCT_DAY, "session_id"]
     funnel = (
         viewed.withColumn("v", F.lit(True))
-        .join(carted.withColumn("c", F.lit(True)), ["product_id", "session_id"], "full_outer")
-        .join(purchased.withColumn("p", F.lit(True)), ["product_id", "session_id"], "full_outer")
-        .groupBy("product_id")
+        .join(carted.withColumn("c", F.lit(True)), in_session, "full_outer")
+        .join(purchased.withColumn("p", F.lit(True)), in_session, "full_outer")
+        .groupBy(*_PRODUCT_DAY)
         .agg(
             F.count_if(F.col("v")).alias("viewed"),
             F.count_if(F.col("v") & F.col("c")).alias("viewed_carted"),
@@ -223,14 +324,16 @@ def product_daily(
         )
     )
     counts = ["views", "carts", "cart_units", "purchases", "units"]
+    joined = (
+        view_counts.join(cart_counts, _PRODUCT_DAY, "full_outer")
+        .join(sales, _PRODUCT_DAY, "full_outer")
+        .join(funnel, _PRODUCT_DAY, "left")
+    )
     return (
-        view_counts.join(cart_counts, "product_id", "full_outer")
-        .join(sales, "product_id", "full_outer")
-        .join(funnel, "product_id", "left")
+        filter_days(joined, days)
         .fillna(0, subset=counts)
         .withColumns(
             {
-                "event_date": F.lit(day),
                 "gross_revenue": F.coalesce(F.col("gross_revenue"), F.lit(0).cast(MONEY)),
                 "view_to_cart_rate": ratio(F.col("viewed_carted"), F.col("viewed")).cast(RATE),
                 "cart_to_purchase_rate": ratio(F.col("carted_bought"), F.col("carted")).cast(RATE),
@@ -240,29 +343,35 @@ def product_daily(
     )
 
 
-def product_pairs(purchases_df: DataFrame, day: dt.date) -> DataFrame:
-    """Co-purchase pairs A -> B of ``day`` with support, confidence and lift (both directions)."""
-    baskets = purchases_df.select("event_id", F.explode(F.array_distinct("items.product_id")).alias("product_id"))
-    orders = purchases_df.agg(F.count("*").alias("orders"))
-    containing = baskets.groupBy("product_id").agg(F.count("*").alias("n"))
+def product_pairs(purchases_df: DataFrame, days: Days) -> DataFrame:
+    """Co-purchase pairs A -> B of each day of ``days`` with support, confidence and lift (both directions)."""
+    baskets = purchases_df.select(
+        "event_date", "event_id", F.explode(F.array_distinct("items.product_id")).alias("product_id")
+    )
+    orders = purchases_df.groupBy("event_date").agg(F.count("*").alias("orders"))
+    containing = baskets.groupBy("event_date", "product_id").agg(F.count("*").alias("n"))
     pairs = (
         baskets.alias("a")
         .join(
             baskets.alias("b"),
             on=(F.col("a.event_id") == F.col("b.event_id")) & (F.col("a.product_id") != F.col("b.product_id")),
         )
-        .groupBy(F.col("a.product_id").alias("antecedent"), F.col("b.product_id").alias("consequent"))
+        .groupBy(
+            F.col("a.event_date").alias("event_date"),
+            F.col("a.product_id").alias("antecedent"),
+            F.col("b.product_id").alias("consequent"),
+        )
         .agg(F.count("*").alias("pair_orders"))
     )
-    a_count = containing.select(F.col("product_id").alias("antecedent"), F.col("n").alias("n_a"))
-    b_count = containing.select(F.col("product_id").alias("consequent"), F.col("n").alias("n_b"))
+    a_count = containing.select("event_date", F.col("product_id").alias("antecedent"), F.col("n").alias("n_a"))
+    b_count = containing.select("event_date", F.col("product_id").alias("consequent"), F.col("n").alias("n_b"))
     return (
-        pairs.join(a_count, "antecedent")
-        .join(b_count, "consequent")
-        .crossJoin(orders)
+        filter_days(pairs, days)
+        .join(a_count, ["event_date", "antecedent"])
+        .join(b_count, ["event_date", "consequent"])
+        .join(orders, "event_date")
         .withColumns(
             {
-                "event_date": F.lit(day),
                 "support": ratio(F.col("pair_orders"), F.col("orders")).cast(RATE),
                 "confidence": ratio(F.col("pair_orders"), F.col("n_a")).cast(RATE),
                 "lift": ratio(F.col("pair_orders") * F.col("orders"), F.col("n_a") * F.col("n_b")).cast(RATE),
@@ -281,46 +390,53 @@ def data_quality(
     bronze_df: DataFrame,
     landed_df: DataFrame,
     table_of_topic: dict[str, str],
-    day: dt.date,
+    days: Days,
     in_flight_since: dt.datetime | None = None,
 ) -> DataFrame:
-    """One row per silver table for ``day`` (zeros included).
+    """One row per day of ``days`` and silver table (zeros included).
 
     Conservation counts a bronze record as missing only if it was ingested before ``in_flight_since``: the
     stream commits a micro-batch's tables side by side, so a check running beside it may see a record in bronze
     a moment before it appears in silver.
 
     Args:
-        silver_df: silver rows of the day: ``table_name``, ``is_late``, ``latency_s``.
-        quarantine_df: quarantined rows dated ``day`` by event time, or undated and reaching Kafka on ``day``:
-            ``kafka_topic``, ``event_date``, ``failed_rules``.
-        bronze_df: Kafka coordinates and ingest time of the bronze records that reached Kafka on ``day``.
-        landed_df: Kafka coordinates of silver and quarantine rows that reached Kafka on ``day``.
+        silver_df: silver rows of the days: ``table_name``, ``event_date``, ``is_late``, ``latency_s``.
+        quarantine_df: quarantined rows dated one of the days by event time, or undated and reaching Kafka on one
+            of them: ``kafka_topic``, ``kafka_timestamp``, ``event_date``, ``failed_rules``.
+        bronze_df: Kafka coordinates, Kafka timestamp and ingest time of the bronze records that reached Kafka on
+            the days.
+        landed_df: Kafka coordinates of silver and quarantine rows that reached Kafka on the days.
         table_of_topic: Kafka topic -> silver table name.
     """
     spark = silver_df.sparkSession
     topics = spark.createDataFrame(list(table_of_topic.items()), "kafka_topic string, table_name string")
-    tables = topics.select("table_name")
-    silver = silver_df.groupBy("table_name").agg(
+    keys = ["table_name", "event_date"]
+    grid = topics.select("table_name").crossJoin(_days_df(spark, days))
+    silver = silver_df.groupBy(*keys).agg(
         F.count("*").alias("rows"),
         F.count_if("is_late").alias("late_rows"),
         F.percentile("latency_s", F.lit(0.5)).alias("p50_latency_s"),
         F.percentile("latency_s", F.lit(0.95)).alias("p95_latency_s"),
     )
-    quarantined = quarantine_df.join(topics, "kafka_topic")
+    # A record without an event day counts on the day it reached Kafka.
+    quarantined = (
+        quarantine_df.join(topics, "kafka_topic")
+        .withColumn("is_dated", F.col("event_date").isNotNull())
+        .withColumn("event_date", F.coalesce(F.col("event_date"), F.to_date("kafka_timestamp")))
+    )
     is_duplicate = F.array_contains("failed_rules", "duplicate")
-    dated = F.col("event_date").isNotNull()
-    counts = quarantined.groupBy("table_name").agg(
+    dated = F.col("is_dated")
+    counts = quarantined.groupBy(*keys).agg(
         F.count_if(dated & is_duplicate).alias("duplicates"),
         F.count_if(dated & ~is_duplicate).alias("quarantined"),
         F.count_if(~dated).alias("undated_quarantined"),
     )
     reasons = (
         quarantined.filter(~is_duplicate)
-        .select("table_name", F.explode("failed_rules").alias("reason"))
-        .groupBy("table_name", "reason")
+        .select(*keys, F.explode("failed_rules").alias("reason"))
+        .groupBy(*keys, "reason")
         .count()
-        .groupBy("table_name")
+        .groupBy(*keys)
         .agg(F.map_from_entries(F.collect_list(F.struct("reason", "count"))).alias("quarantine_reasons"))
     )
     coordinates = ["kafka_topic", "kafka_partition", "kafka_offset"]
@@ -330,9 +446,10 @@ def data_quality(
     if in_flight_since is not None:  # an unknown ingest time is no excuse: such a record counts as settled
         settled = F.coalesce(F.col("ingest_time") < F.lit(in_flight_since), F.lit(True))
     accounting = (
-        bronze_df.join(landed, coordinates, "left")
+        bronze_df.withColumn("event_date", F.to_date("kafka_timestamp"))
+        .join(landed, coordinates, "left")
         .join(topics, "kafka_topic")
-        .groupBy("table_name")
+        .groupBy(*keys)
         .agg(
             F.count("*").alias("bronze_records"),
             F.count_if((copies > 1) | ((copies == 0) & settled)).alias("bad"),
@@ -340,14 +457,13 @@ def data_quality(
     )
     zero = ["rows", "late_rows", "duplicates", "quarantined", "undated_quarantined", "bronze_records", "bad"]
     return (
-        tables.join(silver, "table_name", "left")
-        .join(counts, "table_name", "left")
-        .join(reasons, "table_name", "left")
-        .join(accounting, "table_name", "left")
+        grid.join(silver, keys, "left")
+        .join(counts, keys, "left")
+        .join(reasons, keys, "left")
+        .join(accounting, keys, "left")
         .fillna(0, subset=zero)
         .withColumns(
             {
-                "event_date": F.lit(day),
                 "quarantine_reasons": F.coalesce(
                     F.col("quarantine_reasons"), F.create_map().cast("map<string,bigint>")
                 ),

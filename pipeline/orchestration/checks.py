@@ -1,23 +1,26 @@
-"""The asset checks: read the day's tables, compute the verdict with ``pipeline.batch.checks``, report it.
+"""The asset checks: read the run's days of the tables, compute the verdict with ``pipeline.batch.checks``, report it.
 
-Checks on ``gold/data_quality`` are blocking (contracts on silver); the others warn or flag disagreement.
-Metadata always carries the counts behind the verdict. The ``freshness`` check on each silver table is built from
-the settings (its objective and window) by :func:`build_freshness_check`.
+A run builds one day or a backfill's range at once; a check then judges every day of it (and fails when one
+day fails). Checks on ``gold/data_quality`` are blocking (contracts on silver); the others warn or flag
+disagreement. Metadata always carries the counts behind the verdict. The ``freshness`` check on each silver table
+is built from the settings (its objective and window) by :func:`build_freshness_check`.
 """
 
 import datetime as dt
+import functools
 from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
 from pyspark.sql import DataFrame, Row
+from pyspark.sql import functions as F
 
 from pipeline.batch import checks
 from pipeline.config import FreshnessSettings
-from pipeline.iceberg_io import read_day, read_table
+from pipeline.iceberg_io import read_days
 from pipeline.observability import freshness_verdict, recent_latency_summary
 from pipeline.orchestration.assets import QUALITY_KEY
-from pipeline.orchestration.resources import LakehouseResource, asset_key, partition_day
+from pipeline.orchestration.resources import LakehouseResource, asset_key, partition_days
 from pipeline.tables import (
     GOLD_CUSTOMER_DAILY,
     GOLD_DAILY_CATEGORY_SALES,
@@ -30,7 +33,8 @@ from pipeline.tables import (
 
 
 def _day(context: dg.AssetCheckExecutionContext, lake: LakehouseResource, spec: TableSpec) -> DataFrame:
-    return read_day(lake.spark(), lake.catalog(), spec, partition_day(context.partition_key))
+    """The run's days of a table (one partition, or a backfill's range)."""
+    return read_days(lake.spark(), lake.catalog(), spec, *partition_days(context.partition_key_range))
 
 
 def _only_row(verdict_df: DataFrame) -> Row:
@@ -55,11 +59,10 @@ def conservation(context: dg.AssetCheckExecutionContext, lake: LakehouseResource
     asset=QUALITY_KEY, blocking=True, description="Silver holds each event id once and only the day's events."
 )
 def silver_contract(context: dg.AssetCheckExecutionContext, lake: LakehouseResource) -> dg.AssetCheckResult:
-    day = partition_day(context.partition_key)
     metadata: dict[str, Any] = {}
     passed = True
     for spec in SILVER.values():
-        verdict = _only_row(checks.silver_contract_verdict(_day(context, lake, spec), day))
+        verdict = _only_row(checks.silver_contract_verdict(_day(context, lake, spec)))
         metadata[f"{spec.name}_rows"] = verdict["rows"]
         passed &= verdict["is_ok"]
     return dg.AssetCheckResult(passed=passed, metadata=metadata)
@@ -71,33 +74,48 @@ def silver_contract(context: dg.AssetCheckExecutionContext, lake: LakehouseResou
     description="Gold tables of the day agree with each other.",
 )
 def totals_reconcile(context: dg.AssetCheckExecutionContext, lake: LakehouseResource) -> dg.AssetCheckResult:
-    verdict = _only_row(
-        checks.totals_verdict(
-            _day(context, lake, GOLD_DAILY_SALES_SUMMARY),
-            _day(context, lake, GOLD_DAILY_CATEGORY_SALES),
-            _day(context, lake, GOLD_CUSTOMER_DAILY),
-        )
-    )
+    verdicts = checks.totals_verdict(
+        _day(context, lake, GOLD_DAILY_SALES_SUMMARY),
+        _day(context, lake, GOLD_DAILY_CATEGORY_SALES),
+        _day(context, lake, GOLD_CUSTOMER_DAILY),
+        by=("event_date",),
+    ).collect()
+    failing = sorted(v["event_date"].isoformat() for v in verdicts if not v["is_ok"])
     return dg.AssetCheckResult(
-        passed=verdict["is_ok"],
+        passed=bool(verdicts) and not failing,
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={
-            "summary_revenue": str(verdict["revenue"]),
-            "customers_revenue": str(verdict["customers_revenue"]),
-            "orders": verdict["orders"],
+            "summary_revenue": str(sum(v["revenue"] for v in verdicts)),
+            "customers_revenue": str(sum(v["customers_revenue"] for v in verdicts)),
+            "orders": sum(v["orders"] for v in verdicts),
+            "days_failing": ", ".join(failing) or "none",
         },
     )
 
 
 @dg.asset_check(asset=asset_key(GOLD_DAILY_SALES_SUMMARY), description="Revenue within 3x of the trailing 7-day mean.")
 def revenue_anomaly(context: dg.AssetCheckExecutionContext, lake: LakehouseResource) -> dg.AssetCheckResult:
-    daily_sales = read_table(lake.spark(), lake.catalog(), GOLD_DAILY_SALES_SUMMARY)
-    verdict = _only_row(checks.revenue_anomaly_verdict(daily_sales, partition_day(context.partition_key)))
-    mean = verdict["trailing_mean"]
+    first, last = partition_days(context.partition_key_range)
+    trailing_from = first - dt.timedelta(days=checks.ANOMALY_TRAILING_DAYS)
+    daily_sales = read_days(lake.spark(), lake.catalog(), GOLD_DAILY_SALES_SUMMARY, trailing_from, last).cache()
+    days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+    # One verdict per day, computed in one job.
+    verdicts = functools.reduce(
+        DataFrame.unionByName,
+        [checks.revenue_anomaly_verdict(daily_sales, d).withColumn("event_date", F.lit(d)) for d in days],
+    ).collect()
+    daily_sales.unpersist()
+    failing = sorted(v["event_date"].isoformat() for v in verdicts if not v["is_ok"])
+    latest = max(verdicts, key=lambda v: v["event_date"])
+    mean = latest["trailing_mean"]
     return dg.AssetCheckResult(
-        passed=verdict["is_ok"],
+        passed=not failing,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"revenue": verdict["revenue"], "trailing_mean": mean if mean is not None else "no history"},
+        metadata={
+            "revenue": latest["revenue"],
+            "trailing_mean": mean if mean is not None else "no history",
+            "days_failing": ", ".join(failing) or "none",
+        },
     )
 
 

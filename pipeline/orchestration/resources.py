@@ -1,7 +1,8 @@
 """Dagster resources: the lakehouse (settings + Spark session) and the Iceberg IO manager.
 
 Gold assets read their inputs with the lakehouse resource and return a DataFrame; the IO manager overwrites
-exactly that day's partition of the asset's table (recording restatements of a rebuilt day).
+exactly the run's days of the asset's table, one day or a backfill's range (recording restatements of the days
+rebuilt).
 """
 
 import datetime as dt
@@ -9,13 +10,14 @@ from decimal import Decimal
 from typing import Any
 
 import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from pyspark.sql import DataFrame, SparkSession
 
-from pipeline.batch.outputs import write_gold_day
+from pipeline.batch.outputs import write_gold_days
 from pipeline.config import Settings, load_settings
-from pipeline.iceberg_io import read_day, read_table
+from pipeline.iceberg_io import read_days, read_table
 from pipeline.spark_session import build_spark_session
-from pipeline.tables import TableSpec, table_by_identifier
+from pipeline.tables import GOLD_TABLES, TableSpec, table_by_identifier
 
 
 class LakehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
@@ -99,8 +101,19 @@ def partition_day(partition_key: str) -> dt.date:
     return dt.date.fromisoformat(partition_key)
 
 
+def partition_days(key_range: dg.PartitionKeyRange) -> tuple[dt.date, dt.date]:
+    """The first and last day of a run's partitions: one day, or a backfill's range run at once."""
+    return partition_day(key_range.start), partition_day(key_range.end)
+
+
+def partition_range_tags(first: dt.date, last: dt.date) -> dict[str, str]:
+    """The run tags that make one run of the gold job build every day of ``first`` .. ``last`` (its assets have
+    the single-run backfill policy); the late-events sensor's range requests carry the same."""
+    return {ASSET_PARTITION_RANGE_START_TAG: first.isoformat(), ASSET_PARTITION_RANGE_END_TAG: last.isoformat()}
+
+
 class IcebergIOManager(dg.ConfigurableIOManager):  # type: ignore[type-arg]
-    """Writes a gold asset's day (``pipeline.batch.outputs.write_gold_day``, which records restatements) and
+    """Writes a gold asset's days (``pipeline.batch.outputs.write_gold_days``, which records restatements) and
     loads it back for whoever asks (e.g. ``Definitions.load_asset_value``).
 
     Assets read their own inputs through ``pipeline.batch.inputs``; reading never creates a table.
@@ -111,10 +124,17 @@ class IcebergIOManager(dg.ConfigurableIOManager):  # type: ignore[type-arg]
     def handle_output(self, context: dg.OutputContext, obj: DataFrame) -> None:
         spec = table_for(context.asset_key)
         catalog = self.lake.catalog()
+        first, last = partition_days(context.asset_partition_key_range)
         # The materialization of this run is recorded after this call: the instance knows only earlier builds.
         built = context.step_context.instance.get_materialized_partitions(context.asset_key)
-        written = write_gold_day(
-            obj, catalog, spec, partition_day(context.partition_key), built_before=context.partition_key in built
+        written = write_gold_days(
+            obj,
+            catalog,
+            spec,
+            first,
+            last,
+            built_before={partition_day(key) for key in built},
+            restate=spec in GOLD_TABLES,
         )
         metadata: dict[str, Any] = {
             "rows": written.rows,
@@ -135,6 +155,6 @@ class IcebergIOManager(dg.ConfigurableIOManager):  # type: ignore[type-arg]
         spec = table_for(context.upstream_output.asset_key)
         spark = self.lake.spark()
         catalog = self.lake.catalog()
-        if context.has_partition_key and spec.date_column:
-            return read_day(spark, catalog, spec, partition_day(context.partition_key))
+        if context.has_asset_partitions and spec.date_column:
+            return read_days(spark, catalog, spec, *partition_days(context.asset_partition_key_range))
         return read_table(spark, catalog, spec)

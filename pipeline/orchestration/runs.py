@@ -1,4 +1,4 @@
-"""Launching Dagster runs from code: the gold job for a day or a range of days (a backfill)."""
+"""Launching Dagster runs from code: the gold job for a day, or for a range of days in one run (a backfill)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import dagster as dg
 from pipeline.config import ConfigurationError, Settings
 from pipeline.errors import ShoplakeError
 from pipeline.orchestration.definitions import GOLD_JOB, build_definitions
+from pipeline.orchestration.resources import partition_range_tags
 
 
 class GoldRunError(ShoplakeError, RuntimeError):
@@ -35,6 +36,35 @@ def days_between(first: dt.date, last: dt.date) -> list[dt.date]:
     return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
 
 
+def _run_gold(
+    job: dg.JobDefinition, first: dt.date, last: dt.date, instance: dg.DagsterInstance, log_level: str
+) -> dg.ExecuteInProcessResult:
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    if first == last:
+        result = job.execute_in_process(
+            partition_key=first.isoformat(), instance=instance, raise_on_error=False, run_config=run_config
+        )
+    else:
+        result = job.execute_in_process(
+            tags=partition_range_tags(first, last), instance=instance, raise_on_error=False, run_config=run_config
+        )
+    if not result.success:
+        failures = [
+            f"{event.step_key}: {_error_text(event.event_specific_data.error)}"  # type: ignore[union-attr]
+            for event in result.all_events
+            if event.is_step_failure
+        ]
+        days = first.isoformat() if first == last else f"{first} .. {last}"
+        raise GoldRunError(f"gold run for {days} failed: " + "; ".join(failures))
+    return result
+
+
+def _check_start(settings: Settings, day: dt.date) -> None:
+    start = dt.date.fromisoformat(settings.partitions_start)
+    if day < start:
+        raise ConfigurationError(f"{day} is before the first daily partition ({start}, partitions_start)")
+
+
 def materialize_gold(
     settings: Settings,
     days: Iterable[dt.date],
@@ -43,28 +73,25 @@ def materialize_gold(
     log_level: str = "WARNING",
 ) -> list[dg.ExecuteInProcessResult]:
     """Run the gold job once per day, in order, in this process (sharing its Spark session)."""
-    start = dt.date.fromisoformat(settings.partitions_start)
     job = build_definitions(settings).resolve_job_def(GOLD_JOB)
     results = []
     for day in days:
-        if day < start:
-            raise ConfigurationError(f"{day} is before the first daily partition ({start}, partitions_start)")
-        result = job.execute_in_process(
-            partition_key=day.isoformat(),
-            instance=instance,
-            raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-        )
-        if not result.success:
-            failures = [
-                f"{event.step_key}: {_error_text(event.event_specific_data.error)}"  # type: ignore[union-attr]
-                for event in result.all_events
-                if event.is_step_failure
-            ]
-            raise GoldRunError(f"gold run for {day} failed: " + "; ".join(failures))
+        _check_start(settings, day)
+        result = _run_gold(job, day, day, instance, log_level)
         on_day(day, result)
         results.append(result)
     return results
+
+
+def backfill_gold(
+    settings: Settings, first: dt.date, last: dt.date, instance: dg.DagsterInstance, log_level: str = "WARNING"
+) -> dg.ExecuteInProcessResult:
+    """Run the gold job once for every day of ``first`` .. ``last``: one run, one pass per table over the range,
+    replacing exactly those days (and restating those built before)."""
+    days_between(first, last)  # a range that ends before it starts is an error
+    _check_start(settings, first)
+    job = build_definitions(settings).resolve_job_def(GOLD_JOB)
+    return _run_gold(job, first, last, instance, log_level)
 
 
 def _error_text(error: object) -> str:

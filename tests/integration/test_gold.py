@@ -13,8 +13,14 @@ from pyspark.sql import functions as F
 
 from pipeline.batch.outputs import write_gold_day
 from pipeline.config import Settings
-from pipeline.orchestration.runs import materialize_gold
-from pipeline.tables import GOLD_DAILY_CATEGORY_SALES, GOLD_DAILY_SALES_SUMMARY, GOLD_TABLES, RESTATEMENTS
+from pipeline.orchestration.runs import backfill_gold, materialize_gold
+from pipeline.tables import (
+    GOLD_CUSTOMER_LIFETIME,
+    GOLD_DAILY_CATEGORY_SALES,
+    GOLD_DAILY_SALES_SUMMARY,
+    GOLD_TABLES,
+    RESTATEMENTS,
+)
 from shoplake.cli import main
 from simulation import oracle
 from simulation.scenario import load_scenario
@@ -23,7 +29,7 @@ from tests.integration.helpers import assert_gold_matches, catch_up, gold_rows, 
 
 def _content_hash(settings: Settings, day) -> str:
     digest = hashlib.sha256()
-    for spec in GOLD_TABLES:
+    for spec in (*GOLD_TABLES, GOLD_CUSTOMER_LIFETIME):
         rows = sorted(repr(sorted(r.items())) for r in gold_rows(settings, spec.identifier) if r["event_date"] == day)
         digest.update("\n".join(rows).encode())
     return digest.hexdigest()
@@ -35,10 +41,16 @@ def test_multi_day_gold_equals_the_oracle_and_a_backfill_reproduces_it(spark, li
     send_log(live, log)
     catch_up(spark, live, timeout_s=900)
     instance = DagsterInstance.ephemeral()
-    results = materialize_gold(live, scenario.dates, instance)
+    backfill_gold(live, scenario.dates[0], scenario.dates[-1], instance)  # the week in one run
     truth = truth_of([log])
     assert_gold_matches(live, truth, scenario.dates)
+
+    # Day by day, each day from the lifetime state of the day before: the same gold, nothing restated.
+    in_one_run = {d: _content_hash(live, d) for d in scenario.dates}
+    results = materialize_gold(live, scenario.dates, instance)
+    assert {d: _content_hash(live, d) for d in scenario.dates} == in_one_run
     _assert_materializations_show_the_days(live, results, scenario.dates, oracle.daily_sales_summary(truth))
+    assert not gold_rows(live, RESTATEMENTS.identifier)
 
     day = scenario.dates[3]
     before = _content_hash(live, day)
@@ -50,12 +62,13 @@ def test_multi_day_gold_equals_the_oracle_and_a_backfill_reproduces_it(spark, li
 
 
 def _assert_materializations_show_the_days(settings: Settings, results: list, days: list, summary: dict) -> None:
-    """Each gold materialization carries the rows it wrote; the sales summary's also the oracle's orders and
-    revenue of its day and a preview of the written row."""
+    """Each gold materialization of a one-day run carries the rows it wrote; the sales summary's also the oracle's
+    orders and revenue of its day and a preview of the written row."""
+    tables = (*GOLD_TABLES, GOLD_CUSTOMER_LIFETIME)
     for day, result in zip(days, results, strict=True):
         written = {
             spec.identifier: sum(1 for r in gold_rows(settings, spec.identifier) if r["event_date"] == day)
-            for spec in GOLD_TABLES
+            for spec in tables
         }
         for event in result.get_asset_materialization_events():
             materialization = event.materialization
@@ -70,7 +83,7 @@ def _assert_materializations_show_the_days(settings: Settings, results: list, da
                 assert f"| revenue | {summary[day]['revenue']} |" in preview
             else:
                 assert "revenue" not in materialization.metadata
-        assert len(result.get_asset_materialization_events()) == len(GOLD_TABLES)
+        assert len(result.get_asset_materialization_events()) == len(tables)
 
 
 def test_late_events_restate_built_days_and_the_old_version_stays_readable(

@@ -1,4 +1,5 @@
-"""The late-events sensor on a real lake: a tick asks for exactly the built days that late events touched.
+"""The late-events sensor on a real lake: a tick asks for the built days that late events touched and every built
+day after them (their lifetime figures change), in one run.
 
 The stream writes ``ops.stream_batches`` (the days each micro-batch brought late events to); the sensor reads it
 with PyIceberg past its cursor. What it should ask for is derived independently, from the silver rows themselves
@@ -9,6 +10,8 @@ real gold runs.
 from __future__ import annotations
 
 import datetime as dt
+import json
+from decimal import Decimal
 from pathlib import Path
 
 import dagster as dg
@@ -16,11 +19,21 @@ from pyspark.sql import SparkSession
 
 from pipeline.catalog import pyiceberg_catalog
 from pipeline.config import Settings
-from pipeline.orchestration.definitions import build_definitions
-from pipeline.orchestration.runs import materialize_gold
-from pipeline.tables import SILVER
+from pipeline.orchestration.definitions import GOLD_JOB, build_definitions
+from pipeline.orchestration.resources import partition_range_tags
+from pipeline.orchestration.runs import backfill_gold, materialize_gold
+from pipeline.tables import GOLD_CUSTOMER_DAILY, RESTATEMENTS, SILVER
+from simulation.logfile import to_log_line
 from simulation.scenario import load_scenario
-from tests.integration.helpers import catch_up, send_log, split_log, write_day
+from tests.integration.helpers import (
+    assert_gold_matches,
+    catch_up,
+    gold_rows,
+    send_log,
+    split_log,
+    truth_of,
+    write_day,
+)
 
 
 def _late_silver_rows(settings: Settings) -> list[dict]:
@@ -46,15 +59,28 @@ def _max_batch_id(settings: Settings) -> int:
 def _tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None) -> tuple[list[str], str | None]:
     """Evaluate one tick of ``late_events_sensor`` with the definitions' own ``lake`` resource.
 
-    Returns the requested partition keys (sorted) and the new cursor.
+    Returns the days its run requests cover (one partition, or a range run at once), sorted, and the new cursor.
     """
     sensor = defs.resolve_sensor_def("late_events_sensor")
     lake = defs.resources["lake"]  # the test's catalog: build_definitions(settings) made it
     context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs, resources={"lake": lake})
     data = sensor.evaluate_tick(context)
-    keys = [request.partition_key for request in data.run_requests or []]
-    assert len({r.run_key for r in data.run_requests or []}) == len(keys), "two requests share a run key"
-    return sorted(k for k in keys if k is not None), data.cursor
+    requests = data.run_requests or []
+    assert len(requests) <= 1, "late events ask for one run"
+    days: list[str] = []
+    for request in requests:
+        if request.partition_key is not None:
+            days.append(request.partition_key)
+        else:
+            first = dt.date.fromisoformat(request.tags["dagster/asset_partition_range_start"])
+            last = dt.date.fromisoformat(request.tags["dagster/asset_partition_range_end"])
+            days += [(first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+    return sorted(days), data.cursor
+
+
+def _to_rebuild(late: list[str], built: set[str]) -> list[str]:
+    """The built days on or after the earliest late day: their lifetime figures changed too."""
+    return sorted(day for day in built if late and day >= min(late))
 
 
 def test_a_tick_requests_the_built_days_late_events_touched_and_the_next_tick_nothing(
@@ -77,17 +103,17 @@ def test_a_tick_requests_the_built_days_late_events_touched_and_the_next_tick_no
 
     # The first tick (no cursor) covers every batch so far.
     requested, cursor = _tick(defs, instance, None)
-    assert requested == sorted(set(late_days()) & built)
+    assert requested == _to_rebuild(late_days(), built)
     assert cursor is not None
 
-    # Late events arrive for days already built; the next tick asks for exactly those days, once each.
+    # Late events arrive for days already built; the next tick asks for those days and the built days after them.
     last_batch = _max_batch_id(live)
     send_log(live, rest)
     catch_up(spark, live, timeout_s=600)
     expected = late_days(after_batch=last_batch)
     assert expected, "the second part of the storm brought no late events: the scenario no longer tests this"
     requested, next_cursor = _tick(defs, instance, cursor)
-    assert requested == sorted(set(expected) & built)
+    assert requested == _to_rebuild(expected, built)
     assert next_cursor is not None
     assert int(next_cursor) > int(cursor)
 
@@ -99,3 +125,91 @@ def test_a_tick_requests_the_built_days_late_events_touched_and_the_next_tick_no
     # Days never built are not rebuilt: the same tick on an instance without gold runs asks for nothing.
     unbuilt, _ = _tick(defs, dg.DagsterInstance.ephemeral(), cursor)
     assert unbuilt == []
+
+
+def _purchase_line(day: int, amount: str) -> str:
+    """A log line: user u90 buys one item for ``amount`` on 2026-11-``day`` at 10:00 UTC."""
+    body = {
+        "event_id": f"u90-order-{day}",
+        "event_type": "purchase",
+        "schema_version": 1,
+        "timestamp": f"2026-11-{day}T10:00:00.000Z",
+        "user_id": "u90",
+        "session_id": f"u90-session-{day}",
+        "order_id": f"u90-order-{day}",
+        "items": [
+            {"product_id": "p90", "quantity": 1, "unit_price": amount, "total_price": amount, "category": "books"}
+        ],
+        "subtotal": amount,
+        "discount_percent": "0.00",
+        "discount_amount": "0.00",
+        "total_amount": amount,
+        "payment_method": "paypal",
+        "shipping_method": "standard",
+        "shipping_address": {"street": "1 Main St", "city": "Tucson", "zip_code": "85712", "country": "US"},
+    }
+    return to_log_line("purchase", "u90", json.dumps(body).encode())
+
+
+def _u90(settings: Settings, day: dt.date) -> dict:
+    (row,) = [
+        r
+        for r in gold_rows(settings, GOLD_CUSTOMER_DAILY.identifier)
+        if r["event_date"] == day and r["user_id"] == "u90"
+    ]
+    return row
+
+
+def test_a_late_purchase_restates_its_day_and_every_later_built_day_through_the_sensor(
+    spark: SparkSession, live: Settings, tmp_path: Path
+) -> None:
+    days = [dt.date(2026, 11, 24), dt.date(2026, 11, 25), dt.date(2026, 11, 26)]
+    on_time, late = tmp_path / "on_time.jsonl", tmp_path / "late.jsonl"
+    on_time.write_text(_purchase_line(24, "1.00") + "\n" + _purchase_line(26, "7.00") + "\n")
+    late.write_text(_purchase_line(25, "5.00") + "\n")
+
+    send_log(live, on_time)
+    catch_up(spark, live, timeout_s=600)
+    instance = dg.DagsterInstance.ephemeral()
+    backfill_gold(live, days[0], days[-1], instance)  # one run for the three days
+    assert (_u90(live, days[2])["ltv"], _u90(live, days[2])["orders_to_date"]) == (Decimal("8.00"), 2)
+    defs = build_definitions(live)
+    sensor = defs.resolve_sensor_def("late_events_sensor")
+
+    def tick(cursor: str | None) -> dg.SensorResult:
+        context = dg.build_sensor_context(
+            instance=instance, cursor=cursor, definitions=defs, resources={"lake": defs.resources["lake"]}
+        )
+        result = sensor.evaluate_tick(context)
+        return dg.SensorResult(run_requests=result.run_requests or [], cursor=result.cursor)
+
+    before = tick(None)
+    assert before.run_requests == [], "nothing was late yet"
+
+    send_log(live, late)  # the stream's watermark is past 2026-11-25 now: the purchase is late
+    catch_up(spark, live, timeout_s=600)
+    (request,) = tick(before.cursor).run_requests
+    assert request.partition_key is None
+    assert partition_range_tags(days[1], days[2]).items() <= request.tags.items(), "day 26 must follow day 25"
+    result = defs.resolve_job_def(GOLD_JOB).execute_in_process(instance=instance, tags=request.tags)
+    assert result.success
+
+    day_25, day_26 = _u90(live, days[1]), _u90(live, days[2])
+    assert (day_25["orders"], day_25["revenue"], day_25["orders_to_date"], day_25["ltv"]) == (
+        1,
+        Decimal("5.00"),
+        2,
+        Decimal("6.00"),
+    )
+    assert (day_26["orders"], day_26["orders_to_date"], day_26["ltv"]) == (1, 3, Decimal("13.00"))
+    assert_gold_matches(live, truth_of([on_time, late]), days)
+    restated = {
+        (r["event_date"], r["metric"]): (r["old_value"], r["new_value"])
+        for r in gold_rows(live, RESTATEMENTS.identifier)
+        if r["table_name"] == GOLD_CUSTOMER_DAILY.identifier and r["row_key"] == "user_id=u90"
+    }
+    assert {day for day, _ in restated} == {days[1], days[2]}
+    assert restated[(days[1], "ltv")] == (None, "6.00")  # u90 was not active on the 25th before
+    assert restated[(days[2], "ltv")] == ("8.00", "13.00")
+    assert restated[(days[2], "orders_to_date")] == ("2", "3")
+    assert not [r for r in gold_rows(live, RESTATEMENTS.identifier) if r["event_date"] == days[0]]

@@ -27,10 +27,12 @@ def test_gold_assets_share_the_daily_partitions_and_carry_their_checks(tmp_path)
     graph = defs.resolve_asset_graph()
     gold = {key for key in graph.get_all_asset_keys() if key.path[0] == "gold"}
     assert {key.path[1] for key in gold} == {
-        "data_quality", "daily_sales_summary", "daily_category_sales", "customer_daily", "product_daily",
-        "product_pairs",
+        "data_quality", "daily_sales_summary", "daily_category_sales", "customer_lifetime", "customer_daily",
+        "product_daily", "product_pairs",
     }  # fmt: skip
     assert {graph.get(key).partitions_def.get_first_partition_key() for key in gold} == {"2025-06-01"}
+    assert {graph.get(key).backfill_policy for key in gold} == {dg.BackfillPolicy.single_run()}
+    assert dg.AssetKey(["gold", "customer_lifetime"]) in graph.get(dg.AssetKey(["gold", "customer_daily"])).parent_keys
     checks = {(key.asset_key.path[1], key.name) for key in graph.asset_check_keys if key.asset_key.path[0] == "gold"}
     assert checks == {
         ("data_quality", "conservation"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from decimal import Decimal
 
 import pytest
@@ -17,6 +18,7 @@ from pipeline.batch import gold
 from pipeline.contracts.events import EventType
 from pipeline.streaming.bronze import to_bronze
 from pipeline.streaming.silver import EventValidator, filter_valid, to_silver
+from pipeline.tables import GOLD_CUSTOMER_LIFETIME
 from simulation import oracle
 from simulation.generator import generate
 from simulation.scenario import load_scenario
@@ -108,13 +110,14 @@ def test_conversion_never_exceeds_one_even_when_a_session_buys_twice(spark) -> N
         [("s1", "u1", "paypal"), ("s1", "u1", "paypal")], "session_id string, user_id string, payment_method string"
     ).withColumns(
         {
+            "event_date": F.lit(DAY),
             "total_amount": F.lit(Decimal("1.00")),
             "subtotal": F.lit(Decimal("1.00")),
             "discount_amount": F.lit(Decimal("0.00")),
             "items": F.array().cast("array<struct<quantity:int>>"),
         }
     )
-    views = spark.createDataFrame([("s1", "u1")], "session_id string, user_id string")
+    views = spark.createDataFrame([(DAY, "s1", "u1")], "event_date date, session_id string, user_id string")
     row = gold.daily_sales_summary(purchases, views, views.limit(0), views.limit(0), DAY).first()
     assert (row.sessions, row.converted_sessions, row.conversion_rate) == (1, 1, Decimal("1.000000"))
 
@@ -167,7 +170,8 @@ def test_spark_gold_equals_the_oracle_for_any_simulated_day(spark, seed: int, ev
         k: {c: r[c] for c in next(iter(expected_products.values()))} for k, r in products.items()
     } == expected_products
     activity = F.col("event_date") <= F.lit(day)
-    users = gold.customer_daily(
+    lifetime = gold.customer_lifetime(
+        spark.createDataFrame([], GOLD_CUSTOMER_LIFETIME.schema),
         frames[EventType.PURCHASE].filter(activity),
         frames[EventType.PAGE_VIEW]
         .select("user_id", "event_date")
@@ -177,6 +181,7 @@ def test_spark_gold_equals_the_oracle_for_any_simulated_day(spark, seed: int, ev
         .filter(activity),
         day,
     )
+    users = gold.customer_daily(lifetime, p, day)
     got_users = {r.user_id: r.asDict() for r in users.collect()}
     expected_users = {k[1]: v for k, v in oracle.customer_daily(truth).items() if k[0] == day}
     assert {
@@ -189,14 +194,16 @@ def _conservation_by_table(spark, cases: dict[str, tuple[dt.datetime | None, int
     """``conservation_ok`` per table, each table holding one bronze record: (ingest time, copies landed)."""
     coordinates = "kafka_topic string, kafka_partition int, kafka_offset long"
     bronze = spark.createDataFrame(
-        [(table, 0, 7, ingest_time) for table, (ingest_time, _) in cases.items()],
-        f"{coordinates}, ingest_time timestamp",
+        [(table, 0, 7, dt.datetime(2026, 11, 2, 9), ingest_time) for table, (ingest_time, _) in cases.items()],
+        f"{coordinates}, kafka_timestamp timestamp, ingest_time timestamp",
     )
     landed = spark.createDataFrame(
         [(table, 0, 7) for table, (_, copies) in cases.items() for _ in range(copies)], coordinates
     )
-    silver = spark.createDataFrame([], "table_name string, is_late boolean, latency_s double")
-    quarantine = spark.createDataFrame([], "kafka_topic string, event_date date, failed_rules array<string>")
+    silver = spark.createDataFrame([], "table_name string, event_date date, is_late boolean, latency_s double")
+    quarantine = spark.createDataFrame(
+        [], "kafka_topic string, kafka_timestamp timestamp, event_date date, failed_rules array<string>"
+    )
     topics = {table: table for table in cases}  # one topic per table, named alike
     rows = gold.data_quality(silver, quarantine, bronze, landed, topics, DAY, since).collect()
     assert all(r["bronze_records"] == 1 for r in rows)
@@ -234,3 +241,78 @@ def test_restatements_of_a_day_that_was_empty_list_every_new_value(spark) -> Non
         "event_date date, table_name string, row_key string, metric string, old_value string, new_value string",
     )
     assertDataFrameEqual(changes, expected)
+
+
+@pytest.fixture(scope="module")
+def three_days(spark):
+    """Silver frames and the oracle of a multi-day shop (its first three days are used)."""
+    scenario = load_scenario("multi_day")
+    records, _ = generate(scenario, 23, 2500)
+    lines = list(simulated_items(records, scenario, live=False))
+    return silver_frames(spark, lines), oracle.read_truth(lines), scenario.dates[:3]
+
+
+def _activity(frames: dict[EventType, DataFrame]) -> DataFrame:
+    return functools.reduce(
+        DataFrame.unionByName,
+        [frames[e].select("user_id", "event_date") for e in EventType if e is not EventType.PRODUCT_UPDATE],
+    )
+
+
+def _lifetime(spark, frames, previous: DataFrame | None, after: dt.date | None, days: list[dt.date]) -> DataFrame:
+    """The lifetime state of ``days`` from ``previous`` (the state of ``after``) and the events after it."""
+    window = F.col("event_date") <= F.lit(days[-1])
+    if after is not None:
+        window &= F.col("event_date") > F.lit(after)
+    empty = spark.createDataFrame([], GOLD_CUSTOMER_LIFETIME.schema)
+    return gold.customer_lifetime(
+        previous if previous is not None else empty,
+        frames[EventType.PURCHASE].filter(window),
+        _activity(frames).filter(window),
+        days,
+    )
+
+
+def test_lifetime_state_carried_day_to_day_equals_the_state_from_all_history(spark, three_days) -> None:
+    frames, _, (d1, d2, d3) = three_days
+    from_history = _lifetime(spark, frames, None, None, [d3])
+    # Each state is checkpointed, as it would be read back from gold.customer_lifetime.
+    state1 = _lifetime(spark, frames, None, None, [d1]).localCheckpoint()
+    state2 = _lifetime(spark, frames, state1, d1, [d2]).localCheckpoint()
+    carried = _lifetime(spark, frames, state2, d2, [d3])
+    across_a_gap = _lifetime(spark, frames, state1, d1, [d3])  # day 2 never built: its events are read instead
+    assert from_history.count() > 0
+    assertDataFrameEqual(carried, from_history)
+    assertDataFrameEqual(across_a_gap, from_history)
+
+
+def test_a_range_built_in_one_pass_equals_the_oracle_on_every_day(spark, three_days) -> None:
+    frames, truth, days = three_days
+    in_range = F.col("event_date").between(F.lit(days[0]), F.lit(days[-1]))
+    p, v, c, s = (
+        frames[e].filter(in_range)
+        for e in (EventType.PURCHASE, EventType.PAGE_VIEW, EventType.ADD_TO_CART, EventType.USER_SESSION)
+    )
+    wanted = set(days)
+
+    def expected(table: dict) -> dict:
+        return {k: want for k, want in table.items() if k[0] in wanted}
+
+    summary = {r.event_date: r.asDict() for r in gold.daily_sales_summary(p, v, c, s, days).collect()}
+    assert set(summary) == wanted
+    want_summary = {d: want for d, want in oracle.daily_sales_summary(truth).items() if d in wanted}
+    assert {d: {k: summary[d][k] for k in want} for d, want in want_summary.items()} == want_summary
+    categories = {(r.event_date, r.category): r.asDict() for r in gold.daily_category_sales(p, days).collect()}
+    assert {k: {c: r[c] for c in ("orders", "units", "gross_revenue")} for k, r in categories.items()} == expected(
+        oracle.daily_category_sales(truth)
+    )
+    products = {(r.event_date, r.product_id): r.asDict() for r in gold.product_daily(v, c, p, days).collect()}
+    want_products = expected(oracle.product_daily(truth))
+    assert {k: {m: r[m] for m in next(iter(want_products.values()))} for k, r in products.items()} == want_products
+    pairs = {(r.event_date, r.antecedent, r.consequent): r.asDict() for r in gold.product_pairs(p, days).collect()}
+    want_pairs = expected(oracle.product_pairs(truth))
+    assert {k: {m: r[m] for m in next(iter(want_pairs.values()))} for k, r in pairs.items()} == want_pairs
+    lifetime = _lifetime(spark, frames, None, None, days)
+    users = {(r.event_date, r.user_id): r.asDict() for r in gold.customer_daily(lifetime, p, days).collect()}
+    want_users = expected(oracle.customer_daily(truth))
+    assert {k: {m: r[m] for m in next(iter(want_users.values()))} for k, r in users.items()} == want_users
