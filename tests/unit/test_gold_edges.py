@@ -17,6 +17,7 @@ from pyspark.testing import assertDataFrameEqual
 from pipeline.batch import gold
 from pipeline.tables import (
     GOLD_CUSTOMER_DAILY,
+    GOLD_CUSTOMER_LIFETIME,
     GOLD_DAILY_CATEGORY_SALES,
     GOLD_PRODUCT_DAILY,
     GOLD_PRODUCT_PAIRS,
@@ -173,10 +174,13 @@ def test_rates_round_half_up_at_the_seventh_decimal(spark, numerator, denominato
 
 
 def customers(spark: SparkSession, purchases: list[tuple], extra_activity: list[tuple] = ()) -> DataFrame:
-    """``customer_daily`` for DAY; every purchase is also activity, and so is every row of ``extra_activity``."""
+    """``customer_daily`` for DAY from the whole history (no earlier lifetime state); every purchase is also
+    activity, and so is every row of ``extra_activity``."""
     purchases_df = frame(spark, purchases, PURCHASES)
     activity = [(p[2], p[1]) for p in purchases] + list(extra_activity)
-    return gold.customer_daily(purchases_df, frame(spark, activity, ACTIVITY), DAY)
+    nothing_before = spark.createDataFrame([], GOLD_CUSTOMER_LIFETIME.schema)
+    lifetime = gold.customer_lifetime(nothing_before, purchases_df, frame(spark, activity, ACTIVITY), DAY)
+    return gold.customer_daily(lifetime, purchases_df.filter(F.col("event_date") == F.lit(DAY)), DAY)
 
 
 def customer_row(
