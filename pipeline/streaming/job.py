@@ -19,6 +19,7 @@ from pipeline.iceberg_io import ensure_tables
 from pipeline.kafka_topics import bootstrap_servers
 from pipeline.maintenance import StreamHygiene
 from pipeline.streaming.bronze import to_bronze
+from pipeline.streaming.checkpoint import pending_batch
 from pipeline.streaming.silver import EventValidator
 from pipeline.streaming.sink import BatchReport, MicroBatchSink
 from pipeline.tables import STREAMING_TABLES
@@ -85,31 +86,6 @@ def kafka_source(spark: SparkSession, settings: Settings) -> DataFrame:
         settings.kafka.topic_prefix, settings.stream.max_payload_bytes, settings.stream.supported_schema_versions
     )
     return validator.validate(to_bronze(reader.load()))
-
-
-def pending_batch(spark: SparkSession, location: str) -> int | None:
-    """The batch the checkpoint planned but never committed (the driver died in it), if any.
-
-    Read through Hadoop's file system API, like Spark reads the checkpoint itself, so local and object-store
-    checkpoints are handled alike.
-    """
-    jvm = spark.sparkContext._jvm
-    assert jvm is not None
-    conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
-
-    def batch_ids(log_name: str) -> list[int]:
-        path = jvm.org.apache.hadoop.fs.Path(f"{location.rstrip('/')}/{log_name}")
-        fs = path.getFileSystem(conf)
-        if not fs.exists(path):
-            return []
-        return [
-            int(status.getPath().getName()) for status in fs.listStatus(path) if status.getPath().getName().isdigit()
-        ]
-
-    planned, committed = batch_ids("offsets"), batch_ids("commits")
-    if not planned or max(planned) <= max(committed, default=-1):
-        return None
-    return max(planned)
 
 
 def _replay_pending_batch(spark: SparkSession, settings: Settings, sink: MicroBatchSink, location: str) -> None:

@@ -54,6 +54,7 @@ from pipeline.iceberg_io import (
 from pipeline.maintenance import StreamHygiene
 from pipeline.spark_session import in_background_pool
 from pipeline.streaming.bronze import with_ingest
+from pipeline.streaming.checkpoint import has_query_metadata
 from pipeline.streaming.dedup import (
     NARROW_COLUMNS,
     Coordinates,
@@ -131,15 +132,6 @@ def _marked(narrow: pa.Table, coordinates: set[Coordinates]) -> pa.Array:
     return pa.array([record in coordinates for record in records], pa.bool_())
 
 
-def _has_query_metadata(spark: SparkSession, checkpoint_location: str) -> bool:
-    """Whether the checkpoint holds a query's metadata (it has run before), read through Hadoop's file system
-    API like Spark reads the checkpoint itself."""
-    jvm = spark.sparkContext._jvm
-    assert jvm is not None
-    path = jvm.org.apache.hadoop.fs.Path(f"{checkpoint_location.rstrip('/')}/metadata")
-    return bool(path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).exists(path))  # type: ignore[union-attr]
-
-
 def _newest_ingest(commits: list[StreamCommit]) -> dt.datetime | None:
     return max((_from_iso(c.ingest_time) for c in commits if c.ingest_time), default=None)
 
@@ -197,7 +189,7 @@ class MicroBatchSink:
         waiting in Kafka meet a stream that is ready. A stream that never ran has nothing to recover; its first
         batch then starts from empty state.
         """
-        if self._committer is None and _has_query_metadata(spark, self.checkpoint_location):
+        if self._committer is None and has_query_metadata(spark, self.checkpoint_location):
             self._recover(spark)
             self._load_ids(spark, None)
 
