@@ -109,8 +109,25 @@ def latency_summary(spark: SparkSession, catalog: str) -> LatencySummary | None:
 def recent_latency_summary(
     spark: SparkSession, catalog: str, spec: TableSpec, since: dt.datetime
 ) -> LatencySummary | None:
-    """Percentiles of Kafka -> silver latency of one silver table's events made visible since ``since``."""
-    return summarize(filter_visible_since(silver_latencies(spark, catalog, (spec,)), since))
+    """Percentiles of Kafka -> silver latency of one silver table's events made visible since ``since``.
+
+    Only the files of the micro-batches committed since then are read: the filter on ``batch_id`` from the
+    oldest of them skips every other data file by its column bounds (a micro-batch writes files of one batch
+    id). Rows of an earlier stream with higher batch ids pass that filter and are then left out by their commit
+    time, like every row committed before ``since``.
+    """
+    name = spec.qualified(catalog)
+    snapshots = spark.table(f"{name}.snapshots")
+    oldest = (
+        snapshots.filter(F.col("committed_at") >= F.lit(since))
+        .agg(F.min(F.col("summary")[BATCH_ID_PROPERTY].cast("long")).alias("batch_id"))
+        .first()
+    )
+    if oldest is None or oldest["batch_id"] is None:
+        return None  # no micro-batch committed since then
+    rows = spark.table(name).filter(F.col("batch_id") >= F.lit(oldest["batch_id"]))
+    latencies = with_latency(rows.select("batch_id", "ingest_time", "kafka_timestamp"), snapshots)
+    return summarize(filter_visible_since(latencies, since))
 
 
 @dataclass(frozen=True)
