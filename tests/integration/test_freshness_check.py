@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from pipeline.catalog import pyiceberg_catalog
 from pipeline.config import FreshnessSettings, Settings
 from pipeline.orchestration.definitions import FRESHNESS_JOB, build_definitions
 from pipeline.tables import SILVER, STREAM_BATCHES
 from tests.integration.helpers import catch_up, send_log, write_day
+
+pytestmark = pytest.mark.extended  # tox -e integration-extended (see README "Tests")
 
 
 def _evaluate(settings: Settings, objective_s: float) -> dict[str, dg.AssetCheckEvaluation]:

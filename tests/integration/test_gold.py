@@ -45,11 +45,13 @@ def test_multi_day_gold_equals_the_oracle_and_a_backfill_reproduces_it(spark, li
     truth = truth_of([log])
     assert_gold_matches(live, truth, scenario.dates)
 
-    # Day by day, each day from the lifetime state of the day before: the same gold, nothing restated.
+    # The last days again one at a time, each from the lifetime state of the day before (the first of them from
+    # the state the range run wrote): the same gold, nothing restated.
     in_one_run = {d: _content_hash(live, d) for d in scenario.dates}
-    results = materialize_gold(live, scenario.dates, instance)
+    again = scenario.dates[-3:]
+    results = materialize_gold(live, again, instance)
     assert {d: _content_hash(live, d) for d in scenario.dates} == in_one_run
-    _assert_materializations_show_the_days(live, results, scenario.dates, oracle.daily_sales_summary(truth))
+    _assert_materializations_show_the_days(live, results, again, oracle.daily_sales_summary(truth))
     assert not gold_rows(live, RESTATEMENTS.identifier)
 
     day = scenario.dates[3]

@@ -16,12 +16,16 @@ from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from pipeline.catalog import pyiceberg_catalog
 from pipeline.config import Settings
 from pipeline.contracts.events import EventType
 from pipeline.tables import QUARANTINE_EVENTS, SILVER
 from simulation import oracle
 from tests.integration.helpers import catch_up, send_log, split_log, truth_of, write_day
+
+pytestmark = pytest.mark.extended  # tox -e integration-extended (see README "Tests")
 
 ROOT = Path(__file__).resolve().parents[2]
 MINUTES = 3

@@ -8,6 +8,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from dagster import DagsterInstance
 
@@ -30,6 +31,8 @@ from simulation import oracle
 from simulation.logfile import from_log_line, to_log_line
 from simulation.scenario import load_scenario
 from tests.integration.helpers import assert_gold_matches, catch_up, gold_rows, send_log, truth_of, write_day
+
+pytestmark = pytest.mark.extended  # tox -e integration-extended (see README "Tests")
 
 RULE = "unsupported_schema_version"
 PURCHASES, OTHERS = 6, 24

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from dagster import DagsterInstance
 
 from pipeline.catalog import pyiceberg_catalog
@@ -87,6 +88,7 @@ def test_conflicting_redeliveries_keep_the_first_within_a_batch_across_batches_a
     assert_lake_matches(spark, settings, [before, after])
 
 
+@pytest.mark.extended
 def test_the_edge_scenario_reaches_gold_equal_to_the_oracle_through_dagster(spark, live, tmp_path: Path) -> None:
     scenario = load_scenario("rule_edges")
     log = write_day(tmp_path / "edges.jsonl", "rule_edges", seed=23, events=3000)

@@ -1,0 +1,37 @@
+"""What a stream's checkpoint says, read through Hadoop's file system API as Spark reads it itself, so local and
+object-store checkpoints are handled alike."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+
+def _path(spark: SparkSession, location: str, name: str) -> tuple[Any, Any]:
+    """The Hadoop path of ``name`` inside the checkpoint, and its file system."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    path = jvm.org.apache.hadoop.fs.Path(f"{location.rstrip('/')}/{name}")
+    return path, path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())  # type: ignore[union-attr]
+
+
+def has_query_metadata(spark: SparkSession, location: str) -> bool:
+    """Whether the checkpoint holds a query's metadata: a query has run on it before."""
+    path, fs = _path(spark, location, "metadata")
+    return bool(fs.exists(path))
+
+
+def _batch_ids(spark: SparkSession, location: str, log_name: str) -> list[int]:
+    path, fs = _path(spark, location, log_name)
+    if not fs.exists(path):
+        return []
+    return [int(status.getPath().getName()) for status in fs.listStatus(path) if status.getPath().getName().isdigit()]
+
+
+def pending_batch(spark: SparkSession, location: str) -> int | None:
+    """The batch the checkpoint planned but never committed (the driver died in it), if any."""
+    planned, committed = _batch_ids(spark, location, "offsets"), _batch_ids(spark, location, "commits")
+    if not planned or max(planned) <= max(committed, default=-1):
+        return None
+    return max(planned)
