@@ -63,6 +63,7 @@ class SparkCluster:
     workdir: Path
     master: ManagedProcess
     workers: list[ManagedProcess] = field(default_factory=list)
+    worker_ports: list[int] = field(default_factory=list)  # each worker's RPC port, as the master lists it
     worker_cores: int = 1
     worker_memory: str = "1g"
     detach: bool = False
@@ -90,13 +91,14 @@ class SparkCluster:
         index = len(self.workers) + 1
         worker_dir = self.workdir / f"worker-{index}"
         (worker_dir / "work").mkdir(parents=True, exist_ok=True)
+        port = free_port()
         cmd = [
             str(spark_home() / "bin" / "spark-class"),
             WORKER_CLASS,
             "--host",
             "127.0.0.1",
             "--port",
-            str(free_port()),
+            str(port),
             "--webui-port",
             str(free_port()),
             "--cores",
@@ -116,6 +118,7 @@ class SparkCluster:
             env=_daemon_env(),
         )
         self.workers.append(worker)
+        self.worker_ports.append(port)
         return worker
 
     def kill_worker(self, worker: ManagedProcess) -> None:
