@@ -4,7 +4,8 @@ Where a Docker engine answers, testcontainers runs them (Kafka, MinIO); otherwis
 from the resolved Maven jars (Kafka in KRaft mode, s3proxy). External bootstrap servers from configuration are
 used as they are. The Iceberg catalog needs no service by default: it is a SQLite file. The production catalogs
 run as local processes on request (``catalog=``): PostgreSQL from the machine's binaries (the JDBC catalog), and
-Iceberg's REST catalog server backed by that PostgreSQL.
+Iceberg's REST catalog server backed by that PostgreSQL. A Spark standalone cluster (a master and workers) runs on
+request too (``spark_workers=``); applications use it when ``spark.master`` names it.
 
 Two lifetimes:
 
@@ -32,6 +33,7 @@ from devstack.postgres import stop_postgres as _stop_postgres
 from devstack.process import ManagedProcess, ServiceError
 from devstack.rest_catalog import RestCatalog, rest_catalog_ready, start_rest_catalog
 from devstack.s3 import S3Endpoint, relaunch_local_s3, s3_ready, start_local_s3
+from devstack.spark_cluster import alive_workers, master_status, start_spark_cluster
 from pipeline.config import CatalogSettings, CatalogType, Settings
 
 WAREHOUSE_BUCKET = "warehouse"
@@ -74,6 +76,8 @@ class Services:
     postgres: PostgresEndpoint | None = None
     rest_catalog: RestCatalog | None = None
     postgres_root: str = ""  # the PostgreSQL server's temporary folder (data and log), for a stop from the state
+    spark_master: str = ""  # spark://127.0.0.1:PORT of the standalone cluster, when one runs
+    spark_webui: str = ""  # its master's status page (``/json/`` lists the workers and applications)
     _owned: list[Any] = field(default_factory=list, repr=False)  # processes or containers to stop
 
     @property
@@ -177,6 +181,8 @@ class Services:
             "postgres": asdict(self.postgres) if self.postgres else None,
             "postgres_root": self.postgres_root,
             "rest_catalog": asdict(self.rest_catalog) if self.rest_catalog else None,
+            "spark_master": self.spark_master,
+            "spark_webui": self.spark_webui,
         }
 
     @classmethod
@@ -194,6 +200,8 @@ class Services:
             postgres,
             rest,
             state.get("postgres_root", ""),
+            state.get("spark_master", ""),
+            state.get("spark_webui", ""),
         )
 
 
@@ -238,12 +246,16 @@ def start_services(
     detach: bool = False,
     kafka_port: int | None = None,
     catalog: CatalogBackend = CatalogBackend.SQLITE,
+    spark_workers: int = 0,
 ) -> Services:
-    """Start a broker (an object store if ``with_s3``, and the ``catalog`` server); on any failure, stop what
-    was started and raise. The REST catalog keeps its warehouse on the object store when one runs."""
-    if catalog is not CatalogBackend.SQLITE:
+    """Start a broker (an object store if ``with_s3``, the ``catalog`` server, and a Spark standalone cluster
+    of ``spark_workers`` one-core workers if asked); on any failure, stop what was started and raise. The REST
+    catalog keeps its warehouse on the object store when one runs."""
+    if catalog is not CatalogBackend.SQLITE or spark_workers:
         if mode is Mode.CONTAINERS:
-            raise ServiceError("the catalog servers run as local processes only; use --mode local")
+            raise ServiceError(
+                "the catalog servers and the Spark cluster run as local processes only; use --mode local"
+            )
         mode = Mode.LOCAL
     if mode is Mode.CONTAINERS or (mode is Mode.AUTO and not detach and docker_available()):
         if detach:
@@ -283,6 +295,13 @@ def start_services(
             services.rest_catalog = rest_catalog
             services.pids["rest-catalog"] = rest.pid
             services.logs["rest-catalog"] = str(rest.log_path)
+        if spark_workers:
+            cluster = start_spark_cluster(workdir / "spark", workers=spark_workers, detach=detach)
+            for spark_process in (cluster.master, *cluster.workers):
+                started.append(spark_process)
+                services.pids[spark_process.name] = spark_process.pid
+                services.logs[spark_process.name] = str(spark_process.log_path)
+            services.spark_master, services.spark_webui = cluster.master_url, cluster.webui_url
         return services
     except BaseException:
         for process in reversed(started):
@@ -304,6 +323,7 @@ def services_up(
     with_s3: bool = True,
     kafka_port: int | None = None,
     catalog: CatalogBackend = CatalogBackend.SQLITE,
+    spark_workers: int = 0,
 ) -> Services:
     path = state_path(home)
     if path.exists():
@@ -313,8 +333,16 @@ def services_up(
         services_down(home)
     workdir = home / "services"
     shutil.rmtree(workdir / "kafka", ignore_errors=True)
+    shutil.rmtree(workdir / "spark", ignore_errors=True)
     services = start_services(
-        home, workdir, with_s3=with_s3, mode=Mode.LOCAL, detach=True, kafka_port=kafka_port, catalog=catalog
+        home,
+        workdir,
+        with_s3=with_s3,
+        mode=Mode.LOCAL,
+        detach=True,
+        kafka_port=kafka_port,
+        catalog=catalog,
+        spark_workers=spark_workers,
     )
     path.touch(mode=0o600)  # holds the object store's and the database's generated credentials
     path.chmod(0o600)
@@ -341,6 +369,11 @@ def services_status(home: Path) -> dict[str, str]:
     if services.rest_catalog:
         uri = services.rest_catalog.uri
         status["rest catalog"] = f"{uri} " + ("up" if rest_catalog_ready(uri) else "DOWN")
+    if services.spark_master:
+        master = master_status(services.spark_webui)
+        alive = len(alive_workers(master))
+        state = f"up, {alive} worker(s) ALIVE" if master is not None else "DOWN"
+        status["spark master"] = f"{services.spark_master} ({services.spark_webui}) {state}"
     return status
 
 

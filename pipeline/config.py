@@ -89,8 +89,22 @@ class CatalogSettings(BaseModel):
 
 
 class SparkSettings(BaseModel):
-    master: str = "local[2]"
+    master: str = Field(
+        default="local[2]",
+        description="local[N], or a standalone cluster's spark://host:port (e.g. `shoplake services up --spark`).",
+    )
     driver_memory: str = Field(default="4g", pattern=r"^\d+[mMgG]$")
+    cores_max: int | None = Field(
+        default=None,
+        ge=1,
+        description="spark.cores.max: cores this application takes on a cluster. Unset, the first application "
+        "takes every core, and the stream and a gold run cannot run side by side.",
+    )
+    executor_memory: str | None = Field(
+        default=None,
+        pattern=r"^\d+[mMgG]$",
+        description="spark.executor.memory on a cluster (it must fit in a worker's memory). Unset: Spark's 1g.",
+    )
     shuffle_partitions: int = Field(default=4, ge=1)
     jars_dir: str = Field(default="", description="Folder of resolved Spark jars. Empty: <home>/jars/spark.")
     ui_enabled: bool = False

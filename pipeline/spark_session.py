@@ -112,6 +112,10 @@ def session_conf(settings: Settings) -> dict[str, str]:
         # minutes per plan and buys nothing here.
         "spark.sql.constraintPropagation.enabled": "false",
     }
+    if settings.spark.cores_max is not None:
+        conf["spark.cores.max"] = str(settings.spark.cores_max)
+    if settings.spark.executor_memory is not None:
+        conf["spark.executor.memory"] = settings.spark.executor_memory
     conf |= catalog_conf(settings)
     conf |= settings.spark.extra_conf
     return conf

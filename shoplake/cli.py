@@ -93,8 +93,19 @@ def services() -> None:
     help="Iceberg catalog: the SQLite file, the JDBC catalog on a local PostgreSQL, or the REST catalog server "
     "backed by it (warehouse on the object store).",
 )
+@click.option(
+    "--spark",
+    type=click.Choice(["local", "cluster"]),
+    default="local",
+    show_default=True,
+    help="local: each application runs Spark in its own process (local[N]); cluster: also a Spark standalone "
+    "master and workers (1 core, 1g each) that the stream and gold runs submit to.",
+)
+@click.option(
+    "--spark-workers", type=click.IntRange(1, 8), default=2, show_default=True, help="Workers of --spark cluster."
+)
 @friendly_errors
-def services_up(s3: bool, kafka_port: int | None, catalog: str) -> None:
+def services_up(s3: bool, kafka_port: int | None, catalog: str, spark: str, spark_workers: int) -> None:
     """Start the services; `shoplake` commands then use them."""
     from devstack.jars import PROFILES, resolve
     from devstack.services import CatalogBackend
@@ -103,7 +114,13 @@ def services_up(s3: bool, kafka_port: int | None, catalog: str) -> None:
     settings = load_settings()
     backend = CatalogBackend(catalog)
     resolve(settings.home, PROFILES + (("rest-catalog",) if backend is CatalogBackend.REST else ()), log=console.print)
-    running = up(settings.home, with_s3=s3, kafka_port=kafka_port, catalog=backend)
+    running = up(
+        settings.home,
+        with_s3=s3,
+        kafka_port=kafka_port,
+        catalog=backend,
+        spark_workers=spark_workers if spark == "cluster" else 0,
+    )
     state = f"{settings.home}/services/state.json"
     console.print(f"kafka: {running.kafka_bootstrap}")
     if running.s3:
@@ -112,6 +129,15 @@ def services_up(s3: bool, kafka_port: int | None, catalog: str) -> None:
         console.print(f"postgresql: {running.postgres.jdbc_url} (credentials in {state})")
     if running.rest_catalog:
         console.print(f"rest catalog: {running.rest_catalog.uri} (warehouse {running.rest_catalog.warehouse})")
+    if running.spark_master:
+        console.print(
+            f"spark master: {running.spark_master} ({spark_workers} workers, 1 core and 1g each; status "
+            f"{running.spark_webui}/json/)\n"
+            f"  submit to it: SHOPLAKE_SPARK__MASTER={running.spark_master} SHOPLAKE_SPARK__CORES_MAX=1 "
+            "SHOPLAKE_SPARK__EXECUTOR_MEMORY=1g (one core per application, so the stream and a gold run share it;"
+            " use the object store as the warehouse so executors need no shared disk)",
+            highlight=False,
+        )
 
 
 @services.command("status")

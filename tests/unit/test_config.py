@@ -172,3 +172,27 @@ def test_spark_gets_the_postgres_login_as_catalog_properties_and_not_in_the_url(
     assert conf["spark.sql.catalog.lake.jdbc.user"] == "lake"
     assert conf["spark.sql.catalog.lake.jdbc.password"] == "s3cr3t"
     assert conf["spark.sql.catalog.lake.uri"] == "jdbc:postgresql://db.internal:5432/iceberg"
+
+
+def test_cluster_sizing_reaches_spark_only_when_set(tmp_path: Path) -> None:
+    from pipeline.spark_session import REQUIRED_JAR_PREFIXES, session_conf
+
+    for prefix in REQUIRED_JAR_PREFIXES:
+        (tmp_path / f"{prefix}0.jar").touch()
+    default = session_conf(Settings(home=tmp_path, spark={"jars_dir": str(tmp_path)}))
+    assert "spark.cores.max" not in default
+    assert "spark.executor.memory" not in default
+    sized = session_conf(
+        Settings(
+            home=tmp_path,
+            spark={
+                "jars_dir": str(tmp_path),
+                "master": "spark://127.0.0.1:7077",
+                "cores_max": 1,
+                "executor_memory": "768m",
+            },
+        )
+    )
+    assert (sized["spark.master"], sized["spark.cores.max"], sized["spark.executor.memory"]) == (
+        "spark://127.0.0.1:7077", "1", "768m"
+    )  # fmt: skip

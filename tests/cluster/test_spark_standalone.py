@@ -1,0 +1,270 @@
+"""A dirty day on a Spark standalone cluster (one master, two one-core workers), as a deployment runs it.
+
+The stream and the gold run are separate ``shoplake`` processes whose Spark driver connects to the master
+(``SHOPLAKE_SPARK__MASTER=spark://...``), each limited to one core (``SHOPLAKE_SPARK__CORES_MAX=1``) so that
+both fit on the cluster at once; the warehouse is on the S3 store, so executors share no local path with the
+driver. While the stream works through the day, the worker running its executor is SIGKILLed (worker and
+executor together); the stream must go on on the other worker. Then a replacement worker joins, the gold run
+shares the cluster with the still-running stream, and the lake is audited: every Kafka record exactly once
+(conservation), silver and roll-ups equal to the oracle, gold equal to the oracle.
+
+This test process keeps its own local session for the audit only; nothing it computes feeds the pipeline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pyiceberg.exceptions import NoSuchTableError
+
+from devstack.process import ManagedProcess, ServiceError
+from devstack.pytest_plugin import make_settings
+from devstack.services import WAREHOUSE_BUCKET, Services
+from devstack.spark_cluster import SparkCluster, alive_workers, master_status, start_spark_cluster
+from pipeline.catalog import pyiceberg_catalog
+from pipeline.config import Settings
+from pipeline.kafka_topics import ensure_topics
+from pipeline.spark_session import build_spark_session
+from pipeline.tables import BRONZE_EVENTS
+from simulation.scenario import load_scenario
+from tests.cluster.conftest import s3_environment
+from tests.integration.helpers import assert_gold_matches, assert_lake_matches, send_log, split_log, truth_of, write_day
+from tests.integration.test_services import _gone
+
+pytestmark = pytest.mark.cluster
+
+SCENARIO = "dirty_stream"
+EVENTS = 3000
+WORKERS = 2
+# The children run the code under test, whichever checkout the interpreter's editable install points at.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SHOPLAKE = [sys.executable, "-m", "shoplake.cli"]
+
+
+@pytest.fixture
+def spark_cluster(tmp_path: Path) -> Iterator[SparkCluster]:
+    cluster = start_spark_cluster(tmp_path / "spark-cluster", workers=WORKERS, worker_cores=1, worker_memory="1g")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def cluster_settings(
+    spark, jars_home: Path, local_services: Services, spark_cluster: SparkCluster, tmp_path: Path
+) -> Settings:
+    """The test's lake (SQLite catalog, S3 warehouse) with Spark on the standalone master, one core each."""
+    environment = s3_environment(local_services)
+    settings = make_settings(
+        tmp_path,
+        jars_home,
+        kafka={"bootstrap_servers": local_services.kafka_bootstrap},
+        catalog={
+            "warehouse": f"s3://{WAREHOUSE_BUCKET}/{tmp_path.name.replace('-', '_').lower()[-40:]}/",
+            "s3_endpoint": environment["SHOPLAKE_CATALOG__S3_ENDPOINT"],
+            "s3_region": environment["SHOPLAKE_CATALOG__S3_REGION"],
+            "s3_access_key_id": environment["SHOPLAKE_CATALOG__S3_ACCESS_KEY_ID"],
+            "s3_secret_access_key": environment["SHOPLAKE_CATALOG__S3_SECRET_ACCESS_KEY"],
+        },
+        spark={
+            "master": spark_cluster.master_url,
+            "cores_max": 1,
+            "executor_memory": "1g",
+            "driver_memory": "1536m",
+            "shuffle_partitions": 2,
+        },
+        # Several micro-batches for the rest of the day, so that the worker dies while the stream is at work.
+        stream={"max_offsets_per_trigger": 250},
+    )
+    build_spark_session(settings)  # registers the catalog on this process's own (local) session, for the audit
+    return settings
+
+
+def _child_environment(settings: Settings, tmp_path: Path) -> dict[str, str]:
+    """The settings as ``SHOPLAKE_*`` variables (a child process loads exactly these), loopback only."""
+    return {
+        **os.environ,
+        **settings.to_env(),
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "DAGSTER_HOME": str(tmp_path / "dagster"),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
+    }
+
+
+def _bronze_records(settings: Settings) -> int:
+    try:
+        table = pyiceberg_catalog(settings).load_table(BRONZE_EVENTS.identifier)
+    except NoSuchTableError:
+        return 0
+    return table.scan(selected_fields=("kafka_offset",)).to_arrow().num_rows
+
+
+def _log_tail(path: Path, lines: int = 30) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else "(no log)"
+
+
+def _wait_for_bronze(
+    settings: Settings, records: int, stream: subprocess.Popen, log: Path, timeout_s: float, below: bool = False
+) -> int:
+    """Wait until bronze holds ``records`` rows (or, with ``below``, more than it held but fewer than that)."""
+    start = _bronze_records(settings)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        assert stream.poll() is None, f"the stream exited ({stream.returncode}):\n{_log_tail(log)}"
+        count = _bronze_records(settings)
+        if (start < count < records) if below else count >= records:
+            return count
+        assert not (below and count >= records), "the stream took in everything before the worker could be killed"
+        assert count <= records, f"bronze holds {count} rows for {records} records sent"
+        assert time.monotonic() < deadline, f"bronze holds {count} of {records} rows after {timeout_s:g}s"
+        time.sleep(0.5)
+
+
+def _worker_running_executors(cluster: SparkCluster) -> ManagedProcess:
+    """The one worker whose core is in use (only the stream runs): it hosts the stream's executor."""
+    busy = {w["port"] for w in alive_workers(cluster.status()) if w.get("coresused", 0) > 0}
+    matches = [worker for worker, port in zip(cluster.workers, cluster.worker_ports, strict=True) if port in busy]
+    assert len(matches) == 1, f"expected one busy worker, the master reports {cluster.status()}"
+    return matches[0]
+
+
+class AppWatcher:
+    """Polls the master: the most applications it ran at once, and the ids of all it ran."""
+
+    def __init__(self, cluster: SparkCluster) -> None:
+        self.cluster = cluster
+        self.most_at_once = 0
+        self.app_ids: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.5):
+            apps = [a for a in (self.cluster.status() or {}).get("activeapps", []) if a.get("state") == "RUNNING"]
+            self.most_at_once = max(self.most_at_once, len(apps))
+            self.app_ids |= {a["id"] for a in apps}
+
+    def __enter__(self) -> AppWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known defect: a micro-batch is materialized with localCheckpoint() (pipeline/streaming/sink.py), whose "
+    "blocks live only on the executor; when the worker dies the batch fails with CHECKPOINT_RDD_BLOCK_ID_NOT_FOUND "
+    "and the stream process exits instead of carrying on",
+)
+@pytest.mark.timeout(1800)  # one core per application: the stream's start-up and the gold run are slow
+def test_a_dirty_day_on_a_standalone_cluster_survives_a_killed_worker_and_gold_equals_the_oracle(
+    spark, spark_cluster: SparkCluster, cluster_settings: Settings, tmp_path: Path
+) -> None:
+    settings = cluster_settings
+    environment = _child_environment(settings, tmp_path)
+    scenario = load_scenario(SCENARIO)
+    ensure_topics(settings)
+    first, rest = split_log(write_day(tmp_path / "dirty.jsonl", SCENARIO, seed=31, events=EVENTS))
+    stream_log = tmp_path / "stream.log"
+
+    with stream_log.open("wb") as out:
+        stream = subprocess.Popen(
+            [*SHOPLAKE, "stream"],
+            env=environment,
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: a last-resort kill hits the driver and nothing else
+        )
+    try:
+        sent = send_log(settings, first)
+        _wait_for_bronze(settings, sent, stream, stream_log, timeout_s=600)
+        (stream_app,) = (spark_cluster.status() or {})["activeapps"]
+        assert stream_app["cores"] == 1, stream_app  # spark.cores.max leaves the other worker free
+
+        victim = _worker_running_executors(spark_cluster)
+        sent += send_log(settings, rest)
+        _wait_for_bronze(settings, sent, stream, stream_log, timeout_s=300, below=True)  # mid-stream
+        spark_cluster.kill_worker(victim)
+        assert not victim.alive()
+        _wait_for_bronze(settings, sent, stream, stream_log, timeout_s=600)  # on the surviving worker
+        assert len(alive_workers(spark_cluster.status())) == WORKERS - 1
+
+        spark_cluster.start_worker()  # a replacement joins, so the gold run finds a free core
+        spark_cluster.wait_for_workers(WORKERS)
+        with AppWatcher(spark_cluster) as watcher:
+            gold = subprocess.run(
+                [
+                    *SHOPLAKE,
+                    "gold",
+                    "--date",
+                    scenario.dates[0].isoformat(),
+                    "--to",
+                    scenario.dates[-1].isoformat(),
+                ],
+                env=environment,
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=900,
+                check=False,
+            )
+        assert gold.returncode == 0, gold.stdout + gold.stderr
+        assert watcher.most_at_once == 2, "the gold run did not run beside the stream on the cluster"
+        assert stream_app["id"] in watcher.app_ids, "the stream is not the application it was before the kill"
+    finally:
+        stream.send_signal(signal.SIGTERM)  # the driver process only: it stops its query cleanly
+        try:
+            stream.wait(timeout=180)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(os.getpgid(stream.pid), signal.SIGKILL)
+            stream.wait()
+    assert stream.returncode == 0, _log_tail(stream_log)
+
+    assert_lake_matches(spark, settings, [first, rest])  # conservation: 0 lost, 0 doubled; silver == oracle
+    assert_gold_matches(settings, truth_of([first, rest]), scenario.dates)
+
+
+def test_services_up_with_a_spark_cluster_prints_the_master_and_down_stops_every_process(
+    jars_home: Path, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "jars").symlink_to(jars_home / "jars")
+    env = {**os.environ, "SHOPLAKE_HOME": str(home), "PYTHONPATH": str(PROJECT_ROOT)}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*SHOPLAKE, *args], env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path)
+
+    up = run("services", "up", "--no-s3", "--spark", "cluster", "--spark-workers", "2")
+    assert up.returncode == 0, up.stderr
+    state = json.loads((home / "services" / "state.json").read_text())
+    try:
+        assert f"SHOPLAKE_SPARK__MASTER={state['spark_master']}" in up.stderr
+        assert state["spark_master"].startswith("spark://127.0.0.1:")
+        assert len(alive_workers(master_status(state["spark_webui"]))) == 2
+        assert "2 worker(s) ALIVE" in " ".join(run("services", "status").stderr.split())  # the console wraps lines
+    finally:
+        down = run("services", "down")
+    assert down.returncode == 0, down.stderr
+    assert {"spark-master", "spark-worker-1", "spark-worker-2"} <= set(state["pids"])
+    assert all(_gone(pid) for pid in state["pids"].values())
+    assert master_status(state["spark_webui"], timeout_s=1) is None
+
+
+def test_a_cluster_that_cannot_start_says_why(tmp_path: Path) -> None:
+    with pytest.raises(ServiceError, match="at least one worker"):
+        start_spark_cluster(tmp_path, workers=0)
