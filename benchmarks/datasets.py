@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from pipeline.contracts.events import EventType
@@ -51,11 +51,17 @@ def as_ingested(valid_df: DataFrame) -> DataFrame:
 def silver_seed(
     spark: SparkSession, scenario_name: str, seed: int, events: int
 ) -> tuple[dict[EventType, DataFrame], dt.date]:
-    """Silver rows of one simulated day per event type (checkpointed), and the day."""
+    """Silver rows of one simulated day per event type (checkpointed), and the day.
+
+    Like the stream, silver keeps the first delivery of each event id (a scenario's redeliveries are dropped).
+    """
     valid = filter_valid(
         EventValidator("shop", 65536).validate(to_bronze(kafka_records(spark, scenario_name, seed, events)))
     )
-    valid = as_ingested(valid)
+    first_delivery = Window.partitionBy("event_id").orderBy(
+        "kafka_timestamp", "kafka_topic", "kafka_partition", "kafka_offset"
+    )
+    valid = as_ingested(valid.withColumn("_n", F.row_number().over(first_delivery)).filter("_n = 1").drop("_n"))
     return {e: to_silver(valid, e).localCheckpoint() for e in EventType}, load_scenario(scenario_name).dates[0]
 
 
