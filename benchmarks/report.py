@@ -51,6 +51,20 @@ def _gold(data: dict[str, Any]) -> str:
     )
 
 
+def _gold_history(data: dict[str, Any]) -> str:
+    rows = [
+        [
+            r["days"], f"{r['events_per_day']:,}", r["day1_s"], r["day30_s"], r["day60_s"], r["day60_over_day1"],
+            r["backfill_60_days_s"],
+        ]
+        for r in data["runs"]
+    ]  # fmt: skip
+    return _table(
+        ["days", "events/day", "day 1 (s)", "day 30 (s)", "day 60 (s)", "day 60 / day 1", "backfill, one run (s)"],
+        rows,
+    )
+
+
 def _maintenance(data: dict[str, Any]) -> str:
     rows = []
     for run in data["runs"]:
@@ -124,6 +138,7 @@ SECTIONS = {
     "cold_start": ("Cold start and restart", _cold_start),
     "drift": ("Freshness over a long run beside maintenance", _drift),
     "gold": ("One day's gold", _gold),
+    "gold_history": ("Gold as history grows (through Dagster)", _gold_history),
     "maintenance": ("Small-file debt and maintenance", _maintenance),
     "simulator": ("Simulator", _simulator),
 }
