@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -293,9 +294,10 @@ def stream(available_now: bool, trigger: float | None) -> None:
     counter = BatchCounter(log=True)
     running = start_stream(spark, settings, available_now=available_now, on_batch=[counter])
     console.print(f"streaming from {settings.kafka.bootstrap_servers} (Ctrl-C stops cleanly)")
-    signal.signal(signal.SIGTERM, lambda *_: running.stop())
+    terminated = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: terminated.set())  # stopped by run_until, outside the handler
     try:
-        running.await_termination()
+        running.run_until(terminated)
     except KeyboardInterrupt:
         console.print("stopping after the current micro-batch ...")
         running.stop()

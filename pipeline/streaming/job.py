@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import logging
 import math
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,6 +137,18 @@ class Stream:
             result = self.query.awaitTermination(math.ceil(timeout_s))
         self.sink.flush()
         return result
+
+    def run_until(self, stop_requested: threading.Event, poll_s: int = 1) -> None:
+        """Wait until the query ends by itself, or until ``stop_requested`` is set, then stop it cleanly.
+
+        For signal handlers: a handler must only set the event. It runs in the main thread, which is usually
+        inside a py4j call (waiting for the query), and a second JVM call from there breaks that call.
+        """
+        while not stop_requested.is_set():
+            if self.query.awaitTermination(poll_s):
+                self.sink.flush()
+                return
+        self.stop()
 
     def process_all_available(self) -> None:
         """Block until everything Kafka held when called is committed (tests use this for determinism)."""
