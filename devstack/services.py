@@ -5,7 +5,9 @@ from the resolved Maven jars (Kafka in KRaft mode, s3proxy). External bootstrap 
 used as they are. The Iceberg catalog needs no service by default: it is a SQLite file. The production catalogs
 run as local processes on request (``catalog=``): PostgreSQL from the machine's binaries (the JDBC catalog), and
 Iceberg's REST catalog server backed by that PostgreSQL. A Spark standalone cluster (a master and workers) runs on
-request too (``spark_workers=``); applications use it when ``spark.master`` names it.
+request too (``spark_workers=``); applications use it when ``spark.master`` names it. Kafka runs as one node, or
+as a cluster of ``kafka_nodes`` KRaft nodes whose topics are replicated to every node (``min.insync.replicas`` one
+less), so one node can die without stopping a producer that waits for ``acks=all``.
 
 Two lifetimes:
 
@@ -27,7 +29,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from devstack.kafka import broker_ready, relaunch_local_kafka, start_local_kafka
+from devstack.kafka import broker_ready, relaunch_local_kafka, start_local_kafka, start_local_kafka_cluster
 from devstack.postgres import PostgresEndpoint, PostgresServer, postgres_bin_dir, server_ready, start_local_postgres
 from devstack.postgres import stop_postgres as _stop_postgres
 from devstack.process import ManagedProcess, ServiceError
@@ -78,6 +80,7 @@ class Services:
     postgres_root: str = ""  # the PostgreSQL server's temporary folder (data and log), for a stop from the state
     spark_master: str = ""  # spark://127.0.0.1:PORT of the standalone cluster, when one runs
     spark_webui: str = ""  # its master's status page (``/json/`` lists the workers and applications)
+    kafka_nodes: int = 1  # Kafka nodes; topics are replicated to each of them
     _owned: list[Any] = field(default_factory=list, repr=False)  # processes or containers to stop
 
     @property
@@ -87,12 +90,12 @@ class Services:
         return CatalogBackend.POSTGRES if self.postgres is not None else CatalogBackend.SQLITE
 
     def apply(self, settings: Settings, *, s3_warehouse: bool = False) -> Settings:
-        """Settings pointing at these services: the broker, the catalog server if one runs (the REST catalog
-        when both do), and the object store as the warehouse if asked (the REST catalog's own warehouse always).
+        """Settings pointing at these services: the brokers (topics replicated to each), the catalog server if
+        one runs (the REST catalog when both do), and the object store as the warehouse if asked (the REST
+        catalog's own warehouse always).
         """
-        update: dict[str, Any] = {
-            "kafka": settings.kafka.model_copy(update={"bootstrap_servers": self.kafka_bootstrap})
-        }
+        kafka = {"bootstrap_servers": self.kafka_bootstrap, "replication_factor": self.kafka_nodes}
+        update: dict[str, Any] = {"kafka": settings.kafka.model_copy(update=kafka)}
         catalog: dict[str, Any] = {}
         if s3_warehouse or (self.rest_catalog is not None and self.rest_catalog.warehouse.startswith("s3")):
             if self.s3 is None:
@@ -126,8 +129,8 @@ class Services:
 
         Call it from a thread that lives as long as the services: the new process dies with its starting thread.
         """
-        if self.mode != Mode.LOCAL.value:
-            raise ServiceError("only a local-process broker can be restarted")
+        if self.mode != Mode.LOCAL.value or self.kafka_nodes != 1:
+            raise ServiceError("only a single local-process broker can be restarted")
         workdir = Path(self.workdir) / "kafka"
         self._relaunch("kafka", "kafka", down_s, lambda: relaunch_local_kafka(home, workdir, self.kafka_bootstrap))
 
@@ -183,6 +186,7 @@ class Services:
             "rest_catalog": asdict(self.rest_catalog) if self.rest_catalog else None,
             "spark_master": self.spark_master,
             "spark_webui": self.spark_webui,
+            "kafka_nodes": self.kafka_nodes,
         }
 
     @classmethod
@@ -202,6 +206,7 @@ class Services:
             state.get("postgres_root", ""),
             state.get("spark_master", ""),
             state.get("spark_webui", ""),
+            state.get("kafka_nodes", 1),
         )
 
 
@@ -247,14 +252,20 @@ def start_services(
     kafka_port: int | None = None,
     catalog: CatalogBackend = CatalogBackend.SQLITE,
     spark_workers: int = 0,
+    kafka_nodes: int = 1,
 ) -> Services:
-    """Start a broker (an object store if ``with_s3``, the ``catalog`` server, and a Spark standalone cluster
-    of ``spark_workers`` one-core workers if asked); on any failure, stop what was started and raise. The REST
-    catalog keeps its warehouse on the object store when one runs."""
-    if catalog is not CatalogBackend.SQLITE or spark_workers:
+    """Start a broker, or a cluster of ``kafka_nodes`` (an object store if ``with_s3``, the ``catalog`` server,
+    and a Spark standalone cluster of ``spark_workers`` one-core workers if asked); on any failure, stop what was
+    started and raise. The REST catalog keeps its warehouse on the object store when one runs."""
+    if kafka_nodes < 1:
+        raise ServiceError(f"a Kafka cluster needs at least one node, not {kafka_nodes}")
+    if kafka_nodes > 1 and kafka_port is not None:
+        raise ServiceError("a Kafka cluster's nodes take free ports; a fixed broker port is for one node only")
+    if catalog is not CatalogBackend.SQLITE or spark_workers or kafka_nodes > 1:
         if mode is Mode.CONTAINERS:
             raise ServiceError(
-                "the catalog servers and the Spark cluster run as local processes only; use --mode local"
+                "the catalog servers, the Kafka cluster and the Spark cluster run as local processes only; "
+                "use --mode local"
             )
         mode = Mode.LOCAL
     if mode is Mode.CONTAINERS or (mode is Mode.AUTO and not detach and docker_available()):
@@ -266,11 +277,19 @@ def start_services(
     workdir.mkdir(parents=True, exist_ok=True)
     started: list[ManagedProcess | PostgresServer] = []
     try:
-        kafka, bootstrap = start_local_kafka(home, workdir / "kafka", port=kafka_port, detach=detach)
-        started.append(kafka)
-        services = Services(Mode.LOCAL.value, str(workdir), bootstrap, _owned=started)
-        services.pids["kafka"] = kafka.pid
-        services.logs["kafka"] = str(workdir / "kafka" / "server.log")
+        if kafka_nodes == 1:
+            kafka, bootstrap = start_local_kafka(home, workdir / "kafka", port=kafka_port, detach=detach)
+            started.append(kafka)
+            services = Services(Mode.LOCAL.value, str(workdir), bootstrap, _owned=started)
+            services.pids["kafka"] = kafka.pid
+            services.logs["kafka"] = str(workdir / "kafka" / "server.log")
+        else:
+            nodes, bootstrap = start_local_kafka_cluster(home, workdir / "kafka", nodes=kafka_nodes, detach=detach)
+            started.extend(nodes)
+            services = Services(Mode.LOCAL.value, str(workdir), bootstrap, kafka_nodes=kafka_nodes, _owned=started)
+            for number, node in enumerate(nodes, start=1):
+                services.pids[f"kafka-{number}"] = node.pid
+                services.logs[f"kafka-{number}"] = str(workdir / "kafka" / f"node-{number}" / "server.log")
         if with_s3:
             s3, endpoint = start_local_s3(home, workdir / "s3", detach=detach)
             started.append(s3)
@@ -324,6 +343,7 @@ def services_up(
     kafka_port: int | None = None,
     catalog: CatalogBackend = CatalogBackend.SQLITE,
     spark_workers: int = 0,
+    kafka_nodes: int = 1,
 ) -> Services:
     path = state_path(home)
     if path.exists():
@@ -343,6 +363,7 @@ def services_up(
         kafka_port=kafka_port,
         catalog=catalog,
         spark_workers=spark_workers,
+        kafka_nodes=kafka_nodes,
     )
     path.touch(mode=0o600)  # holds the object store's and the database's generated credentials
     path.chmod(0o600)
@@ -361,7 +382,12 @@ def services_status(home: Path) -> dict[str, str]:
     services = running_services(home)
     if services is None:
         return {}
-    status = {"kafka": f"{services.kafka_bootstrap} " + ("up" if broker_ready(services.kafka_bootstrap) else "DOWN")}
+    nodes = ""
+    if services.kafka_nodes > 1:
+        alive = sum(_alive(pid) for name, pid in services.pids.items() if name.startswith("kafka-"))
+        nodes = f" ({alive} of {services.kafka_nodes} nodes running)"
+    up = "up" if broker_ready(services.kafka_bootstrap) else "DOWN"
+    status = {"kafka": f"{services.kafka_bootstrap}{nodes} {up}"}
     if services.s3:
         status["object store"] = f"{services.s3.endpoint} " + ("up" if s3_ready(services.s3.endpoint) else "DOWN")
     if services.postgres:

@@ -26,7 +26,7 @@ from devstack.jars import JarsError
 from devstack.process import ServiceError
 from pipeline.config import load_settings
 from pipeline.errors import ShoplakeError
-from shoplake.runtime import console
+from shoplake.runtime import console, with_services
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -105,13 +105,48 @@ def services() -> None:
 @click.option(
     "--spark-workers", type=click.IntRange(1, 8), default=2, show_default=True, help="Workers of --spark cluster."
 )
+@click.option(
+    "--kafka-nodes",
+    type=click.IntRange(1, 5),
+    default=1,
+    show_default=True,
+    help="Kafka KRaft nodes; with more than one, topics are replicated to every node (min.insync.replicas one less).",
+)
+@click.option(
+    "--topology",
+    type=click.Choice(["single", "cluster"]),
+    default="single",
+    show_default=True,
+    help="cluster: the multi-node shape in one go: 3 Kafka nodes, the REST catalog on PostgreSQL with the "
+    "warehouse on the object store, and a Spark standalone cluster (options given explicitly still apply).",
+)
+@click.pass_context
 @friendly_errors
-def services_up(s3: bool, kafka_port: int | None, catalog: str, spark: str, spark_workers: int) -> None:
+def services_up(
+    ctx: click.Context,
+    s3: bool,
+    kafka_port: int | None,
+    catalog: str,
+    spark: str,
+    spark_workers: int,
+    kafka_nodes: int,
+    topology: str,
+) -> None:
     """Start the services; `shoplake` commands then use them."""
     from devstack.jars import PROFILES, resolve
     from devstack.services import CatalogBackend
     from devstack.services import services_up as up
 
+    if topology == "cluster":
+        if not s3:
+            raise click.UsageError("--topology cluster keeps the warehouse on the object store; drop --no-s3")
+
+        def defaulted(name: str) -> bool:
+            return ctx.get_parameter_source(name) is click.core.ParameterSource.DEFAULT
+
+        catalog = "rest" if defaulted("catalog") else catalog
+        spark = "cluster" if defaulted("spark") else spark
+        kafka_nodes = 3 if defaulted("kafka_nodes") else kafka_nodes
     settings = load_settings()
     backend = CatalogBackend(catalog)
     resolve(settings.home, PROFILES + (("rest-catalog",) if backend is CatalogBackend.REST else ()), log=console.print)
@@ -121,9 +156,11 @@ def services_up(s3: bool, kafka_port: int | None, catalog: str, spark: str, spar
         kafka_port=kafka_port,
         catalog=backend,
         spark_workers=spark_workers if spark == "cluster" else 0,
+        kafka_nodes=kafka_nodes,
     )
     state = f"{settings.home}/services/state.json"
-    console.print(f"kafka: {running.kafka_bootstrap}")
+    replicas = f" ({kafka_nodes} nodes; topics replicated {kafka_nodes}x, producers use acks=all)"
+    console.print(f"kafka: {running.kafka_bootstrap}" + (replicas if kafka_nodes > 1 else ""))
     if running.s3:
         console.print(f"object store: {running.s3.endpoint} (credentials in {state})")
     if running.postgres:
@@ -154,7 +191,8 @@ def services_status() -> None:
         return
     for name, line in current.items():
         console.print(f"{name}: {line}")
-    console.print(f"catalog: {settings.catalog_uri}\nwarehouse: {settings.warehouse_uri}")
+    used = with_services(settings)  # what `shoplake` commands use: the configuration, else these services
+    console.print(f"catalog: {used.catalog_uri}\nwarehouse: {used.warehouse_uri}")
 
 
 @services.command("down")
@@ -282,7 +320,7 @@ def stream(available_now: bool, trigger: float | None) -> None:
     from pipeline.kafka_topics import ensure_topics
     from pipeline.spark_session import build_spark_session
     from pipeline.streaming.job import start_stream
-    from shoplake.runtime import BatchCounter, with_services
+    from shoplake.runtime import BatchCounter
 
     settings = with_services(load_settings())
     if trigger is not None:
