@@ -43,10 +43,18 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         )
         for a in GOLD_ASSETS
     ]
-    gold_job = dg.define_asset_job(GOLD_JOB, selection=dg.AssetSelection.groups(GOLD_GROUP))
-    maintenance_job = dg.define_asset_job(MAINTENANCE_JOB, selection=dg.AssetSelection.groups(MAINTENANCE_GROUP))
+    # One executor for every way a run starts (the UI, the daemon's schedules and sensor, `shoplake gold`): all
+    # steps in the run's one process, so a run is one Spark application with one session. Dagster's default
+    # executor would start a process, hence a Spark driver, per step when launched from the UI.
+    in_process = dg.in_process_executor
+    gold_job = dg.define_asset_job(GOLD_JOB, selection=dg.AssetSelection.groups(GOLD_GROUP), executor_def=in_process)
+    maintenance_job = dg.define_asset_job(
+        MAINTENANCE_JOB, selection=dg.AssetSelection.groups(MAINTENANCE_GROUP), executor_def=in_process
+    )
     freshness_check = build_freshness_check(settings.freshness)
-    freshness_job = dg.define_asset_job(FRESHNESS_JOB, selection=dg.AssetSelection.checks(freshness_check))
+    freshness_job = dg.define_asset_job(
+        FRESHNESS_JOB, selection=dg.AssetSelection.checks(freshness_check), executor_def=in_process
+    )
     lake = LakehouseResource.from_settings(settings)
     return dg.Definitions(
         assets=[*streaming_asset_specs(), *gold_assets, maintenance],

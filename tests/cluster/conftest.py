@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kafka import KafkaAdminClient
 
 from devstack.jars import OPTIONAL_PROFILES, PROFILES, resolve
 from devstack.postgres import PostgresServer, missing_postgres_reason, start_local_postgres
@@ -117,3 +118,14 @@ def _settings_from_environment(
         monkeypatch.setenv(name, value)
     build_spark_session(settings)  # the catalog, with the JDBC login as its properties
     return settings
+
+
+def partition_leaders(bootstrap: str, topic: str, replicas: int) -> dict[int, int]:
+    """Each partition's leader node id; every partition must have ``replicas`` replicas."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    try:
+        (described,) = admin.describe_topics([topic])
+    finally:
+        admin.close()
+    assert all(len(p["replica_nodes"]) == replicas for p in described["partitions"]), described
+    return {p["partition_index"]: p["leader_id"] for p in described["partitions"]}

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kafka import KafkaAdminClient
 
 from devstack.kafka import start_local_kafka_cluster
 from devstack.process import ManagedProcess, ServiceError
@@ -25,6 +24,7 @@ from pipeline.contracts.events import all_topics
 from pipeline.kafka_topics import ensure_topics
 from pipeline.streaming.job import start_stream
 from pipeline.streaming.sink import BatchReport
+from tests.cluster.conftest import partition_leaders
 from tests.integration.helpers import assert_lake_matches, send_log, split_log, write_day
 
 pytestmark = pytest.mark.cluster
@@ -60,16 +60,6 @@ class Committed:
             time.sleep(0.2)
 
 
-def _partition_leaders(bootstrap: str, topic: str) -> dict[int, int]:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
-    try:
-        (described,) = admin.describe_topics([topic])
-    finally:
-        admin.close()
-    assert all(len(p["replica_nodes"]) == NODES for p in described["partitions"]), described
-    return {p["partition_index"]: p["leader_id"] for p in described["partitions"]}
-
-
 def test_a_kafka_node_killed_mid_stream_loses_and_doubles_nothing(
     spark, lake: Settings, kafka_cluster: tuple[list[ManagedProcess], str], tmp_path: Path
 ) -> None:
@@ -78,7 +68,7 @@ def test_a_kafka_node_killed_mid_stream_loses_and_doubles_nothing(
         update={"kafka": lake.kafka.model_copy(update={"bootstrap_servers": bootstrap, "replication_factor": NODES})}
     )
     ensure_topics(settings)
-    leaders = _partition_leaders(bootstrap, all_topics(settings.kafka.topic_prefix)[0])
+    leaders = partition_leaders(bootstrap, all_topics(settings.kafka.topic_prefix)[0], replicas=NODES)
     first, rest = split_log(write_day(tmp_path / "dirty.jsonl", "dirty_stream", seed=29, events=3000))
 
     committed = Committed()

@@ -40,6 +40,14 @@ def test_bad_event_count_and_date_are_rejected(tmp_path: Path) -> None:
     assert "not a date" in result.output
 
 
+def test_the_cluster_topology_keeps_its_warehouse_on_the_object_store(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("SHOPLAKE_HOME", str(tmp_path))
+    result = CliRunner().invoke(main, ["services", "up", "--topology", "cluster", "--no-s3"])
+    assert result.exit_code == 2
+    assert "--topology cluster keeps the warehouse on the object store" in result.output
+    assert not (tmp_path / "services").exists()
+
+
 def test_replay_rejects_a_file_that_is_not_a_log(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"topic": "page_view", "key": "u", "value": "{}"}\nnot json\n')

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from pipeline.config import Settings
-from pipeline.orchestration.definitions import FRESHNESS_JOB, GOLD_JOB, build_definitions
+from pipeline.orchestration.definitions import FRESHNESS_JOB, GOLD_JOB, MAINTENANCE_JOB, build_definitions
 
 
 def test_definitions_load_with_job_schedule_and_lineage(tmp_path) -> None:
@@ -45,6 +45,12 @@ def test_gold_assets_share_the_daily_partitions_and_carry_their_checks(tmp_path)
         "page_views", "cart_events", "purchases", "user_sessions", "product_updates",
     }  # fmt: skip
     assert [sensor.name for sensor in defs.sensors] == ["late_events_sensor"]
+
+
+def test_every_job_runs_its_steps_in_one_process_whoever_launches_it(tmp_path) -> None:
+    defs = build_definitions(Settings(home=tmp_path))
+    for name in (GOLD_JOB, MAINTENANCE_JOB, FRESHNESS_JOB):
+        assert defs.resolve_job_def(name).executor_def is dg.in_process_executor, name
 
 
 def test_the_freshness_job_runs_only_the_silver_freshness_checks_on_a_schedule_of_its_window(tmp_path) -> None:

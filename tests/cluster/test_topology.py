@@ -1,14 +1,19 @@
-"""A dirty day on a Spark standalone cluster (one master, two one-core workers), as a deployment runs it.
+"""Dirty days on the cluster topology, as a deployment runs them, with a Kafka node and a Spark worker killed.
 
-The stream and the gold run are separate ``shoplake`` processes whose Spark driver connects to the master
-(``SHOPLAKE_SPARK__MASTER=spark://...``), each limited to one core (``SHOPLAKE_SPARK__CORES_MAX=1``) so that
-both fit on the cluster at once; the warehouse is on the S3 store, so executors share no local path with the
-driver. While the stream works through the day, the worker running its executor is SIGKILLed (worker and
-executor together); the stream must go on on the other worker, or, when its driver exits on the lost blocks of
-a micro-batch, resume from its checkpoint once restarted (as an orchestrator restarts it). Then a replacement
-worker joins, the gold run shares the cluster with the still-running stream, the stream is stopped with
-SIGTERM (it must exit cleanly), and the lake is audited: every Kafka record exactly once (conservation), silver
-and roll-ups equal to the oracle, gold equal to the oracle.
+The topology is what ``shoplake services up --topology cluster`` starts: three Kafka KRaft nodes (topics
+replicated three times, ``min.insync.replicas=2``, producers with ``acks=all``), Iceberg's REST catalog server
+backed by PostgreSQL with the warehouse on the S3 store, and a Spark standalone cluster (one master, two one-core
+workers). The stream and the gold run are separate ``shoplake`` processes whose Spark driver connects to the
+master (``SHOPLAKE_SPARK__MASTER=spark://...``), each limited to one core (``SHOPLAKE_SPARK__CORES_MAX=1``) so
+that both fit on the cluster at once; executors share no local path with the driver.
+
+While the stream works through a dirty day and a multi-day week, the Kafka node leading a partition is SIGKILLed
+(the rest is produced to the two survivors), then the worker running the stream's executor (worker and executor
+together). The stream must go on, or, when its driver exits on the lost blocks of a micro-batch, resume from its
+checkpoint once restarted (as an orchestrator restarts it). Then a replacement worker joins, the gold run shares
+the cluster with the still-running stream, the stream is stopped with SIGTERM (it must exit cleanly), and the lake
+is audited: every Kafka record exactly once (conservation), silver and roll-ups equal to the oracle, gold equal to
+the oracle.
 
 This test process keeps its own local session for the audit only; nothing it computes feeds the pipeline.
 """
@@ -31,23 +36,25 @@ from pyiceberg.exceptions import NoSuchTableError
 
 from devstack.process import ManagedProcess, ServiceError
 from devstack.pytest_plugin import make_settings
-from devstack.services import WAREHOUSE_BUCKET, Services
+from devstack.services import CatalogBackend, Mode, Services, start_services
 from devstack.spark_cluster import SparkCluster, alive_workers, master_status, start_spark_cluster
 from pipeline.catalog import pyiceberg_catalog
 from pipeline.config import Settings
+from pipeline.contracts.events import all_topics
 from pipeline.kafka_topics import ensure_topics
 from pipeline.spark_session import build_spark_session
 from pipeline.tables import BRONZE_EVENTS
 from simulation.scenario import load_scenario
-from tests.cluster.conftest import s3_environment
+from tests.cluster.conftest import partition_leaders
 from tests.integration.helpers import assert_gold_matches, assert_lake_matches, send_log, split_log, truth_of, write_day
 from tests.integration.test_services import _gone
 
 pytestmark = pytest.mark.cluster
 
-SCENARIO = "dirty_stream"
-EVENTS = 3000
+SCENARIOS = ("dirty_stream", "multi_day")  # a day of everything going wrong, then a week with late events
+EVENTS = 2000  # per scenario
 WORKERS = 2
+KAFKA_NODES = 3
 # The children run the code under test, whichever checkout the interpreter's editable install points at.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SHOPLAKE = [sys.executable, "-m", "shoplake.cli"]
@@ -61,32 +68,41 @@ def spark_cluster(tmp_path: Path) -> Iterator[SparkCluster]:
 
 
 @pytest.fixture
-def cluster_settings(
-    spark, jars_home: Path, local_services: Services, spark_cluster: SparkCluster, tmp_path: Path
-) -> Settings:
-    """The test's lake (SQLite catalog, S3 warehouse) with Spark on the standalone master, one core each."""
-    environment = s3_environment(local_services)
-    settings = make_settings(
-        tmp_path,
-        jars_home,
-        kafka={"bootstrap_servers": local_services.kafka_bootstrap},
-        catalog={
-            "warehouse": f"s3://{WAREHOUSE_BUCKET}/{tmp_path.name.replace('-', '_').lower()[-40:]}/",
-            "s3_endpoint": environment["SHOPLAKE_CATALOG__S3_ENDPOINT"],
-            "s3_region": environment["SHOPLAKE_CATALOG__S3_REGION"],
-            "s3_access_key_id": environment["SHOPLAKE_CATALOG__S3_ACCESS_KEY_ID"],
-            "s3_secret_access_key": environment["SHOPLAKE_CATALOG__S3_SECRET_ACCESS_KEY"],
-        },
-        spark={
-            "master": spark_cluster.master_url,
-            "cores_max": 1,
-            "executor_memory": "1g",
-            "driver_memory": "1536m",
-            "shuffle_partitions": 2,
-        },
-        # Several micro-batches for the rest of the day, so that the worker dies while the stream is at work.
-        stream={"max_offsets_per_trigger": 250},
+def services(cluster_jars: Path, tmp_path: Path) -> Iterator[Services]:
+    """Three Kafka nodes, the object store, PostgreSQL and the REST catalog server, as ``--topology cluster``."""
+    running = start_services(
+        cluster_jars,
+        tmp_path / "services",
+        with_s3=True,
+        mode=Mode.LOCAL,
+        catalog=CatalogBackend.REST,
+        kafka_nodes=KAFKA_NODES,
     )
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def cluster_settings(
+    spark, cluster_jars: Path, services: Services, spark_cluster: SparkCluster, tmp_path: Path
+) -> Settings:
+    """The test's lake on those services (REST catalog, S3 warehouse) with Spark on the standalone master."""
+    settings = services.apply(
+        make_settings(
+            tmp_path,
+            cluster_jars,
+            spark={
+                "master": spark_cluster.master_url,
+                "cores_max": 1,
+                "executor_memory": "1g",
+                "driver_memory": "1536m",
+                "shuffle_partitions": 2,
+            },
+            # Many micro-batches, so that the node and the worker die while the stream is at work.
+            stream={"max_offsets_per_trigger": 250},
+        )
+    )
+    assert settings.kafka.replication_factor == KAFKA_NODES
     build_spark_session(settings)  # registers the catalog on this process's own (local) session, for the audit
     return settings
 
@@ -164,15 +180,18 @@ class AppWatcher:
         self._thread.join()
 
 
-@pytest.mark.timeout(1800)  # one core per application: the stream's start-up and the gold run are slow
-def test_a_dirty_day_on_a_standalone_cluster_survives_a_killed_worker_and_gold_equals_the_oracle(
-    spark, spark_cluster: SparkCluster, cluster_settings: Settings, tmp_path: Path
+@pytest.mark.timeout(2400)  # one core per application: the stream's start-up and the gold run are slow
+def test_dirty_days_on_the_cluster_topology_survive_a_killed_kafka_node_and_worker_and_gold_equals_the_oracle(
+    spark, services: Services, spark_cluster: SparkCluster, cluster_settings: Settings, tmp_path: Path
 ) -> None:
     settings = cluster_settings
     environment = _child_environment(settings, tmp_path)
-    scenario = load_scenario(SCENARIO)
+    # One gold run over the dirty day and the week (the quiet days between included); the scenarios' days compared.
+    days = sorted({day for name in SCENARIOS for day in load_scenario(name).dates})
     ensure_topics(settings)
-    first, rest = split_log(write_day(tmp_path / "dirty.jsonl", SCENARIO, seed=31, events=EVENTS))
+    dirty = write_day(tmp_path / "dirty.jsonl", SCENARIOS[0], seed=31, events=EVENTS)
+    week, week_rest = split_log(write_day(tmp_path / "week.jsonl", SCENARIOS[1], seed=37, events=EVENTS))
+    logs = [dirty, week, week_rest]
     stream_log = tmp_path / "stream.log"
 
     def start_stream(log: Path) -> subprocess.Popen:
@@ -189,20 +208,30 @@ def test_a_dirty_day_on_a_standalone_cluster_survives_a_killed_worker_and_gold_e
     stream = start_stream(stream_log)
     restarted = False
     try:
-        sent = send_log(settings, first)
+        sent = send_log(settings, dirty)
         _wait_for_bronze(settings, sent, stream, stream_log, timeout_s=600)
         (stream_app,) = (spark_cluster.status() or {})["activeapps"]
         assert stream_app["cores"] == 1, stream_app  # spark.cores.max leaves the other worker free
 
+        # A Kafka node dies mid-stream: the leader of a partition the stream reads. The rest goes to the survivors.
+        topic = all_topics(settings.kafka.topic_prefix)[0]
+        leader = partition_leaders(settings.kafka.bootstrap_servers, topic, replicas=KAFKA_NODES)[0]
+        sent += send_log(settings, week)
+        _wait_for_bronze(settings, sent, stream, stream_log, timeout_s=300, below=True)
+        node = services.pids[f"kafka-{leader}"]  # node ids are 1..N in start order
+        os.killpg(node, signal.SIGKILL)
+        assert _gone(node)
+        sent += send_log(settings, week_rest)  # acks=all: two in-sync replicas are enough
+
+        # Then a Spark worker dies mid-batch: the one running the stream's executor.
         victim = _worker_running_executors(spark_cluster)
-        sent += send_log(settings, rest)
-        _wait_for_bronze(settings, sent, stream, stream_log, timeout_s=300, below=True)  # mid-stream
+        _wait_for_bronze(settings, sent, stream, stream_log, timeout_s=300, below=True)
         spark_cluster.kill_worker(victim)
         assert not victim.alive()
         # The stream either carries on on the surviving worker, or its driver exits (a micro-batch is materialized
         # with localCheckpoint(), whose blocks die with their executor) and, restarted as an orchestrator restarts
         # it, resumes from its checkpoint. Either way the audit below must find nothing lost or doubled.
-        deadline = time.monotonic() + 600
+        deadline = time.monotonic() + 900
         while stream.poll() is None and _bronze_records(settings) < sent:
             assert time.monotonic() < deadline, f"bronze holds {_bronze_records(settings)} of {sent} rows"
             time.sleep(0.5)
@@ -211,26 +240,19 @@ def test_a_dirty_day_on_a_standalone_cluster_survives_a_killed_worker_and_gold_e
             restarted = True
             stream_log = tmp_path / "stream-restarted.log"
             stream = start_stream(stream_log)
-        _wait_for_bronze(settings, sent, stream, stream_log, timeout_s=600)  # on the surviving worker
+        _wait_for_bronze(settings, sent, stream, stream_log, timeout_s=900)  # on the surviving worker
         assert len(alive_workers(spark_cluster.status())) == WORKERS - 1
 
         spark_cluster.start_worker()  # a replacement joins, so the gold run finds a free core
         spark_cluster.wait_for_workers(WORKERS)
         with AppWatcher(spark_cluster) as watcher:
             gold = subprocess.run(
-                [
-                    *SHOPLAKE,
-                    "gold",
-                    "--date",
-                    scenario.dates[0].isoformat(),
-                    "--to",
-                    scenario.dates[-1].isoformat(),
-                ],
+                [*SHOPLAKE, "gold", "--date", days[0].isoformat(), "--to", days[-1].isoformat()],
                 env=environment,
                 cwd=tmp_path,
                 capture_output=True,
                 text=True,
-                timeout=900,
+                timeout=1200,
                 check=False,
             )
         assert gold.returncode == 0, gold.stdout + gold.stderr
@@ -247,33 +269,46 @@ def test_a_dirty_day_on_a_standalone_cluster_survives_a_killed_worker_and_gold_e
             stream.wait()
     assert stream.returncode == 0, _log_tail(stream_log)
 
-    assert_lake_matches(spark, settings, [first, rest])  # conservation: 0 lost, 0 doubled; silver == oracle
-    assert_gold_matches(settings, truth_of([first, rest]), scenario.dates)
+    assert_lake_matches(spark, settings, logs)  # conservation: 0 lost, 0 doubled; silver == oracle
+    assert_gold_matches(settings, truth_of(logs), days)
 
 
-def test_services_up_with_a_spark_cluster_prints_the_master_and_down_stops_every_process(
-    jars_home: Path, tmp_path: Path
+def test_services_up_with_the_cluster_topology_prints_every_endpoint_and_down_stops_every_process(
+    cluster_jars: Path, tmp_path: Path
 ) -> None:
     home = tmp_path / "home"
     home.mkdir()
-    (home / "jars").symlink_to(jars_home / "jars")
+    (home / "jars").symlink_to(cluster_jars / "jars")
     env = {**os.environ, "SHOPLAKE_HOME": str(home), "PYTHONPATH": str(PROJECT_ROOT)}
+    for name in [n for n in env if n.startswith("SHOPLAKE_") and n != "SHOPLAKE_HOME"]:
+        del env[name]  # the services alone decide what the commands use
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*SHOPLAKE, *args], env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path)
+        return subprocess.run([*SHOPLAKE, *args], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
 
-    up = run("services", "up", "--no-s3", "--spark", "cluster", "--spark-workers", "2")
+    up = run("services", "up", "--topology", "cluster")
     assert up.returncode == 0, up.stderr
     state = json.loads((home / "services" / "state.json").read_text())
     try:
-        assert f"SHOPLAKE_SPARK__MASTER={state['spark_master']}" in up.stderr
-        assert state["spark_master"].startswith("spark://127.0.0.1:")
-        assert len(alive_workers(master_status(state["spark_webui"]))) == 2
-        assert "2 worker(s) ALIVE" in " ".join(run("services", "status").stderr.split())  # the console wraps lines
+        printed = " ".join(up.stderr.split())  # the console wraps lines
+        assert f"SHOPLAKE_SPARK__MASTER={state['spark_master']}" in printed
+        assert f"rest catalog: {state['rest_catalog']['uri']} (warehouse s3://" in printed
+        assert state["kafka_nodes"] == KAFKA_NODES
+        assert len(state["kafka_bootstrap"].split(",")) == KAFKA_NODES
+        assert len(alive_workers(master_status(state["spark_webui"]))) == WORKERS
+        status = " ".join(run("services", "status").stderr.split())
+        assert f"({KAFKA_NODES} of {KAFKA_NODES} nodes running) up" in status
+        assert f"{WORKERS} worker(s) ALIVE" in status
+        assert "rest catalog: " in status
+        assert f"catalog: {state['rest_catalog']['uri']}" in status  # what `shoplake` commands will use
+        assert "DOWN" not in status
     finally:
         down = run("services", "down")
     assert down.returncode == 0, down.stderr
-    assert {"spark-master", "spark-worker-1", "spark-worker-2"} <= set(state["pids"])
+    kafka = {f"kafka-{n}" for n in range(1, KAFKA_NODES + 1)}
+    assert {*kafka, "s3", "postgres", "rest-catalog", "spark-master", "spark-worker-1", "spark-worker-2"} == set(
+        state["pids"]
+    )
     assert all(_gone(pid) for pid in state["pids"].values())
     assert master_status(state["spark_webui"], timeout_s=1) is None
 
