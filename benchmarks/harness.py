@@ -14,7 +14,10 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from dagster import DagsterInstance
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -29,6 +32,24 @@ def best_of_two(run: Callable[[], T]) -> tuple[float, T]:
         result = run()
         timings.append(time.monotonic() - started)
     return min(timings), result
+
+
+def step_seconds(instance: DagsterInstance, run_id: str) -> dict[str, float]:
+    """Each step's wall seconds in a Dagster run, from its start event to its success or failure, in run order.
+
+    What is left of a run's time beyond these is Dagster's own (planning the run, loading the code, events).
+    """
+    started: dict[str, float] = {}
+    seconds: dict[str, float] = {}
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None or entry.step_key is None:
+            continue
+        if event.is_step_start:
+            started[entry.step_key] = entry.timestamp
+        elif (event.is_step_success or event.is_step_failure) and entry.step_key in started:
+            seconds[entry.step_key] = round(entry.timestamp - started[entry.step_key], 2)
+    return seconds
 
 
 def machine_info() -> dict[str, Any]:

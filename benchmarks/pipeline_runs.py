@@ -11,6 +11,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,32 @@ def preload(settings: Settings, events: int, seed: int, scenario: str = "normal_
         return send(producer, simulated_items(records, sc, live=False), settings.kafka.topic_prefix)
     finally:
         producer.close()
+
+
+def catch_up(spark: SparkSession, settings: Settings, events: int, per_batch: int) -> dict[str, Any]:
+    """``events`` preloaded into Kafka, then one ``--available-now`` run to bronze + silver, ``per_batch`` offsets
+    at most per micro-batch; the throughput and each batch's phases."""
+    sent = preload(settings, events, seed=31)
+    counter = BatchCounter()
+    reports: list[BatchReport] = []
+    capped = settings.model_copy(
+        update={"stream": settings.stream.model_copy(update={"max_offsets_per_trigger": per_batch})}
+    )
+    started = time.monotonic()
+    stream = start_stream(spark, capped, available_now=True, on_batch=[counter, reports.append])
+    stream.await_termination(timeout_s=3600)
+    seconds = time.monotonic() - started
+    if stream.exception() is not None:
+        raise RuntimeError(f"the catch-up stream failed: {stream.exception()}")
+    if counter.records != sent:
+        raise RuntimeError(f"the catch-up stream committed {counter.records} of {sent} records")
+    return {
+        "events": sent,
+        "seconds": round(seconds, 2),
+        "events_per_s": round(sent / seconds, 1),
+        "max_offsets_per_trigger": per_batch,
+        "batches": batch_phases(reports),
+    }
 
 
 @dataclass

@@ -6,7 +6,8 @@ PyIceberg lists for the day; Spark computes it with ``pipeline.batch.gold`` (eac
 neither pays for its first-query warm-up). Then the whole day's gold (every gold table, written to Iceberg,
 with its asset checks) is built through Dagster, as ``shoplake gold`` does.
 
-Result: ``benchmarks/results/gold.json``: events, spark_s, duckdb_s, ratio, dagster_day_s.
+Result: ``benchmarks/results/gold.json``: events, spark_s, duckdb_s, ratio, dagster_day_s, and the day's
+profile: seconds per Dagster step (``dagster_steps_s``) and what the run spent outside them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import time
+from typing import Any
 
 import duckdb
 from dagster import DagsterInstance
@@ -21,7 +23,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from benchmarks.datasets import silver_seed
-from benchmarks.harness import Results, best_of_two
+from benchmarks.harness import Results, best_of_two, step_seconds
 from benchmarks.plots import bars
 from devstack.pytest_plugin import make_settings
 from pipeline.batch import gold
@@ -78,7 +80,7 @@ def test_gold_day_spark_vs_duckdb(full: bool, results: Results, spark: SparkSess
     sizes = [1_000_000, 10_000_000] if full else [20_000]
     base = 50_000 if full else 5_000
     seeds, day = silver_seed(spark, "normal_day", 77, base)
-    runs = []
+    runs: list[dict[str, Any]] = []
     for events in sizes:
         settings = make_settings(tmp_path / str(events), jars_home)
         build_spark_session(settings)
@@ -118,9 +120,11 @@ def test_gold_day_spark_vs_duckdb(full: bool, results: Results, spark: SparkSess
         total = sum(frame.count() for frame in frames.values())
 
         ensure_tables(spark, catalog, STREAMING_TABLES)  # data quality also reads bronze and quarantine
+        instance = DagsterInstance.ephemeral()
         started = time.monotonic()
-        materialize_gold(settings, [day], DagsterInstance.ephemeral())
+        (result,) = materialize_gold(settings, [day], instance)
         dagster_day_s = time.monotonic() - started
+        steps = step_seconds(instance, result.run_id)
         runs.append(
             {
                 "events": total,
@@ -128,6 +132,8 @@ def test_gold_day_spark_vs_duckdb(full: bool, results: Results, spark: SparkSess
                 "duckdb_s": round(duckdb_s, 3),
                 "ratio": round(spark_s / duckdb_s, 2),
                 "dagster_day_s": round(dagster_day_s, 1),
+                "dagster_steps_s": steps,
+                "dagster_overhead_s": round(dagster_day_s - sum(steps.values()), 2),
             }
         )
         path = results.add("gold", runs[-1])
