@@ -127,6 +127,27 @@ def _profile(freshness: dict[str, Any] | None, throughput: dict[str, Any] | None
     return _table(["run", "records/batch", *[f"{p} (s)" for p in PHASES], "sum (s)"], rows)
 
 
+def _topology(data: dict[str, Any]) -> str:
+    rows = []
+    for r in data["runs"]:
+        catch_up, fresh = r["catch_up"], r["freshness"]
+        shape = f"{r['topology']} ({r['kafka_nodes']} Kafka node{'s' if r['kafka_nodes'] > 1 else ''}, {r['catalog']}"
+        rows.append(
+            [
+                f"{shape} catalog, {r['warehouse']} warehouse)",
+                f"{catch_up['events']:,}",
+                f"{catch_up['events_per_s']:,.0f}",
+                f"{fresh['rate_eps']:,.0f}",
+                fresh["p50_s"],
+                fresh["p99_s"],
+                fresh["mean_batch_s"],
+            ]
+        )
+    header = ["topology", "catch-up events", "catch-up events/s", "live events/s", "p50 (s)", "p99 (s)"]
+    header.append("mean batch (s)")
+    return _table(header, rows)
+
+
 def _simulator(data: dict[str, Any]) -> str:
     rows = [[r["what"], f"{r['events']:,}", f"{r['events_per_s']:,.0f}"] for r in data["runs"]]
     return _table(["step", "events", "events/s"], rows)
@@ -140,6 +161,7 @@ SECTIONS = {
     "gold": ("One day's gold", _gold),
     "gold_history": ("Gold as history grows (through Dagster)", _gold_history),
     "maintenance": ("Small-file debt and maintenance", _maintenance),
+    "topology": ("The cluster topology beside the local one (same machine, same run)", _topology),
     "simulator": ("Simulator", _simulator),
 }
 

@@ -1,8 +1,8 @@
-"""The benchmark report's micro-batch profile: medians of what the sink recorded per batch."""
+"""The benchmark report: the micro-batch profile (medians of what the sink recorded per batch), the topology table."""
 
 from __future__ import annotations
 
-from benchmarks.report import _profile
+from benchmarks.report import _profile, _topology
 
 
 def test_profile_takes_medians_per_phase_and_leaves_out_empty_batches() -> None:
@@ -27,3 +27,18 @@ def test_profile_takes_medians_per_phase_and_leaves_out_empty_batches() -> None:
 def test_profile_of_a_run_without_records_is_an_empty_row() -> None:
     freshness = {"runs": [{"rate_eps": 10, "trigger_s": 1.0, "phases": [{"records": 0, "commit": 1.0}]}]}
     assert _profile(freshness, None).splitlines()[2] == "| live 10/s, trigger 1 s | 0 |  |  |  |  |  |  |  |"
+
+
+def test_topology_rows_name_each_shape_beside_its_figures() -> None:
+    def run(topology: str, nodes: int, catalog: str, warehouse: str, eps: float, p99: float) -> dict:
+        catch_up = {"events": 200_000, "events_per_s": eps}
+        freshness = {"rate_eps": 1000, "p50_s": p99 / 2, "p99_s": p99, "mean_batch_s": 1.5}
+        return {"topology": topology, "kafka_nodes": nodes, "catalog": catalog, "warehouse": warehouse,
+                "catch_up": catch_up, "freshness": freshness}  # fmt: skip
+
+    data = {"runs": [run("local", 1, "sql", "file", 9000.4, 4.0), run("cluster", 3, "rest", "s3", 3000.0, 12.0)]}
+
+    assert _topology(data).splitlines()[2:] == [
+        "| local (1 Kafka node, sql catalog, file warehouse) | 200,000 | 9,000 | 1,000 | 2.0 | 4.0 | 1.5 |",
+        "| cluster (3 Kafka nodes, rest catalog, s3 warehouse) | 200,000 | 3,000 | 1,000 | 6.0 | 12.0 | 1.5 |",
+    ]
