@@ -141,7 +141,7 @@ def _wait_for_bronze(
         count = _bronze_records(settings)
         if (start < count < records) if below else count >= records:
             return count
-        assert not (below and count >= records), "the stream took in everything before the worker could be killed"
+        assert not (below and count >= records), "the stream took in everything before the kill could hit it mid-stream"
         assert count <= records, f"bronze holds {count} rows for {records} records sent"
         assert time.monotonic() < deadline, f"bronze holds {count} of {records} rows after {timeout_s:g}s"
         time.sleep(0.5)
