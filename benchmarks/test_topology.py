@@ -30,14 +30,13 @@ from benchmarks.plots import latency_cdf
 from devstack.jars import OPTIONAL_PROFILES, PROFILES, resolve
 from devstack.postgres import missing_postgres_reason
 from devstack.pytest_plugin import make_settings
-from devstack.services import CatalogBackend, Mode, start_services
+from devstack.services import Mode, start_cluster_services, start_services
 from devstack.spark_cluster import start_spark_cluster
 from pipeline.config import Settings
 
 pytestmark = pytest.mark.cluster
 
 ROOT = Path(__file__).resolve().parent.parent
-KAFKA_NODES = 3
 WORKERS = 2
 _cdf: list[tuple[str, list[float]]] = []
 
@@ -67,14 +66,7 @@ def topology_settings(request: pytest.FixtureRequest, cluster_jars: Path, tmp_pa
             stack.callback(services.stop)
             yield services.apply(make_settings(tmp_path, cluster_jars, spark={"master": "local[2]"}))
             return
-        services = start_services(
-            cluster_jars,
-            tmp_path / "services",
-            with_s3=True,
-            mode=Mode.LOCAL,
-            catalog=CatalogBackend.REST,
-            kafka_nodes=KAFKA_NODES,
-        )
+        services = start_cluster_services(cluster_jars, tmp_path / "services")
         stack.callback(services.stop)
         cluster = start_spark_cluster(tmp_path / "spark", workers=WORKERS, worker_cores=1, worker_memory="1g")
         stack.callback(cluster.stop)

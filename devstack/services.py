@@ -329,6 +329,25 @@ def start_services(
         raise
 
 
+# Kafka nodes of the cluster topology: with min.insync.replicas one less, one node can die and acks=all still lands.
+CLUSTER_KAFKA_NODES = 3
+
+
+def start_cluster_services(home: Path, workdir: Path, *, detach: bool = False) -> Services:
+    """The cluster topology's services (``services up --topology cluster`` without the Spark cluster): Kafka on
+    :data:`CLUSTER_KAFKA_NODES` nodes, the object store, and the REST catalog on PostgreSQL with the warehouse on
+    the object store."""
+    return start_services(
+        home,
+        workdir,
+        with_s3=True,
+        mode=Mode.LOCAL,
+        detach=detach,
+        catalog=CatalogBackend.REST,
+        kafka_nodes=CLUSTER_KAFKA_NODES,
+    )
+
+
 # -- detached services: `shoplake services up/status/down` ------------------------------------------------------
 
 

@@ -134,7 +134,7 @@ def services_up(
 ) -> None:
     """Start the services; `shoplake` commands then use them."""
     from devstack.jars import PROFILES, resolve
-    from devstack.services import CatalogBackend
+    from devstack.services import CLUSTER_KAFKA_NODES, CatalogBackend
     from devstack.services import services_up as up
 
     if topology == "cluster":
@@ -146,7 +146,7 @@ def services_up(
 
         catalog = "rest" if defaulted("catalog") else catalog
         spark = "cluster" if defaulted("spark") else spark
-        kafka_nodes = 3 if defaulted("kafka_nodes") else kafka_nodes
+        kafka_nodes = CLUSTER_KAFKA_NODES if defaulted("kafka_nodes") else kafka_nodes
     settings = load_settings()
     backend = CatalogBackend(catalog)
     resolve(settings.home, PROFILES + (("rest-catalog",) if backend is CatalogBackend.REST else ()), log=console.print)

@@ -36,7 +36,7 @@ from pyiceberg.exceptions import NoSuchTableError
 
 from devstack.process import ManagedProcess, ServiceError
 from devstack.pytest_plugin import make_settings
-from devstack.services import CatalogBackend, Mode, Services, start_services
+from devstack.services import Services, start_cluster_services
 from devstack.spark_cluster import SparkCluster, alive_workers, master_status, start_spark_cluster
 from pipeline.catalog import pyiceberg_catalog
 from pipeline.config import Settings
@@ -54,7 +54,7 @@ pytestmark = pytest.mark.cluster
 SCENARIOS = ("dirty_stream", "multi_day")  # a day of everything going wrong, then a week with late events
 EVENTS = 2000  # per scenario
 WORKERS = 2
-KAFKA_NODES = 3
+KAFKA_NODES = 3  # the cluster topology: three nodes, so that one can die
 # The children run the code under test, whichever checkout the interpreter's editable install points at.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SHOPLAKE = [sys.executable, "-m", "shoplake.cli"]
@@ -70,14 +70,7 @@ def spark_cluster(tmp_path: Path) -> Iterator[SparkCluster]:
 @pytest.fixture
 def services(cluster_jars: Path, tmp_path: Path) -> Iterator[Services]:
     """Three Kafka nodes, the object store, PostgreSQL and the REST catalog server, as ``--topology cluster``."""
-    running = start_services(
-        cluster_jars,
-        tmp_path / "services",
-        with_s3=True,
-        mode=Mode.LOCAL,
-        catalog=CatalogBackend.REST,
-        kafka_nodes=KAFKA_NODES,
-    )
+    running = start_cluster_services(cluster_jars, tmp_path / "services")
     yield running
     running.stop()
 
