@@ -159,7 +159,6 @@ class MicroBatchSink:
     catalog: str
     checkpoint_location: str
     late_after: dt.timedelta
-    batch_partitions: int = 2
     rollup_lookback: dt.timedelta = dt.timedelta(days=7)
     dedup_horizon: dt.timedelta = dt.timedelta(minutes=30)
     fold_interval_s: float = 10.0
@@ -252,7 +251,7 @@ class MicroBatchSink:
 
         # 1. Materialize once: Kafka read and validation run here, in one job; every later job reads the result.
         batch = with_late_flag(
-            with_ingest(validated_df.coalesce(self.batch_partitions), F.lit(batch_id), F.lit(ingest_time)),
+            with_ingest(validated_df, F.lit(batch_id), F.lit(ingest_time)),
             F.lit(report.watermark),
         ).localCheckpoint()
         mark = self._phase(report, "materialize", started)

@@ -22,6 +22,7 @@ from simulation.scenario import load_scenario
 from simulation.sinks import simulated_items
 
 RECORDS = 100_000
+SMALL_BATCH = 12_000
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +38,22 @@ def test_validation_rate(benchmark: BenchmarkFixture, kafka_df: DataFrame) -> No
     benchmark.pedantic(lambda: read_everything(validated), rounds=3, iterations=1)
     assert validated.count() == RECORDS
     benchmark.extra_info["records_per_s"] = round(RECORDS / benchmark.stats.stats.mean)
+
+
+@pytest.mark.parametrize("coalesced", ["before validation", "after validation"])
+def test_small_batch_validation_time(benchmark: BenchmarkFixture, spark: SparkSession, coalesced: str) -> None:
+    """A live micro-batch's size (12,000 records over the ten partitions of the Kafka source), validated and
+    materialized in two partitions as the stream does ("before validation"), against coalescing the validated
+    rows ("after validation"): each validation projection generates its code once per partition it runs on."""
+    records = kafka_records(spark, "normal_day", seed=6, events=SMALL_BATCH).repartition(10).localCheckpoint()
+    validator = EventValidator("shop", 65536)
+    if coalesced == "before validation":
+        batch = validator.validate(to_bronze(records).coalesce(2))
+    else:
+        batch = validator.validate(to_bronze(records)).coalesce(2)
+    benchmark.pedantic(lambda: batch.localCheckpoint().count(), rounds=5, iterations=1, warmup_rounds=2)
+    assert batch.count() == records.count()
+    benchmark.extra_info["records"] = records.count()
 
 
 def test_silver_rows_rate(benchmark: BenchmarkFixture, kafka_df: DataFrame) -> None:
