@@ -87,8 +87,8 @@ def kafka_source(spark: SparkSession, settings: Settings) -> DataFrame:
         settings.kafka.topic_prefix, settings.stream.max_payload_bytes, settings.stream.supported_schema_versions
     )
     # Coalesced before validation, not after: each validation projection generates its code once per partition it
-    # runs on, and the Kafka source gives one partition per topic partition. A 12,000-record batch of ten
-    # partitions validated in 2.15 s, coalesced to two first in 1.42 s (docs/benchmarks.md).
+    # runs on, and the Kafka source gives one partition per topic partition (the profile and A/B:
+    # docs/benchmarks.md, "A profile of the stream's CPU").
     return validator.validate(to_bronze(reader.load()).coalesce(settings.stream.batch_partitions))
 
 
