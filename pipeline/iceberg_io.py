@@ -18,7 +18,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.functions import partitioning
 
-from pipeline.tables import TableSpec
+from pipeline.tables import PartitionField, TableSpec
 
 log = logging.getLogger(__name__)
 
@@ -109,16 +109,45 @@ def overwrite_days(df: DataFrame, catalog: str, spec: TableSpec) -> int:
     return rows
 
 
-def overwrite_day_range(df: DataFrame, catalog: str, spec: TableSpec, first: dt.date, last: dt.date) -> int:
+@dataclass(frozen=True)
+class DayRangeWrite:
+    """What :func:`overwrite_day_range` committed: the table's head snapshot after it, and the rows it wrote."""
+
+    snapshot_id: int | None
+    rows: int
+
+
+def overwrite_day_range(
+    df: DataFrame, catalog: str, spec: TableSpec, first: dt.date, last: dt.date, *, head: int | None
+) -> DayRangeWrite:
     """Replace the days ``first`` .. ``last`` of a table partitioned by its date column with ``df`` (one commit);
-    a day of the range without rows in ``df`` ends up empty, days outside it are untouched. Returns the rows
-    written."""
+    a day of the range without rows in ``df`` ends up empty, days outside it are untouched.
+
+    ``head`` is the table's current snapshot before the write (:func:`current_snapshot_id`; the caller has it).
+    ``df`` is computed once, by the write: the rows written come from the commit's snapshot summary, not from
+    counting the frame first (which would run its whole plan twice). The summary's ``added-records`` are the rows
+    written because the overwrite replaces whole day partitions and keeps none of their old rows.
+    """
     if spec.date_column is None:
         raise ValueError(f"{spec.identifier} has no date column to replace days by")
+    if spec.partition_by != (PartitionField("identity", spec.date_column),):
+        raise ValueError(f"{spec.identifier} is not partitioned by the day in {spec.date_column}: cannot replace days")
+    spark = df.sparkSession
     in_range = F.col(spec.date_column).between(F.lit(first), F.lit(last))
-    rows = df.count()
     df.select(*spec.schema.fieldNames()).writeTo(spec.qualified(catalog)).overwrite(in_range)
-    return rows
+    table = spec.qualified(catalog)
+    after = (
+        spark.table(f"{table}.refs")
+        .filter(F.col("name") == F.lit("main"))
+        .join(spark.table(f"{table}.snapshots"), "snapshot_id")
+        .select("snapshot_id", F.col("summary")["added-records"].alias("added"))
+        .first()
+    )
+    if after is None:
+        return DayRangeWrite(snapshot_id=None, rows=0)
+    snapshot_id = int(after["snapshot_id"])
+    committed = snapshot_id != head and after["added"] is not None
+    return DayRangeWrite(snapshot_id=snapshot_id, rows=int(after["added"]) if committed else 0)
 
 
 @dataclass

@@ -98,8 +98,8 @@ def write_gold_days(
     if restate:
         rebuilt = {day for day in built_before if first <= day <= last}
         rebuilt |= {row["event_date"] for row in old_df.select("event_date").distinct().collect()}
-    rows = overwrite_day_range(df, catalog, spec, first, last)
-    after = current_snapshot_id(spark, catalog, spec)
+    write = overwrite_day_range(df, catalog, spec, first, last, head=before)
+    after, rows = write.snapshot_id, write.rows
     restated = 0
     if rebuilt:
         changes = (
