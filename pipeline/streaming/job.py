@@ -86,10 +86,18 @@ def kafka_source(spark: SparkSession, settings: Settings) -> DataFrame:
     validator = EventValidator(
         settings.kafka.topic_prefix, settings.stream.max_payload_bytes, settings.stream.supported_schema_versions
     )
-    # Coalesced before validation, not after: each validation projection generates its code once per partition it
-    # runs on, and the Kafka source gives one partition per topic partition (the profile and A/B:
-    # docs/benchmarks.md, "A profile of the stream's CPU").
-    return validator.validate(to_bronze(reader.load()).coalesce(settings.stream.batch_partitions))
+    return validated_events(reader.load(), validator, settings.stream.batch_partitions)
+
+
+def validated_events(kafka_records: DataFrame, validator: EventValidator, partitions: int) -> DataFrame:
+    """Kafka records as bronze rows in ``partitions`` partitions, validated against the contract: what each
+    micro-batch of the stream hands to the sink.
+
+    Coalesced before validation, not after: each validation projection generates its code once per partition it
+    runs on, and the Kafka source gives one partition per topic partition (the profile and A/B:
+    docs/benchmarks.md, "A profile of the stream's CPU").
+    """
+    return validator.validate(to_bronze(kafka_records).coalesce(partitions))
 
 
 def _replay_pending_batch(spark: SparkSession, settings: Settings, sink: MicroBatchSink, location: str) -> None:

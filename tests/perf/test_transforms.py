@@ -15,6 +15,7 @@ from pytest_benchmark.fixture import BenchmarkFixture
 from benchmarks.datasets import as_ingested, kafka_records, multiplied, read_everything
 from pipeline.contracts.events import EventType
 from pipeline.streaming.bronze import to_bronze
+from pipeline.streaming.job import validated_events
 from pipeline.streaming.silver import EventValidator, filter_valid, to_silver
 from simulation import oracle
 from simulation.generator import generate
@@ -50,7 +51,7 @@ def test_small_batch_validation_time(benchmark: BenchmarkFixture, spark: SparkSe
 
     def batch() -> DataFrame:  # planned anew each round, as every micro-batch is
         if coalesced == "before validation":
-            return validator.validate(to_bronze(records).coalesce(2))
+            return validated_events(records, validator, partitions=2)
         return validator.validate(to_bronze(records)).coalesce(2)
 
     benchmark.pedantic(lambda: batch().localCheckpoint().count(), rounds=7, iterations=1, warmup_rounds=2)
