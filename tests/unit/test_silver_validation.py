@@ -145,6 +145,12 @@ def test_valid_purchase_keeps_exact_money_items_and_address(spark, validator) ->
         (b"\xff\xfe{}", ["invalid_utf8"]),
         (b"{not json", ["invalid_json"]),
         (b"[1, 2]", ["invalid_json"]),
+        (b'[{"event_id": "e-1"}]', ["invalid_json"]),
+        (b'"page_view"', ["invalid_json"]),
+        (b"42", ["invalid_json"]),
+        (b"null", ["invalid_json"]),
+        (b"", ["invalid_json"]),
+        (json.dumps(page_view()).encode()[:-1], ["invalid_json"]),
         (b'{"blob": "' + b"x" * 3000 + b'"}', ["oversized_payload"]),
         (page_view(user_id=...), ["missing:user_id"]),
         (page_view(user_id="  "), ["missing:user_id"]),
@@ -159,6 +165,26 @@ def test_valid_purchase_keeps_exact_money_items_and_address(spark, validator) ->
 )
 def test_bad_page_view_records_are_rejected_with_named_rules(spark, validator, value, expected) -> None:
     assert rules(spark, validator, record(value)) == [expected]
+
+
+def test_a_key_repeated_in_one_payload_counts_with_its_last_value(spark, validator) -> None:
+    """As Python's and JavaScript's JSON parsers read it (the simulator's oracle is Python)."""
+    valid = json.dumps(page_view()).encode()
+    later_bad = valid[:-1] + b', "page_type": "landing"}'
+    later_good = json.dumps(page_view(page_type="landing")).encode()[:-1] + b', "page_type": "product"}'
+    assert rules(spark, validator, record(later_bad), record(later_good, offset=1)) == [
+        ["invalid_value:page_type"],
+        [],
+    ]
+
+
+def test_keys_no_contract_names_neither_fail_a_payload_nor_change_its_silver_row(spark, validator) -> None:
+    def silver(value: dict[str, Any]):
+        return to_silver(filter_valid(validate(spark, validator, record(value))), EventType.PAGE_VIEW)
+
+    with_extras = silver(page_view(campaign_code="ads", nested={"a": [1, {"b": None}]}))
+    assert with_extras.count() == 1
+    assertDataFrameEqual(with_extras, silver(page_view()))
 
 
 @pytest.mark.parametrize(
