@@ -88,9 +88,14 @@ def read_days(
     return table.filter(F.col(spec.date_column).between(F.lit(first), F.lit(last)))
 
 
+def _main_branch(spark: SparkSession, catalog: str, spec: TableSpec) -> DataFrame:
+    """The table's ``main`` branch as its ``refs`` metadata table lists it: one row, none before a first write."""
+    return spark.table(f"{spec.qualified(catalog)}.refs").filter(F.col("name") == F.lit("main"))
+
+
 def current_snapshot_id(spark: SparkSession, catalog: str, spec: TableSpec) -> int | None:
     """The table's current snapshot id: the head of its ``main`` branch (None for a never written table)."""
-    row = spark.table(f"{spec.qualified(catalog)}.refs").filter(F.col("name") == F.lit("main")).first()
+    row = _main_branch(spark, catalog, spec).first()
     return int(row["snapshot_id"]) if row is not None else None
 
 
@@ -135,11 +140,9 @@ def overwrite_day_range(
     spark = df.sparkSession
     in_range = F.col(spec.date_column).between(F.lit(first), F.lit(last))
     df.select(*spec.schema.fieldNames()).writeTo(spec.qualified(catalog)).overwrite(in_range)
-    table = spec.qualified(catalog)
     after = (
-        spark.table(f"{table}.refs")
-        .filter(F.col("name") == F.lit("main"))
-        .join(spark.table(f"{table}.snapshots"), "snapshot_id")
+        _main_branch(spark, catalog, spec)
+        .join(spark.table(f"{spec.qualified(catalog)}.snapshots"), "snapshot_id")
         .select("snapshot_id", F.col("summary")["added-records"].alias("added"))
         .first()
     )
