@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from pyspark.sql import types as T
 
-from pipeline.contracts.events import CONTRACTS, ENVELOPE, EventType, FieldSpec, FieldType
+from pipeline.contracts.events import CONTRACTS, EventType, FieldSpec, FieldType
 
-LOOSE_ENVELOPE_SCHEMA = T.StructType(
-    [T.StructField(spec.name, T.StringType()) for spec in ENVELOPE if spec.type is not FieldType.STRING_MAP]
-)
+
+def loose_payload_schema(unparsed: str) -> T.StructType:
+    """The parse-time struct of a whole payload: every top-level field any contract names, as a string (nested
+    objects and arrays keep their JSON text), then ``unparsed``, the payload's text when it is not one JSON
+    object (the parser's corrupt-record column)."""
+    names = dict.fromkeys(spec.name for contract in CONTRACTS.values() for spec in contract.fields)
+    return T.StructType([T.StructField(name, T.StringType()) for name in (*names, unparsed)])
 
 
 def loose_type(spec: FieldSpec) -> T.DataType:

@@ -51,7 +51,7 @@ from pipeline.contracts.events import (
     FieldType,
     topic_name,
 )
-from pipeline.contracts.spark_schemas import loose_type, typed_type
+from pipeline.contracts.spark_schemas import loose_payload_schema, loose_type, typed_type
 from pipeline.tables import QUARANTINE_EVENTS, SILVER
 
 FAILED_RULES = "failed_rules"
@@ -192,13 +192,6 @@ def _consistency_violations(event_type: EventType, c: Callable[[str], Column]) -
         yield "out_of_range:rating", c("rating") > 5
 
 
-def _raw_schema() -> T.StructType:
-    """The parse-time struct of a payload: every top-level field any contract names, as a string (nested objects
-    and arrays keep their JSON text), and the payload's text when it is not one JSON object."""
-    names = dict.fromkeys(f.name for contract in CONTRACTS.values() for f in contract.fields)
-    return T.StructType([T.StructField(name, T.StringType()) for name in (*names, _UNPARSED)])
-
-
 def _typed_column(event_type: EventType) -> str:
     return f"_typed_{event_type.value}"
 
@@ -236,7 +229,9 @@ class EventValidator:
         self._parse = [
             F.col("*"),
             F.from_json(
-                payload, _raw_schema().simpleString(), {"columnNameOfCorruptRecord": _UNPARSED, "mode": "PERMISSIVE"}
+                payload,
+                loose_payload_schema(_UNPARSED).simpleString(),
+                {"columnNameOfCorruptRecord": _UNPARSED, "mode": "PERMISSIVE"},
             ).alias(_RAW),
         ]
 
