@@ -56,8 +56,8 @@ from pipeline.tables import QUARANTINE_EVENTS, SILVER
 
 FAILED_RULES = "failed_rules"
 DUPLICATE_RULE = "duplicate"
-_RAW = "_raw"  # struct of strings: each top-level contract field's raw text (null when absent or JSON null)
-_UNPARSED = "_unparsed"  # field of _RAW: the whole payload's text when it is not one JSON object, else null
+_RAW = "_raw"  # struct: each top-level contract field's raw text; null when the payload is not one JSON object
+_UNPARSED = "_unparsed"  # the parser's corrupt-record field: the payload's text when it is not one JSON object
 _PAYLOAD_STATE = "_payload_state"  # struct: is_utf8, is_oversized (each computed once per record)
 _PARSED = "_parsed_"  # prefix of the loosely parsed struct/array/map fields
 _RAW_PREFIX = "_raw_"  # prefix of the envelope's raw text kept for quarantine
@@ -234,6 +234,9 @@ class EventValidator:
                 {"columnNameOfCorruptRecord": _UNPARSED, "mode": "PERMISSIVE"},
             ).alias(_RAW),
         ]
+        # Nothing of a payload that is not one JSON object counts, not even the fields read before the parser
+        # failed (a cut-off object): like an unparseable one, it has no event id, time or day.
+        self._keep_parsed = F.when(F.col(_RAW)[_UNPARSED].isNull(), F.col(_RAW))
 
         complex_fields: dict[str, tuple[FieldSpec, Column]] = {}
         for event_type, contract in CONTRACTS.items():
@@ -263,7 +266,7 @@ class EventValidator:
             F.when(value.isNull(), F.array(F.lit("empty_payload")))
             .when(~is_utf8, F.array(F.lit("invalid_utf8")))
             .when(is_oversized, F.array(F.lit("oversized_payload")))
-            .when(raw.isNull() | raw[_UNPARSED].isNotNull(), F.array(F.lit("invalid_json")))
+            .when(raw.isNull(), F.array(F.lit("invalid_json")))
         )
         no_failures = F.array().cast("array<string>")
         for event_type, contract in CONTRACTS.items():
@@ -303,6 +306,7 @@ class EventValidator:
         return (
             bronze_df.select(*self._check_payload)
             .select(*self._parse)
+            .withColumn(_RAW, self._keep_parsed)
             .select(*self._parse_complex)
             .select(*self._typed)
             .select(*self._validate)

@@ -256,6 +256,15 @@ def test_quarantine_rows_keep_the_raw_payload_and_coordinates(spark, validator) 
     assert quarantined.event_id is None
 
 
+def test_a_cut_off_object_keeps_nothing_it_read_before_the_cut(spark, validator) -> None:
+    """Its event id, type and time come before the cut, yet like any payload that is not one JSON object it has
+    none: its quarantine row carries no event day for the data-quality counts to put it on."""
+    cut = json.dumps(purchase()).encode()[:-40]
+    quarantined = to_quarantine(validate(spark, validator, record(cut, topic="purchase"))).collect()[0]
+    assert quarantined.failed_rules == ["invalid_json"]
+    assert (quarantined.event_id, quarantined.event_type, quarantined.event_date) == (None, None, None)
+
+
 COORDS = "kafka_topic string, kafka_partition int, kafka_offset long"
 
 
