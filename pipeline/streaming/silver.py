@@ -57,7 +57,9 @@ from pipeline.tables import QUARANTINE_EVENTS, SILVER
 FAILED_RULES = "failed_rules"
 DUPLICATE_RULE = "duplicate"
 _RAW = "_raw"  # struct: each top-level contract field's raw text; null when the payload is not one JSON object
-_UNPARSED = "_unparsed"  # the parser's corrupt-record field: the payload's text when it is not one JSON object
+# The parser's corrupt-record field: the payload's text when it is not one JSON object. No contract field starts
+# with "_"; a payload carrying a key of this name is taken as unparseable (quarantined as invalid_json).
+_UNPARSED = "_unparsed"
 _PAYLOAD_STATE = "_payload_state"  # struct: is_utf8, is_oversized (each computed once per record)
 _PARSED = "_parsed_"  # prefix of the loosely parsed struct/array/map fields
 _RAW_PREFIX = "_raw_"  # prefix of the envelope's raw text kept for quarantine
