@@ -60,6 +60,7 @@ from pipeline.streaming.dedup import (
     Coordinates,
     EventIdCache,
     committed_rows,
+    coordinates_of,
     decide,
     needs_cold_lookup,
 )
@@ -128,8 +129,7 @@ def _marked(narrow: pa.Table, coordinates: set[Coordinates]) -> pa.Array:
     """Per record of the batch: are its Kafka coordinates among ``coordinates``? (Usually none are.)"""
     if not coordinates:
         return pa.repeat(pa.scalar(False), narrow.num_rows)
-    records = zip(*(narrow.column(c).to_pylist() for c in _COORDINATES), strict=True)
-    return pa.array([record in coordinates for record in records], pa.bool_())
+    return pa.array([record in coordinates for record in coordinates_of(narrow)], pa.bool_())
 
 
 def _newest_ingest(commits: list[StreamCommit]) -> dt.datetime | None:
@@ -316,11 +316,12 @@ class MicroBatchSink:
         report.committed_at = time.time()
         report.phases["commit"] = report.committed_at - commit_started
 
-        # Committed: the batch's ids are known from now on; state moves on.
-        self._ids.add(committed)
+        # Committed: the batch's ids are known from now on; state moves on. The horizon moves first, so that the
+        # ids it already leaves behind (most of a catch-up batch) are never added.
         self._max_event_time = report.max_event_time
         if self._max_event_time is not None:
             self._ids.advance(self._max_event_time)
+        self._ids.add(committed)
         self._completed_ingest = ingest_time
         batch.unpersist()
         self._record_later(spark, committer, report)
@@ -382,15 +383,18 @@ class MicroBatchSink:
         if not wanted:
             return {}
         days = sorted({day for _, day in wanted})
-        ids = spark.createDataFrame([(event_id,) for event_id in sorted({i for i, _ in wanted})], "event_id string")
+        log.info("%d deliveries older than the dedup horizon looked up in silver (%d days)", len(wanted), len(days))
+        # In and out as Arrow: a frame from a Python list, and rows collected one by one, cost seconds for the
+        # hundreds of thousands of ids a catch-up's first batch can hold.
+        ids = spark.createDataFrame(pa.table({"event_id": pa.array(sorted({i for i, _ in wanted}), pa.string())}))
         rows = (
             self._silver_ids(spark)
             .filter(F.col("event_date").isin(*days))
             .join(F.broadcast(ids), on="event_id", how="left_semi")
             .select("event_id", *_COORDINATES)
-            .collect()
+            .toArrow()
         )
-        return {row["event_id"]: (row["kafka_topic"], row["kafka_partition"], row["kafka_offset"]) for row in rows}
+        return dict(zip(rows.column("event_id").to_pylist(), coordinates_of(rows), strict=True))
 
     # -- roll-ups and ops.stream_batches: while the next batch runs --------------------------------------------
 

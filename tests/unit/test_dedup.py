@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.streaming.dedup import EventIdCache, committed_rows, decide, needs_cold_lookup
 
@@ -153,3 +155,44 @@ def test_after_a_restart_a_redelivery_of_an_old_event_is_decided_by_the_cold_loo
     assert needs_cold_lookup(batch, after) == [("a", old.date())]
     assert decide(batch, after, {"a": ("t", 0, 1)}).is_duplicate == [True]
     assert decide(batch, after, {"a": ("t", 0, 7)}).is_duplicate == [False], "its own committed row is no duplicate"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    deliveries=st.lists(
+        st.tuples(st.sampled_from("abcde"), st.integers(0, 3), st.sampled_from(["s", "t"]), st.integers(0, 1)),
+        max_size=25,
+    ),
+    committed_at=st.dictionaries(st.sampled_from("abcde"), st.integers(0, 30), max_size=3),
+)
+def test_a_delivery_is_a_duplicate_exactly_when_another_record_of_its_id_came_first_or_is_committed(
+    deliveries: list[tuple[str, int, str, int]], committed_at: dict[str, int]
+) -> None:
+    # (event id, Kafka timestamp in ms, topic, partition); offsets are unique per delivery, as Kafka's are.
+    rows = [
+        (event_id, T0 + dt.timedelta(milliseconds=ms), topic, part, offset)
+        for offset, (event_id, ms, topic, part) in enumerate(deliveries)
+    ]
+    batch = pa.table(
+        {
+            "event_id": pa.array([r[0] for r in rows], pa.string()),
+            "event_time": pa.array([T0] * len(rows), pa.timestamp("us")),
+            "kafka_timestamp": pa.array([r[1] for r in rows], pa.timestamp("us")),
+            "kafka_topic": pa.array([r[2] for r in rows], pa.string()),
+            "kafka_partition": pa.array([r[3] for r in rows], pa.int32()),
+            "kafka_offset": pa.array([r[4] for r in rows], pa.int64()),
+        }
+    )
+    # Committed records sit at offsets the batch may share (a replayed batch) or not (an earlier batch).
+    cache = loaded(*((event_id, T0, offset) for event_id, offset in committed_at.items()))
+
+    def expected(row: tuple[str, dt.datetime, str, int, int]) -> bool:
+        event_id, kafka_ts, topic, part, offset = row
+        if event_id in committed_at:
+            return ("t", 0, committed_at[event_id]) != (topic, part, offset)
+        return any(
+            other[0] == event_id and (other[1], other[2], other[3], other[4]) < (kafka_ts, topic, part, offset)
+            for other in rows
+        )
+
+    assert decide(batch, cache, {}).is_duplicate == [expected(row) for row in rows]
