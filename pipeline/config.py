@@ -132,6 +132,13 @@ class StreamSettings(BaseModel):
     rollup_fold_seconds: float = Field(
         default=10.0, gt=0, description="How often silver is folded into the sessions and per-minute roll-ups."
     )
+    rollup_fold_backlog_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="While the stream works through a backlog (a batch's oldest record waited in Kafka longer than "
+        "rollup_fold_seconds), folds wait up to this long, so that the catch-up's CPU goes to the backlog; the "
+        "first batch that is no longer behind, and every stop, fold what is left.",
+    )
     hygiene_minutes: float = Field(
         default=5.0,
         gt=0,

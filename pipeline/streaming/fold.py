@@ -3,7 +3,8 @@
 The transforms and the exactly-once argument are in :mod:`pipeline.streaming.rollups`. This module reads the
 tail of silver, merges its partial rows into each roll-up table, and remembers where each table is folded to.
 Folds run off the micro-batch's critical path, in a background thread of the stream, every
-``stream.rollup_fold_seconds``, and once more whenever the stream is flushed or stopped.
+``stream.rollup_fold_seconds`` (``stream.rollup_fold_backlog_seconds`` while the stream is behind), and once
+more whenever the stream is flushed or stopped.
 """
 
 from __future__ import annotations

@@ -192,6 +192,7 @@ def start_stream(
         rollup_lookback=dt.timedelta(days=settings.stream.rollup_lookback_days),
         dedup_horizon=dt.timedelta(minutes=settings.stream.dedup_horizon_minutes),
         fold_interval_s=settings.stream.rollup_fold_seconds,
+        fold_backlog_s=settings.stream.rollup_fold_backlog_seconds,
         on_batch=list(on_batch),
         spark=spark,
         hygiene=StreamHygiene(

@@ -162,6 +162,7 @@ class MicroBatchSink:
     rollup_lookback: dt.timedelta = dt.timedelta(days=7)
     dedup_horizon: dt.timedelta = dt.timedelta(minutes=30)
     fold_interval_s: float = 10.0
+    fold_backlog_s: float = 300.0  # the longest a fold waits while the stream is behind
     on_batch: list = field(default_factory=list)  # callbacks receiving each BatchReport
     spark: SparkSession | None = None  # folds on flush() even if no batch ran in this process
     hygiene: StreamHygiene | None = None  # run in the background after a fold, when due
@@ -325,12 +326,23 @@ class MicroBatchSink:
         self._completed_ingest = ingest_time
         batch.unpersist()
         self._record_later(spark, committer, report)
-        if time.monotonic() - self._last_fold >= self.fold_interval_s:
+        if self.fold_due(report):
             hygiene = self.hygiene.run if self.hygiene is not None and self.hygiene.due() else None
             if self._folder.fold_later(spark, ingest_time, then=hygiene):
                 self._last_fold = time.monotonic()
         for callback in self.on_batch:
             callback(report)
+
+    def fold_due(self, report: BatchReport) -> bool:
+        """Every ``fold_interval_s``; while the stream is behind, every ``fold_backlog_s``.
+
+        Behind: the batch's oldest record waited in Kafka longer than a fold interval before the batch started.
+        A fold then competes with the next batches for the same cores, and folds the same roll-up rows again
+        and again; once the stream has caught up, one fold covers the whole backlog.
+        """
+        assert report.kafka_ts_min is not None  # the batch has records
+        behind = report.started_at - report.kafka_ts_min.timestamp() > self.fold_interval_s
+        return time.monotonic() - self._last_fold >= (self.fold_backlog_s if behind else self.fold_interval_s)
 
     @staticmethod
     def _phase(report: BatchReport, name: str, since: float) -> float:
