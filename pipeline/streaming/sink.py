@@ -337,8 +337,8 @@ class MicroBatchSink:
         """Every ``fold_interval_s``; while the stream is behind, every ``fold_backlog_s``.
 
         Behind: the batch's oldest record waited in Kafka longer than a fold interval before the batch started.
-        A fold then competes with the next batches for the same cores, and folds the same roll-up rows again
-        and again; once the stream has caught up, one fold covers the whole backlog.
+        A fold then competes with the next batches for the same cores, and every fold's merges read the roll-up
+        tables again; once the stream has caught up, one fold covers the whole backlog.
         """
         assert report.kafka_ts_min is not None  # the batch has records
         behind = report.started_at - report.kafka_ts_min.timestamp() > self.fold_interval_s
@@ -396,8 +396,8 @@ class MicroBatchSink:
             return {}
         days = sorted({day for _, day in wanted})
         log.info("%d deliveries older than the dedup horizon looked up in silver (%d days)", len(wanted), len(days))
-        # In and out as Arrow: a frame from a Python list, and rows collected one by one, cost seconds for the
-        # hundreds of thousands of ids a catch-up's first batch can hold.
+        # In and out as Arrow: a frame from a Python list would start Python workers in the lookup's job, and a
+        # catch-up's first batch can ask for hundreds of thousands of ids.
         ids = spark.createDataFrame(pa.table({"event_id": pa.array(sorted({i for i, _ in wanted}), pa.string())}))
         rows = (
             self._silver_ids(spark)
