@@ -100,7 +100,7 @@ def _drift(data: dict[str, Any]) -> str:
 
 # The sink's phases, then "between": Spark's own time before the batch reached the sink (checkpoint logs,
 # offsets, planning). Their sum is one batch cycle.
-PHASES = ["materialize", "collect", "deduplicate", "plan", "commit", "between"]
+PHASES = ["materialize", "collect", "lookup", "deduplicate", "plan", "commit", "between"]
 
 
 def _phase_row(label: str, batches: list[dict[str, float]]) -> list[Any]:
@@ -108,8 +108,11 @@ def _phase_row(label: str, batches: list[dict[str, float]]) -> list[Any]:
     batches = [b for b in batches if b.get("records")]
     if not batches:
         return [label, "0", *["" for _ in PHASES], ""]
-    medians = [statistics.median(b.get(phase, 0.0) for b in batches) for phase in ["records", *PHASES]]
-    return [label, f"{medians[0]:,.0f}", *[f"{m:.2f}" for m in medians[1:]], f"{sum(medians[1:]):.2f}"]
+    records = statistics.median(b["records"] for b in batches)
+    # A phase the run did not record (results from before the sink measured it) is left blank, not zero.
+    medians = [statistics.median(b[p] for b in batches) if any(p in b for b in batches) else None for p in PHASES]
+    cells = ["" if m is None else f"{m:.2f}" for m in medians]
+    return [label, f"{records:,.0f}", *cells, f"{sum(m for m in medians if m is not None):.2f}"]
 
 
 def _profile(freshness: dict[str, Any] | None, throughput: dict[str, Any] | None) -> str:

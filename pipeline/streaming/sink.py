@@ -110,7 +110,8 @@ class BatchReport:
     max_event_time: dt.datetime | None = None
     started_at: float = 0.0
     committed_at: float = 0.0
-    # seconds spent materializing (Kafka read + validation), deduplicating, planning the writes, committing
+    # seconds spent materializing (Kafka read + validation), collecting the narrow columns, looking committed ids
+    # up in silver (loading the hot tier, cold lookups), deduplicating, planning the writes, committing
     phases: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -271,6 +272,7 @@ class MicroBatchSink:
         valid = narrow.filter(narrow.column("is_valid"))
         self._ensure_ids_loaded(spark, valid)
         cold = self._cold_lookup(spark, needs_cold_lookup(valid, self._ids))
+        mark = self._phase(report, "lookup", mark)  # Spark jobs only when the hot tier is loaded or falls short
         verdicts = decide(valid, self._ids, cold)
         duplicates = verdicts.duplicate_coordinates(valid)
         is_duplicate = _marked(narrow, set(duplicates))

@@ -6,7 +6,15 @@ from benchmarks.report import _profile, _topology
 
 
 def test_profile_takes_medians_per_phase_and_leaves_out_empty_batches() -> None:
-    phases = {"materialize": 1.0, "collect": 0.25, "deduplicate": 2.0, "plan": 0.5, "commit": 0.25, "between": 3.0}
+    phases = {
+        "materialize": 1.0,
+        "collect": 0.25,
+        "lookup": 0.75,
+        "deduplicate": 2.0,
+        "plan": 0.5,
+        "commit": 0.25,
+        "between": 3.0,
+    }
     batches = [
         {"records": 100, **phases},
         {"records": 300, **{k: v * 3 for k, v in phases.items()}},
@@ -19,14 +27,21 @@ def test_profile_takes_medians_per_phase_and_leaves_out_empty_batches() -> None:
     rows = _profile(freshness, throughput).splitlines()[2:]
 
     assert rows == [
-        "| live 5,000/s, trigger 1 s | 200 | 2.00 | 0.50 | 4.00 | 1.00 | 0.50 | 6.00 | 14.00 |",
-        "| catch-up 1,000,000 | 100 | 1.00 | 0.25 | 2.00 | 0.50 | 0.25 | 3.00 | 7.00 |",
+        "| live 5,000/s, trigger 1 s | 200 | 2.00 | 0.50 | 1.50 | 4.00 | 1.00 | 0.50 | 6.00 | 15.50 |",
+        "| catch-up 1,000,000 | 100 | 1.00 | 0.25 | 0.75 | 2.00 | 0.50 | 0.25 | 3.00 | 7.75 |",
     ]
+
+
+def test_a_phase_the_run_did_not_record_is_left_blank_and_out_of_the_sum() -> None:
+    batch = {"records": 10, "materialize": 1.0, "collect": 0.5, "deduplicate": 2.0, "plan": 0.0, "commit": 1.5}
+    throughput = {"runs": [{"events": 10, "batches": [batch]}]}
+    row = _profile(None, throughput).splitlines()[2]
+    assert row == "| catch-up 10 | 10 | 1.00 | 0.50 |  | 2.00 | 0.00 | 1.50 |  | 5.00 |"
 
 
 def test_profile_of_a_run_without_records_is_an_empty_row() -> None:
     freshness = {"runs": [{"rate_eps": 10, "trigger_s": 1.0, "phases": [{"records": 0, "commit": 1.0}]}]}
-    assert _profile(freshness, None).splitlines()[2] == "| live 10/s, trigger 1 s | 0 |  |  |  |  |  |  |  |"
+    assert _profile(freshness, None).splitlines()[2] == "| live 10/s, trigger 1 s | 0 |  |  |  |  |  |  |  |  |"
 
 
 def test_topology_rows_name_each_shape_beside_its_figures() -> None:
