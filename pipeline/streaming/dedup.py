@@ -101,6 +101,8 @@ class Verdicts:
     is_duplicate: list[bool]
 
     def duplicate_coordinates(self, narrow: pa.Table) -> list[Coordinates]:
+        if not any(self.is_duplicate):
+            return []  # the usual batch: no need to read every record's coordinates
         return [c for dup, c in zip(self.is_duplicate, coordinates_of(narrow), strict=True) if dup]
 
 
