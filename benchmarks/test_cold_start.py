@@ -90,8 +90,8 @@ def batch_spans(settings: Settings) -> list[BatchSpan]:
 
 
 def _silver_commits(settings: Settings) -> list[float]:
-    """Commit times (epoch seconds) of every silver snapshot a micro-batch wrote (creating a table writes an
-    empty snapshot of its own, which shows no event)."""
+    """Commit times (epoch seconds) of every silver snapshot a micro-batch wrote (one with a batch marker: a
+    snapshot written by anything else shows no new event)."""
     catalog = pyiceberg_catalog(settings)
     try:
         tables = [catalog.load_table(spec.identifier) for spec in SILVER.values()]
