@@ -1,6 +1,6 @@
 """Cold start: from `shoplake stream` starting to the first event visible in silver, and the first batch after a
-restart (SIGKILL in the middle of live traffic) against the steady batches after it (a second producer keeps
-traffic going after the restart, however long the restart took).
+restart (SIGKILL in the middle of live traffic) against the steady batches after it (a second producer starts
+once the restarted stream has caught up with the first, however long the restart took).
 
 Every number is read from the tables' Iceberg snapshots, which the stream writes atomically with the rows: a
 batch starts at its ingest time (stamped when it reaches the sink) and ends at the commit of its last table.
@@ -147,7 +147,11 @@ def test_cold_start_and_restart(full: bool, results: Results, local_services: Se
         restart_visible = _silver_commits(settings)[-1] - restarted
         _, stderr = producer.communicate(timeout=seconds * 4 + 120)
         assert producer.returncode == 0, stderr.decode()[-2000:]
-        # Steady traffic for the restarted stream, whatever the restart took: the batches to compare with.
+        # Steady traffic for the restarted stream once it has caught up with the first producer, however long the
+        # restart took: these records reach it in batches of their own, the batches to compare with (started
+        # earlier, a slow restart's first batch could swallow all of them and leave nothing steady to compare).
+        caught_up = sent + int(rate * seconds)
+        _wait(lambda: _bronze_rows(settings) >= caught_up, 300, f"{caught_up} records in bronze", stream, restart_log)
         producer = producer_process(settings, rate, int(rate * seconds), seed=43)
         _, stderr = producer.communicate(timeout=seconds * 4 + 120)
         assert producer.returncode == 0, stderr.decode()[-2000:]
