@@ -32,7 +32,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -126,6 +126,22 @@ class BatchReport:
         return self.committed_at - self.kafka_ts_min.timestamp()
 
 
+def _in_thread(work: Callable[[], None], name: str) -> Future[None]:
+    """Run ``work`` in a daemon thread of its own (a process may exit before it ends); its outcome as a future."""
+    outcome: Future[None] = Future()
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as error:  # handed to whoever waits for the outcome
+            outcome.set_exception(error)
+        else:
+            outcome.set_result(None)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return outcome
+
+
 def _marked(narrow: pa.Table, coordinates: set[Coordinates]) -> pa.Array:
     """Per record of the batch: are its Kafka coordinates among ``coordinates``? (Usually none are.)"""
     if not coordinates:
@@ -180,6 +196,7 @@ class MicroBatchSink:
         self._recovered: list[tuple[int, str]] | None = None  # (batch id, newest event time) of each commit
         self._ops_writer: threading.Thread | None = None
         self._ops_error: BaseException | None = None
+        self._ids_loading: Future[None] | None = None  # the hot tier, loading while the query starts
 
     # -- state recovered on the first batch after a (re)start -------------------------------------------------
 
@@ -187,12 +204,16 @@ class MicroBatchSink:
         """Recover the stream's state from the tables before its first batch runs (a restart).
 
         Doing it here rather than in the first batch keeps that batch as fast as the ones after it: the events
-        waiting in Kafka meet a stream that is ready. A stream that never ran has nothing to recover; its first
-        batch then starts from empty state.
+        waiting in Kafka meet a stream that is ready. The batch markers are read now; the hot tier's committed
+        ids are loaded in a thread of their own while the Kafka source and the query start, and the first batch
+        waits for them before it decides a duplicate (a failed load fails that batch, which writes nothing). A
+        stream that never ran has nothing to recover; its first batch then starts from empty state.
         """
         if self._committer is None and has_query_metadata(spark, self.checkpoint_location):
             self._recover(spark)
-            self._load_ids(spark, None)
+            since = self._ids_horizon(None)
+            if since is not None:
+                self._ids_loading = _in_thread(functools.partial(self._load_ids, spark, since), "dedup-hot-tier")
 
     def _recover(self, spark: SparkSession) -> BatchCommitter:
         metadata = spark.read.text(f"{self.checkpoint_location}/metadata").first()
@@ -371,18 +392,24 @@ class MicroBatchSink:
         return functools.reduce(DataFrame.unionByName, frames)
 
     def _ensure_ids_loaded(self, spark: SparkSession, valid: pa.Table) -> None:
-        """On the first batch of a run (unless :meth:`recover` did it): load the hot tier's committed ids."""
+        """On the first batch of a run: the hot tier's committed ids, loaded since :meth:`recover` or now."""
+        if self._ids_loading is not None:
+            loading, self._ids_loading = self._ids_loading, None
+            loading.result()  # raises what the load raised
         if self._ids.covers_since is None:
-            self._load_ids(spark, pc.max(valid.column("event_time")).as_py() if valid.num_rows else None)
+            since = self._ids_horizon(pc.max(valid.column("event_time")).as_py() if valid.num_rows else None)
+            if since is not None:
+                self._load_ids(spark, since)
 
-    def _load_ids(self, spark: SparkSession, batch_newest: dt.datetime | None) -> None:
-        """Load the committed ids of the hot tier's horizon from silver, counted back from the newest event time
-        known (recovered from the tables, or the first batch's own)."""
+    def _ids_horizon(self, batch_newest: dt.datetime | None) -> dt.datetime | None:
+        """Where the hot tier starts: its horizon counted back from the newest event time known (recovered from
+        the tables, or the first batch's own); None while nothing valid was seen (the next batch decides)."""
         recovered = max((_from_iso(t) for _, t in self._recovered or ()), default=None)
         anchor = max((t for t in (batch_newest, recovered, self._max_event_time) if t is not None), default=None)
-        if anchor is None:
-            return  # nothing valid yet: the next batch decides where the horizon starts
-        since = (anchor - self.dedup_horizon).replace(second=0, microsecond=0)
+        return None if anchor is None else (anchor - self.dedup_horizon).replace(second=0, microsecond=0)
+
+    def _load_ids(self, spark: SparkSession, since: dt.datetime) -> None:
+        """Load the committed ids of silver's rows since ``since`` into the hot tier."""
         rows = (
             self._silver_ids(spark)
             .filter((F.col("event_date") >= F.lit(since.date())) & (F.col("event_time") >= F.lit(since)))

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from pipeline.audit import conservation
 from pipeline.config import Settings
@@ -130,6 +130,25 @@ def crash_after(target: object, name: str, calls: int) -> Iterator[None]:
         setattr(target, name, original)
 
 
+def _event_batches(
+    spark: SparkSession, settings: Settings, picks: list[list[int]], now: dt.datetime
+) -> list[DataFrame]:
+    """One validated micro-batch (as the query hands it to the sink) per list of ``POOL`` events; offsets run on
+    across the batches, each record's Kafka timestamp is ``now`` plus its offset in milliseconds."""
+    prefix = settings.kafka.topic_prefix
+    validator = EventValidator(prefix, settings.stream.max_payload_bytes)
+    offset = itertools.count()
+    batches = []
+    for batch in picks:
+        rows = []
+        for pick in batch:
+            topic, key, payload = POOL[pick]
+            o = next(offset)
+            rows.append((key.encode(), payload, f"{prefix}.{topic}", 0, o, now + dt.timedelta(milliseconds=o), 0))
+        batches.append(validator.validate(to_bronze(spark.createDataFrame(rows, KAFKA_SCHEMA))))
+    return batches
+
+
 def _lake_state(spark: SparkSession, catalog: str) -> dict[str, list]:
     """Every streaming table's rows, without the columns that say *when* they were written (they differ by run)."""
     volatile = {"ingest_time", "folded_through"}
@@ -163,17 +182,7 @@ def test_replaying_batches_after_crashes_at_any_commit_leaves_the_same_tables_as
 
     def run(crash_points: dict[int, int], fold_dies_after: int | None) -> dict[str, list]:
         settings, checkpoint = _fresh_lake(spark, lake, tmp_path)
-        prefix = settings.kafka.topic_prefix
-        validator = EventValidator(prefix, settings.stream.max_payload_bytes)
-        offset = itertools.count()
-        batches = []
-        for third in thirds:
-            rows = []
-            for pick in third:
-                topic, key, payload = POOL[pick]
-                o = next(offset)
-                rows.append((key.encode(), payload, f"{prefix}.{topic}", 0, o, now + dt.timedelta(milliseconds=o), 0))
-            batches.append(validator.validate(to_bronze(spark.createDataFrame(rows, KAFKA_SCHEMA))))
+        batches = _event_batches(spark, settings, thirds, now)
         sink = _sink(settings, checkpoint)
         for batch_id, batch in enumerate(batches):
             if batch_id in crash_points:
@@ -192,3 +201,39 @@ def test_replaying_batches_after_crashes_at_any_commit_leaves_the_same_tables_as
         return _lake_state(spark, settings.catalog.name)
 
     assert run(dict(crashes), fold_crash) == run({}, None)
+
+
+@pytest.mark.integration
+def test_a_restart_whose_hot_tier_fails_to_load_fails_its_first_batch_before_it_writes(
+    spark: SparkSession, lake: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restarted sink loads the committed ids in the background while the query starts. If that load fails,
+    the first batch raises its error and writes nothing; the next start replays the batch as if nothing
+    happened."""
+    settings, checkpoint = _fresh_lake(spark, lake, tmp_path)
+    catalog = settings.catalog.name
+    now = dt.datetime.now().replace(microsecond=0)
+    batches = _event_batches(spark, settings, [list(range(0, 20)), list(range(10, 40))], now)  # 10 redelivered
+    first = _sink(settings, checkpoint)
+    first(batches[0], 0)
+    first.flush()
+    before = _lake_state(spark, catalog)
+
+    def unreachable(self: MicroBatchSink, spark: SparkSession, since: dt.datetime) -> None:
+        raise RuntimeError("silver is unreachable")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(MicroBatchSink, "_load_ids", unreachable)
+        restarted = _sink(settings, checkpoint)
+        restarted.recover(spark)  # returns while the load runs (and fails) in its thread
+        with pytest.raises(RuntimeError, match="silver is unreachable"):
+            restarted(batches[1], 1)
+    assert _lake_state(spark, catalog) == before
+
+    again = _sink(settings, checkpoint)
+    again.recover(spark)
+    again(batches[1], 1)
+    again.flush()
+    assert conservation(spark, catalog).ok
+    duplicates = spark.table(QUARANTINE_EVENTS.qualified(catalog)).filter("array_contains(failed_rules, 'duplicate')")
+    assert duplicates.count() == 10, "the hot tier loaded on the second start knew the first batch's ids"
