@@ -151,6 +151,12 @@ class StreamSettings(BaseModel):
         description="Snapshots of the streaming tables younger than this are kept by the stream's hygiene (time "
         "travel and per-event freshness need them); the stream's newest marker is always kept.",
     )
+    lock_wait_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="How long a starting stream waits for another driver of the same checkpoint to end (a "
+        "killed driver's JVM can outlive it by seconds) before it refuses to start.",
+    )
     supported_schema_versions: list[PositiveInt] = Field(
         default_factory=lambda: list(SUPPORTED_SCHEMA_VERSIONS),
         min_length=1,

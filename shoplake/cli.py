@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import logging
 import os
 import signal
 import subprocess
@@ -59,8 +60,20 @@ def iso_date(_ctx: click.Context, _param: click.Parameter, value: str | None) ->
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
+@click.option(
+    "--log-level",
+    type=click.Choice(["warning", "info", "debug"]),
+    default="warning",
+    envvar="SHOPLAKE_LOG_LEVEL",
+    show_default=True,
+    help="Level of the pipeline's own logs, written to stderr with millisecond timestamps (info: the stream's "
+    "start-up steps and batches, among others). Spark's and Kafka's own logs are not changed.",
+)
+def main(log_level: str) -> None:
     """Streaming e-commerce lakehouse: Kafka -> Spark -> Iceberg -> Dagster."""
+    logging.basicConfig(format="%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for name in ("pipeline", "shoplake", "devstack"):
+        logging.getLogger(name).setLevel(log_level.upper())
 
 
 @main.command()

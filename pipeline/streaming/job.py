@@ -21,6 +21,7 @@ from pipeline.kafka_topics import bootstrap_servers
 from pipeline.maintenance import StreamHygiene
 from pipeline.streaming.bronze import to_bronze
 from pipeline.streaming.checkpoint import pending_batch
+from pipeline.streaming.lock import StreamLock, hold_stream_lock, lock_file
 from pipeline.streaming.silver import EventValidator
 from pipeline.streaming.sink import BatchReport, MicroBatchSink
 from pipeline.tables import STREAMING_TABLES
@@ -132,21 +133,42 @@ def _replay_pending_batch(spark: SparkSession, settings: Settings, sink: MicroBa
 
 @dataclass
 class Stream:
-    """A running streaming query and its sink; ``stop`` also waits for the sink's last bookkeeping write."""
+    """A running streaming query, its sink and the driver's lock on its checkpoint; ``stop`` also waits for the
+    sink's last bookkeeping write, then lets the lock go."""
 
     query: StreamingQuery
     sink: MicroBatchSink
+    lock: StreamLock | None = None
 
     def stop(self) -> None:
         self.query.stop()
-        self.sink.flush()
+        self._ended()
+
+    def _ended(self) -> None:
+        try:
+            self.sink.flush()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+
+    def _await(self, timeout_s: int | None) -> bool | None:
+        """The query's awaitTermination; when it raises because the query failed, the lock is let go too."""
+        try:
+            return self.query.awaitTermination() if timeout_s is None else self.query.awaitTermination(timeout_s)
+        except BaseException:
+            if not self.query.isActive:
+                self._release()
+            raise
 
     def await_termination(self, timeout_s: float | None = None) -> bool | None:
-        if timeout_s is None:
-            result = self.query.awaitTermination()
+        result = self._await(None if timeout_s is None else math.ceil(timeout_s))
+        if result is False:  # still running
+            self.sink.flush()
         else:
-            result = self.query.awaitTermination(math.ceil(timeout_s))
-        self.sink.flush()
+            self._ended()
         return result
 
     def run_until(self, stop_requested: threading.Event, poll_s: int = 1) -> None:
@@ -156,8 +178,8 @@ class Stream:
         inside a py4j call (waiting for the query), and a second JVM call from there breaks that call.
         """
         while not stop_requested.is_set():
-            if self.query.awaitTermination(poll_s):
-                self.sink.flush()
+            if self._await(poll_s):
+                self._ended()
                 return
         self.stop()
 
@@ -182,9 +204,29 @@ def start_stream(
     Fails fast, with the setting to fix, when the catalog cannot be reached or the checkpoint cannot be read.
     """
     check_catalog(spark, settings)
+    log.info("catalog %s reachable", settings.catalog.name)
     ensure_tables(spark, settings.catalog.name, STREAMING_TABLES)
+    log.info("streaming tables ready")
     location = checkpoint_location(settings)
     check_checkpoint(location)
+    # Before any state is read: a killed driver's JVM may still be finishing a commit (pipeline.streaming.lock).
+    lock = hold_stream_lock(spark, lock_file(location, settings.home), settings.stream.lock_wait_seconds)
+    log.info("lock %s held", lock.path)
+    try:
+        return _start(spark, settings, location, available_now, on_batch, lock)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _start(
+    spark: SparkSession,
+    settings: Settings,
+    location: str,
+    available_now: bool,
+    on_batch: Iterable[Callable[[BatchReport], None]],
+    lock: StreamLock,
+) -> Stream:
     sink = MicroBatchSink(
         catalog=settings.catalog.name,
         checkpoint_location=location,
@@ -203,10 +245,13 @@ def start_stream(
         ),
     )
     sink.recover(spark)  # before any batch: the first one after a restart runs as fast as the rest
+    log.info("state recovered from the tables")
     _replay_pending_batch(spark, settings, sink, location)
     writer = kafka_source(spark, settings).writeStream.queryName(QUERY_NAME).option("checkpointLocation", location)
     if available_now:
         writer = writer.trigger(availableNow=True)
     elif settings.stream.trigger_seconds > 0:
         writer = writer.trigger(processingTime=f"{settings.stream.trigger_seconds} seconds")
-    return Stream(writer.foreachBatch(sink).start(), sink)
+    query = writer.foreachBatch(sink).start()
+    log.info("query %s started", QUERY_NAME)
+    return Stream(query, sink, lock)
