@@ -128,7 +128,8 @@ def _replay_pending_batch(spark: SparkSession, settings: Settings, sink: MicroBa
         if pending_batch(spark, location) is not None:
             raise
         log.info("batch %d replayed and committed (Spark's progress report failed afterwards: SPARK-55271)", pending)
-    sink.flush()
+    # Not flush(): its fold of the roll-ups would hold up the stream proper; the next batches fold on their cadence.
+    sink.wait_ops()
 
 
 @dataclass

@@ -440,7 +440,7 @@ class MicroBatchSink:
     # -- roll-ups and ops.stream_batches: while the next batch runs --------------------------------------------
 
     def _record_later(self, spark: SparkSession, committer: BatchCommitter, report: BatchReport) -> None:
-        self._wait_ops()
+        self.wait_ops()
         values = (
             committer.stream_id,
             report.batch_id,
@@ -481,7 +481,9 @@ class MicroBatchSink:
             report.lag_s or 0.0,
         )
 
-    def _wait_ops(self) -> None:
+    def wait_ops(self) -> None:
+        """Wait for the last batch's ``ops.stream_batches`` row, written in the background; raises if writing it
+        or a fold failed."""
         if self._ops_writer is not None:
             self._ops_writer.join()
             self._ops_writer = None
@@ -499,7 +501,7 @@ class MicroBatchSink:
         Raises if any of them failed. A process that ran no batch (a restart with nothing new in Kafka) still
         folds what earlier runs committed and never folded.
         """
-        self._wait_ops()
+        self.wait_ops()
         self._folder.wait()
         spark = self._spark or self.spark
         if spark is None:
