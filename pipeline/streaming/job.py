@@ -203,6 +203,8 @@ def start_stream(
     """Start the query. ``available_now`` processes what Kafka holds at start, then stops by itself.
 
     Fails fast, with the setting to fix, when the catalog cannot be reached or the checkpoint cannot be read.
+    Waits up to ``stream.lock_wait_seconds`` for another driver of the same checkpoint to end (a killed one's
+    JVM, finishing its last commit), then refuses to start (:mod:`pipeline.streaming.lock`).
     """
     check_catalog(spark, settings)
     log.info("catalog %s reachable", settings.catalog.name)
