@@ -29,6 +29,7 @@ from pyiceberg.exceptions import NoSuchTableError
 
 from benchmarks.harness import Results
 from benchmarks.pipeline_runs import ROOT, preload, producer_process
+from devstack.process import live_group_members
 from devstack.pytest_plugin import make_settings
 from devstack.services import Services
 from pipeline.catalog import pyiceberg_catalog
@@ -62,19 +63,6 @@ def _stream(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         stderr=out,
         start_new_session=True,  # its own process group: the JVM it starts can be told apart from ours
     )
-
-
-def _live_members(group: int) -> list[int]:
-    """The live (not zombie) processes of a process group, read from /proc."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            state, _ppid, pgrp = stat.read_text().rpartition(")")[2].split()[:3]
-        except (OSError, ValueError):
-            continue  # ended meanwhile
-        if state != "Z" and int(pgrp) == group:
-            members.append(int(stat.parent.name))
-    return members
 
 
 def batch_spans(settings: Settings) -> list[BatchSpan]:
@@ -156,8 +144,8 @@ def test_cold_start_and_restart(full: bool, results: Results, local_services: Se
         # The driver's JVM outlives the killed Python process until it notices, and can still commit meanwhile:
         # the restart is timed from when it is gone, so that its commits are not taken for the restart's.
         killed = time.time()
-        while _live_members(stream.pid):
-            assert time.time() - killed < 120, f"the killed driver's JVM still runs: {_live_members(stream.pid)}"
+        while live_group_members(stream.pid):
+            assert time.time() - killed < 120, f"the killed driver's JVM still runs: {live_group_members(stream.pid)}"
             time.sleep(0.1)
         orphan_s = time.time() - killed
         before_restart = _silver_commits(settings)[-1]

@@ -153,9 +153,30 @@ class ManagedProcess:
             raise ServiceError(f"{self.name} (pid {self.pid}) did not stop")
 
 
+def _stat(pid: int) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name: state, parent pid, process group, ..."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def _not_zombie(pid: int) -> bool:
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        state = _stat(pid)[0]
     except (OSError, IndexError):
         return True
     return state != "Z"
+
+
+def live_group_members(group: int) -> list[int]:
+    """The pids of a process group's live (not zombie) processes, also those its leader left behind when it
+    died (a child reparented elsewhere keeps its group)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            state, _parent, pgrp = _stat(int(entry.name))[:3]
+        except (OSError, ValueError):
+            continue  # ended meanwhile
+        if state != "Z" and int(pgrp) == group:
+            members.append(int(entry.name))
+    return members

@@ -3,9 +3,17 @@ object-store checkpoints are handled alike."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pyspark.sql import SparkSession
+
+
+def local_path(location: str) -> Path | None:
+    """The local path of a checkpoint location (a path or a ``file:`` URI); None for one on another file system."""
+    if "://" in location and not location.startswith("file:"):
+        return None
+    return Path(location.removeprefix("file://").removeprefix("file:"))
 
 
 def _path(spark: SparkSession, location: str, name: str) -> tuple[Any, Any]:

@@ -9,7 +9,6 @@ import math
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
@@ -20,7 +19,7 @@ from pipeline.iceberg_io import ensure_tables
 from pipeline.kafka_topics import bootstrap_servers
 from pipeline.maintenance import StreamHygiene
 from pipeline.streaming.bronze import to_bronze
-from pipeline.streaming.checkpoint import pending_batch
+from pipeline.streaming.checkpoint import local_path, pending_batch
 from pipeline.streaming.lock import StreamLock, hold_stream_lock, lock_file
 from pipeline.streaming.silver import EventValidator
 from pipeline.streaming.sink import BatchReport, MicroBatchSink
@@ -51,9 +50,10 @@ def check_catalog(spark: SparkSession, settings: Settings) -> None:
 
 def check_checkpoint(location: str) -> None:
     """A local checkpoint whose query metadata is missing or unreadable is refused (remote ones: Spark checks)."""
-    metadata = Path(location.removeprefix("file:")) / "metadata"
-    if "://" in location and not location.startswith("file:"):
+    local = local_path(location)
+    if local is None:
         return
+    metadata = local / "metadata"
     if not metadata.exists() and not (metadata.parent / "offsets").exists():
         return  # first start (or a start that died before writing anything)
     try:

@@ -27,6 +27,7 @@ from py4j.protocol import Py4JError
 from pyspark.sql import SparkSession
 
 from pipeline.config import ConfigurationError
+from pipeline.streaming.checkpoint import local_path
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,8 @@ class StreamAlreadyRunningError(ConfigurationError):
 def lock_file(checkpoint_location: str, home: Path) -> Path:
     """The lock file of the stream whose checkpoint is ``checkpoint_location``: beside a local checkpoint, or in
     ``<home>/locks`` (named after the location) for one on an object store."""
-    if "://" not in checkpoint_location or checkpoint_location.startswith("file:"):
-        local = Path(checkpoint_location.removeprefix("file://").removeprefix("file:"))
+    local = local_path(checkpoint_location)
+    if local is not None:
         return local.with_name(f"{local.name}.lock")
     digest = hashlib.sha256(checkpoint_location.encode()).hexdigest()[:16]
     return home / "locks" / f"stream-{digest}.lock"
