@@ -19,7 +19,14 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pipeline.batch.gold import restatements
-from pipeline.iceberg_io import append_rows, current_snapshot_id, ensure_table, overwrite_day_range, read_days
+from pipeline.iceberg_io import (
+    append_rows,
+    current_snapshot_id,
+    days_with_rows,
+    ensure_table,
+    overwrite_day_range,
+    read_days,
+)
 from pipeline.tables import GOLD_DAILY_SALES_SUMMARY, RESTATEMENTS, TableSpec
 
 # Per gold table, the figures of the written day its materialization shows (sums over the day's rows).
@@ -97,7 +104,8 @@ def write_gold_days(
     rebuilt: set[dt.date] = set()
     if restate:
         rebuilt = {day for day in built_before if first <= day <= last}
-        rebuilt |= {row["event_date"] for row in old_df.select("event_date").distinct().collect()}
+        if before is not None:
+            rebuilt |= days_with_rows(spark, catalog, spec, first, last, before)
     write = overwrite_day_range(df, catalog, spec, first, last, head=before)
     after, rows = write.snapshot_id, write.rows
     restated = 0

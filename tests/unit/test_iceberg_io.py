@@ -1,14 +1,24 @@
-"""Creating the registered tables: what the registry declares is what the catalog holds."""
+"""Creating the registered tables: what the registry declares is what the catalog holds. Replacing days of a
+table, and what its metadata says about them."""
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+from decimal import Decimal
 
 import pytest
 
 from pipeline.catalog import pyiceberg_catalog
-from pipeline.iceberg_io import create_table_ddl, ensure_tables
-from pipeline.tables import ALL_TABLES, GOLD_DAILY_SALES_SUMMARY
+from pipeline.iceberg_io import (
+    create_table_ddl,
+    current_snapshot_id,
+    days_with_rows,
+    ensure_tables,
+    overwrite_day_range,
+    read_table,
+)
+from pipeline.tables import ALL_TABLES, GOLD_DAILY_CATEGORY_SALES, GOLD_DAILY_SALES_SUMMARY
 
 # The registry's transform names as PyIceberg spells them.
 PYICEBERG_TRANSFORM = {"identity": "identity", "days": "day"}
@@ -45,3 +55,33 @@ def test_every_registered_table_is_created_with_its_columns_partitioning_and_pro
 def test_a_table_name_or_property_that_is_not_plain_is_refused_not_escaped(change: dict) -> None:
     with pytest.raises(ValueError, match="not a plain"):
         create_table_ddl("shoplake", dataclasses.replace(GOLD_DAILY_SALES_SUMMARY, **change))
+
+
+def test_replacing_days_reports_the_rows_written_and_the_metadata_tells_which_days_hold_rows_in_each_snapshot(
+    spark, lake
+) -> None:
+    catalog, spec = lake.catalog.name, GOLD_DAILY_CATEGORY_SALES
+    ensure_tables(spark, catalog, [spec])
+    assert current_snapshot_id(spark, catalog, spec) is None
+    d1, d2, d3 = (dt.date(2026, 11, 2) + dt.timedelta(days=i) for i in range(3))
+
+    def rows(*days: dt.date):
+        return spark.createDataFrame([(d, "books", 1, 2, Decimal("3.00")) for d in days], spec.schema)
+
+    first = overwrite_day_range(rows(d1, d3, d3), catalog, spec, d1, d3, head=None)
+    assert first.rows == 3
+    assert first.snapshot_id == current_snapshot_id(spark, catalog, spec) is not None
+    assert days_with_rows(spark, catalog, spec, d1, d3, first.snapshot_id) == {d1, d3}
+    assert days_with_rows(spark, catalog, spec, d2, d3, first.snapshot_id) == {d3}
+
+    # d1 is emptied and d2 written; d3 lies outside the replaced range and keeps its rows.
+    second = overwrite_day_range(rows(d2), catalog, spec, d1, d2, head=first.snapshot_id)
+    assert second.rows == 1
+    assert second.snapshot_id == current_snapshot_id(spark, catalog, spec) != first.snapshot_id
+    assert days_with_rows(spark, catalog, spec, d1, d3, second.snapshot_id) == {d2, d3}
+    assert days_with_rows(spark, catalog, spec, d1, d3, first.snapshot_id) == {d1, d3}, "an older snapshot"
+    assert sorted(r.event_date for r in read_table(spark, catalog, spec).collect()) == [d2, d3, d3]
+
+    unpartitioned = dataclasses.replace(spec, partition_by=())
+    with pytest.raises(ValueError, match="not partitioned by the day"):
+        days_with_rows(spark, catalog, unpartitioned, d1, d3, second.snapshot_id)
