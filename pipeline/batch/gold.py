@@ -286,55 +286,60 @@ def customer_daily(lifetime_df: DataFrame, purchases_df: DataFrame, days: Days) 
 _PRODUCT_DAY = ["event_date", "product_id"]
 
 
+_PRODUCT_SESSION_COUNTS = ("views", "carts", "cart_units", "purchases", "units", "gross_revenue")
+
+
+def _product_session_rows(df: DataFrame, **counts: Column) -> DataFrame:
+    """``df``'s (day, product, session) with the given counts and the others of :data:`_PRODUCT_SESSION_COUNTS`
+    null, so that views, carts and purchases stack into one frame."""
+    types = {"gross_revenue": MONEY}
+    return df.select(
+        *_PRODUCT_DAY,
+        "session_id",
+        *[counts.get(c, F.lit(None)).cast(types.get(c, "long")).alias(c) for c in _PRODUCT_SESSION_COUNTS],
+    )
+
+
 def product_daily(
     page_views_df: DataFrame, cart_events_df: DataFrame, purchases_df: DataFrame, days: Days
 ) -> DataFrame:
-    """Per day of ``days`` and product with any view, cart or purchase; rates over sessions, never above 1."""
-    views = page_views_df.filter(F.col("product_id").isNotNull()).select(*_PRODUCT_DAY, "session_id")
-    carts = cart_events_df.select(*_PRODUCT_DAY, "session_id", "quantity")
-    bought = purchases_df.select("event_date", "event_id", "session_id", F.explode("items").alias("item")).select(
-        "event_date",
-        "event_id",
-        "session_id",
-        F.col("item.product_id").alias("product_id"),
-        "item.quantity",
-        "item.total_price",
+    """Per day of ``days`` and product with any view, cart or purchase; rates over sessions, never above 1.
+
+    Views, carts and purchases are stacked and counted per (day, product, session), then per (day, product): two
+    aggregations, where a join of per-table counts and per-table distinct sessions took ten shuffles.
+    """
+    one = F.lit(1)
+    views = _product_session_rows(page_views_df.filter(F.col("product_id").isNotNull()), views=one)
+    carts = _product_session_rows(cart_events_df, carts=one, cart_units=F.col("quantity"))
+    # One row per order and product: an order with the product on two lines is one purchase.
+    lines = purchases_df.select("event_date", "event_id", "session_id", F.explode("items").alias("item"))
+    orders = lines.groupBy("event_date", F.col("item.product_id").alias("product_id"), "session_id", "event_id").agg(
+        F.sum("item.quantity").alias("units"), F.sum("item.total_price").alias("gross_revenue")
     )
-    view_counts = views.groupBy(*_PRODUCT_DAY).agg(F.count("*").alias("views"))
-    cart_counts = carts.groupBy(*_PRODUCT_DAY).agg(
-        F.count("*").alias("carts"), F.sum("quantity").cast("long").alias("cart_units")
+    bought = _product_session_rows(orders, purchases=one, units=F.col("units"), gross_revenue=F.col("gross_revenue"))
+    per_session = (
+        views.unionByName(carts)
+        .unionByName(bought)
+        .groupBy(*_PRODUCT_DAY, "session_id")
+        .agg(*[F.sum(c).alias(c) for c in _PRODUCT_SESSION_COUNTS])
     )
-    sales = bought.groupBy(*_PRODUCT_DAY).agg(
-        F.count_distinct("event_id").alias("purchases"),
-        F.sum("quantity").cast("long").alias("units"),
-        _money_sum(F.col("total_price")).alias("gross_revenue"),
-    )
-    viewed, carted, purchased = (df.select(*_PRODUCT_DAY, "session_id").distinct() for df in (views, carts, bought))
-    in_session = [*_PRODUCT_DAY, "session_id"]
-    funnel = (
-        viewed.withColumn("v", F.lit(True))
-        .join(carted.withColumn("c", F.lit(True)), in_session, "full_outer")
-        .join(purchased.withColumn("p", F.lit(True)), in_session, "full_outer")
-        .groupBy(*_PRODUCT_DAY)
-        .agg(
-            F.count_if(F.col("v")).alias("viewed"),
-            F.count_if(F.col("v") & F.col("c")).alias("viewed_carted"),
-            F.count_if(F.col("c")).alias("carted"),
-            F.count_if(F.col("c") & F.col("p")).alias("carted_bought"),
-        )
-    )
+    viewed, carted, purchased = (F.coalesce(F.col(c), F.lit(0)) > 0 for c in ("views", "carts", "purchases"))
+    # Rows without a session (the contract requires one) never count as the same session's view and cart.
+    in_one_session = F.col("session_id").isNotNull()
     counts = ["views", "carts", "cart_units", "purchases", "units"]
-    joined = (
-        view_counts.join(cart_counts, _PRODUCT_DAY, "full_outer")
-        .join(sales, _PRODUCT_DAY, "full_outer")
-        .join(funnel, _PRODUCT_DAY, "left")
+    per_product = per_session.groupBy(*_PRODUCT_DAY).agg(
+        *[F.sum(c).cast("long").alias(c) for c in counts],
+        _money_sum(F.col("gross_revenue")).alias("gross_revenue"),
+        F.count_if(viewed).alias("viewed"),
+        F.count_if(viewed & carted & in_one_session).alias("viewed_carted"),
+        F.count_if(carted).alias("carted"),
+        F.count_if(carted & purchased & in_one_session).alias("carted_bought"),
     )
     return (
-        filter_days(joined, days)
+        filter_days(per_product, days)
         .fillna(0, subset=counts)
         .withColumns(
             {
-                "gross_revenue": F.coalesce(F.col("gross_revenue"), F.lit(0).cast(MONEY)),
                 "view_to_cart_rate": ratio(F.col("viewed_carted"), F.col("viewed")).cast(RATE),
                 "cart_to_purchase_rate": ratio(F.col("carted_bought"), F.col("carted")).cast(RATE),
             }
