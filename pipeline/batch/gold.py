@@ -181,19 +181,24 @@ def customer_lifetime(previous_df: DataFrame, purchases_df: DataFrame, activity_
         purchases_df: silver purchases after that day, up to the last of ``days``.
         activity_df: (``user_id``, ``event_date``) of every accepted event with a user, same days.
     """
-    seen = activity_df.select("user_id", "event_date").distinct()
-    bought = purchases_df.groupBy("user_id", "event_date").agg(
-        F.count("*").alias("orders"), _money_sum(F.col("total_amount")).alias("revenue")
-    )
-    deltas = seen.join(bought, ["user_id", "event_date"], "full_outer").select(
-        "user_id",
-        "event_date",
-        F.col("event_date").alias("first_seen"),
-        F.col("event_date").alias("last_seen"),
-        F.coalesce(F.col("orders"), F.lit(0).cast("long")).alias("orders"),
-        F.coalesce(F.col("revenue"), F.lit(0).cast(MONEY)).alias("revenue"),
-        F.when(F.col("orders") > 0, F.col("event_date")).alias("first_order"),
-        F.when(F.col("orders") > 0, F.col("event_date")).alias("last_purchase"),
+    # One row per user and day with an event: activity and purchases stacked and aggregated once.
+    keys = ("user_id", "event_date")
+    seen = activity_df.select(*keys, F.lit(0).alias("order"), F.lit(None).cast(MONEY).alias("amount"))
+    bought = purchases_df.select(*keys, F.lit(1).alias("order"), F.col("total_amount").alias("amount"))
+    deltas = (
+        seen.unionByName(bought)
+        .groupBy(*keys)
+        .agg(F.sum("order").cast("long").alias("orders"), _money_sum(F.col("amount")).alias("revenue"))
+        .select(
+            "user_id",
+            "event_date",
+            F.col("event_date").alias("first_seen"),
+            F.col("event_date").alias("last_seen"),
+            "orders",
+            "revenue",
+            F.when(F.col("orders") > 0, F.col("event_date")).alias("first_order"),
+            F.when(F.col("orders") > 0, F.col("event_date")).alias("last_purchase"),
+        )
     )
     base = previous_df.select(
         "user_id",
@@ -205,6 +210,25 @@ def customer_lifetime(previous_df: DataFrame, purchases_df: DataFrame, activity_
         "first_order",
         "last_purchase",
     )
+    if len(day_list(days)) == 1:
+        # One day: its state sums every row of the user up to it, one aggregation (no probes, no window).
+        (day,) = day_list(days)
+        return (
+            base.unionByName(deltas)
+            .filter(F.col("event_date") <= F.lit(day))
+            .groupBy("user_id")
+            .agg(
+                F.min("first_seen").alias("first_seen"),
+                F.max("last_seen").alias("last_seen"),
+                F.sum("orders").cast("long").alias("orders_to_date"),
+                F.sum("revenue").cast(MONEY).alias("ltv"),
+                F.min("first_order").alias("first_order"),
+                F.max("last_purchase").alias("last_purchase"),
+            )
+            .withColumn("event_date", F.lit(day))
+            .filter(F.col("first_seen").isNotNull())
+            .select(*GOLD_CUSTOMER_LIFETIME.schema.fieldNames())
+        )
     users = base.select("user_id").unionByName(deltas.select("user_id")).distinct()
     none = F.lit(None).cast("date")
     probes = users.crossJoin(_days_df(activity_df.sparkSession, days)).select(
