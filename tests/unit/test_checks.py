@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
+import pytest
 from pyspark.testing import assertDataFrameEqual
 
 from pipeline.batch import checks
@@ -31,20 +32,36 @@ SILVER = "event_id string, event_time timestamp"
 CONTRACT = "rows long, distinct_ids long, bad_rows long, is_ok boolean"
 
 
-def test_silver_contract_flags_missing_ids_duplicates_and_other_days(spark) -> None:
+@pytest.mark.parametrize("exact_ids", [True, False], ids=["exact ids", "hashed ids"])
+def test_silver_contract_flags_missing_ids_duplicates_and_other_days(spark, exact_ids: bool) -> None:
     noon = dt.datetime(2026, 11, 2, 12)
     silver = spark.createDataFrame(
         [("e1", noon), ("e1", noon), (None, noon), ("e2", noon - dt.timedelta(days=1)), ("e3", None)], SILVER
     )
     expected = spark.createDataFrame([(5, 3, 2, False)], CONTRACT)
-    assertDataFrameEqual(checks.silver_contract_verdict(silver, DAY), expected)
+    assertDataFrameEqual(checks.silver_contract_verdict(silver, DAY, exact_ids=exact_ids), expected)
 
 
-def test_silver_contract_holds_for_unique_events_of_the_day(spark) -> None:
+@pytest.mark.parametrize("exact_ids", [True, False], ids=["exact ids", "hashed ids"])
+def test_silver_contract_holds_for_unique_events_of_the_day(spark, exact_ids: bool) -> None:
     silver = spark.createDataFrame([("e1", dt.datetime(2026, 11, 2, 0)), ("e2", dt.datetime(2026, 11, 2, 23))], SILVER)
     assertDataFrameEqual(
-        checks.silver_contract_verdict(silver, DAY), spark.createDataFrame([(2, 2, 0, True)], CONTRACT)
+        checks.silver_contract_verdict(silver, DAY, exact_ids=exact_ids),
+        spark.createDataFrame([(2, 2, 0, True)], CONTRACT),
     )
+
+
+def test_a_hashed_silver_contract_is_recounted_exactly_only_when_it_fails_on_its_id_count_alone(spark) -> None:
+    noon = dt.datetime(2026, 11, 2, 12)
+    duplicate = spark.createDataFrame([("e1", noon), ("e1", noon)], SILVER)
+    (failing_on_ids,) = checks.silver_contract_verdict(duplicate, DAY, exact_ids=False).collect()
+    assert checks.needs_exact_recount(failing_on_ids)
+    with_bad_row = spark.createDataFrame([("e1", noon), ("e1", noon), (None, noon)], SILVER)
+    (failing_anyway,) = checks.silver_contract_verdict(with_bad_row, DAY, exact_ids=False).collect()
+    assert not checks.needs_exact_recount(failing_anyway)
+    unique = spark.createDataFrame([("e1", noon), ("e2", noon)], SILVER)
+    (passing,) = checks.silver_contract_verdict(unique, DAY, exact_ids=False).collect()
+    assert not checks.needs_exact_recount(passing)
 
 
 SUMMARY = "orders long, revenue decimal(18,2), gross_revenue decimal(18,2), units long"
