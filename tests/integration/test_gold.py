@@ -1,4 +1,5 @@
-"""Gold through Dagster equals the oracle exactly; reruns, backfills and restatements behave."""
+"""Gold through Dagster equals the oracle exactly; reruns, backfills and restatements behave; a silver day that
+breaks its contract blocks gold."""
 
 from __future__ import annotations
 
@@ -11,15 +12,22 @@ from click.testing import CliRunner
 from dagster import DagsterInstance
 from pyspark.sql import functions as F
 
+from benchmarks.datasets import silver_seed
 from pipeline.batch.outputs import write_gold_day
 from pipeline.config import Settings
+from pipeline.contracts.events import EventType
+from pipeline.iceberg_io import ensure_tables
+from pipeline.orchestration.definitions import GOLD_JOB, build_definitions
 from pipeline.orchestration.runs import backfill_gold, materialize_gold
 from pipeline.tables import (
     GOLD_CUSTOMER_LIFETIME,
     GOLD_DAILY_CATEGORY_SALES,
     GOLD_DAILY_SALES_SUMMARY,
+    GOLD_DATA_QUALITY,
     GOLD_TABLES,
     RESTATEMENTS,
+    SILVER,
+    STREAMING_TABLES,
 )
 from shoplake.cli import main
 from simulation import oracle
@@ -155,3 +163,31 @@ def test_rebuilding_a_day_that_was_built_empty_records_its_new_rows(spark, lake:
         ("category=books", "gross_revenue", None, "3.00"),
     }
     assert {r.new_snapshot_id for r in restated} == {rebuilt.snapshot_id}
+
+
+def test_an_event_id_twice_in_silver_fails_the_blocking_contract_check_and_gold_is_not_built(
+    spark, lake: Settings
+) -> None:
+    catalog = lake.catalog.name
+    seeds, day = silver_seed(spark, "normal_day", 5, 400)
+    ensure_tables(spark, catalog, STREAMING_TABLES)
+    for event_type, seed in seeds.items():
+        seed.writeTo(SILVER[event_type].qualified(catalog)).append()
+    purchases = SILVER[EventType.PURCHASE].qualified(catalog)
+    spark.table(purchases).limit(1).writeTo(purchases).append()  # one purchase's id a second time
+    instance = DagsterInstance.ephemeral()
+
+    result = (
+        build_definitions(lake)
+        .resolve_job_def(GOLD_JOB)
+        .execute_in_process(partition_key=day.isoformat(), instance=instance, raise_on_error=False)
+    )
+
+    (contract,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "silver_contract"]
+    assert not contract.passed
+    assert contract.metadata["purchases_rows"].value == seeds[EventType.PURCHASE].count() + 1
+    # The hashed count found fewer ids than rows; the exact recount confirmed the duplicate.
+    messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert "purchases: ids recounted exactly" in messages
+    built = {".".join(e.materialization.asset_key.path) for e in result.get_asset_materialization_events()}
+    assert built == {GOLD_DATA_QUALITY.identifier}, "a gold table was built from a silver day that broke its contract"
