@@ -26,7 +26,9 @@ from pipeline.kafka_topics import ensure_topics
 from pipeline.streaming.sink import BatchReport
 from simulation.sinks import make_producer, send
 
-console = Console(stderr=True)
+# Lines are never broken by the console (the terminal wraps them): a path or an error message stays whole, to
+# copy and to grep, whatever the width.
+console = Console(stderr=True, soft_wrap=True)
 
 
 def with_services(settings: Settings) -> Settings:

@@ -170,3 +170,14 @@ def test_ui_runs_this_interpreters_dagster_on_loopback(tmp_path: Path, monkeypat
             "3111",
         ]
     ]
+
+
+def test_an_error_line_is_never_broken_however_long_its_path(tmp_path: Path) -> None:
+    deep = tmp_path.joinpath(*["a-rather-long-folder-name"] * 8)
+    deep.mkdir(parents=True)
+    other = deep / "other.csv"
+    other.write_text("a,b,c\n1,2,3\n")
+    result = CliRunner().invoke(main, ["import", "rees46", str(other), "--out", str(tmp_path / "x.jsonl")])
+    assert result.exit_code == 1
+    (line,) = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert f"{other}: not a REES46 Open CDP file" in line
