@@ -13,7 +13,7 @@ import functools
 from collections.abc import Sequence
 from decimal import Decimal
 
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, SparkSession, Window, WindowSpec
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -168,6 +168,22 @@ def _score(value: Column, limits: list[tuple[float, int]], otherwise: int, inclu
     return expression.otherwise(otherwise)
 
 
+def _lifetime_figures(window: WindowSpec | None = None) -> list[Column]:
+    """How a user's rows add up to the lifetime figures: over all the rows of a group, or over a window."""
+
+    def over(column: Column) -> Column:
+        return column if window is None else column.over(window)
+
+    return [
+        over(F.min("first_seen")).alias("first_seen"),
+        over(F.max("last_seen")).alias("last_seen"),
+        over(F.sum("orders")).cast("long").alias("orders_to_date"),
+        over(F.sum("revenue")).cast(MONEY).alias("ltv"),
+        over(F.min("first_order")).alias("first_order"),
+        over(F.max("last_purchase")).alias("last_purchase"),
+    ]
+
+
 def customer_lifetime(previous_df: DataFrame, purchases_df: DataFrame, activity_df: DataFrame, days: Days) -> DataFrame:
     """The lifetime state as of each day of ``days``: one row per user seen up to that day (``first_seen``,
     ``last_seen``, ``orders_to_date``, ``ltv``, ``first_order``, ``last_purchase``).
@@ -217,14 +233,7 @@ def customer_lifetime(previous_df: DataFrame, purchases_df: DataFrame, activity_
             base.unionByName(deltas)
             .filter(F.col("event_date") <= F.lit(day))
             .groupBy("user_id")
-            .agg(
-                F.min("first_seen").alias("first_seen"),
-                F.max("last_seen").alias("last_seen"),
-                F.sum("orders").cast("long").alias("orders_to_date"),
-                F.sum("revenue").cast(MONEY).alias("ltv"),
-                F.min("first_order").alias("first_order"),
-                F.max("last_purchase").alias("last_purchase"),
-            )
+            .agg(*_lifetime_figures())
             .withColumn("event_date", F.lit(day))
             .filter(F.col("first_seen").isNotNull())
             .select(*GOLD_CUSTOMER_LIFETIME.schema.fieldNames())
@@ -250,12 +259,7 @@ def customer_lifetime(previous_df: DataFrame, purchases_df: DataFrame, activity_
             "user_id",
             "event_date",
             "is_probe",
-            F.min("first_seen").over(to_date).alias("first_seen"),
-            F.max("last_seen").over(to_date).alias("last_seen"),
-            F.sum("orders").over(to_date).cast("long").alias("orders_to_date"),
-            F.sum("revenue").over(to_date).cast(MONEY).alias("ltv"),
-            F.min("first_order").over(to_date).alias("first_order"),
-            F.max("last_purchase").over(to_date).alias("last_purchase"),
+            *_lifetime_figures(to_date),
         )
         .filter(F.col("is_probe") & F.col("first_seen").isNotNull())
         .select(*GOLD_CUSTOMER_LIFETIME.schema.fieldNames())
