@@ -6,12 +6,13 @@ in one place.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import functools
+import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,33 +126,64 @@ def current_snapshot_id(spark: SparkSession, catalog: str, spec: TableSpec) -> i
     return int(snapshot.snapshotId()) if snapshot is not None else None
 
 
-def days_with_rows(
-    spark: SparkSession, catalog: str, spec: TableSpec, first: dt.date, last: dt.date, snapshot_id: int
-) -> set[dt.date]:
-    """The days ``first`` .. ``last`` that hold rows in snapshot ``snapshot_id`` of a table partitioned by the
-    day in its date column, from the data files Iceberg plans for them (manifests only, no data file read)."""
-    _require_day_partitions(spec)
+def _day_partition(spec: TableSpec) -> int:
+    """The position, among the table's partition fields, of the identity partition on its date column."""
+    if spec.date_column is None:
+        raise ValueError(f"{spec.identifier} has no date column to select days by")
+    try:
+        return spec.partition_by.index(PartitionField("identity", spec.date_column))
+    except ValueError:
+        raise ValueError(f"{spec.identifier} is not partitioned by the day in {spec.date_column}") from None
+
+
+def _files_by_day(
+    spark: SparkSession, catalog: str, spec: TableSpec, first: dt.date, last: dt.date | None, snapshot_id: int | None
+) -> Generator[tuple[dt.date, int]]:
+    """(day, records) of every data file Iceberg plans for the days ``first`` .. ``last`` (None: no upper bound)
+    in snapshot ``snapshot_id`` (None: the current one; a never written table has no file). Manifests are read,
+    no data file is, and no Spark job runs."""
+    position = _day_partition(spec)
     jvm = spark.sparkContext._jvm
     assert jvm is not None
     expressions = jvm.org.apache.iceberg.expressions.Expressions
-    in_range = getattr(expressions, "and")(
-        expressions.greaterThanOrEqual(spec.date_column, first.isoformat()),
-        expressions.lessThanOrEqual(spec.date_column, last.isoformat()),
-    )
-    scan = _iceberg_table(spark, catalog, spec).newScan().useSnapshot(snapshot_id).filter(in_range)
+    column = spec.date_column
+    in_range = expressions.greaterThanOrEqual(column, first.isoformat())
+    if last is not None:
+        in_range = getattr(expressions, "and")(in_range, expressions.lessThanOrEqual(column, last.isoformat()))
+    table = _iceberg_table(spark, catalog, spec)
+    if snapshot_id is None and table.currentSnapshot() is None:
+        return
+    scan = table.newScan() if snapshot_id is None else table.newScan().useSnapshot(snapshot_id)
     value = jvm.java.lang.Class.forName("java.lang.Object")
-    days: set[dt.date] = set()
-    tasks = scan.planFiles()
+    tasks = scan.filter(in_range).planFiles()
     try:
         files = tasks.iterator()
         while files.hasNext():
             data_file = files.next().file()
-            if data_file.recordCount() > 0:
-                # An identity partition on a date holds days since 1970-01-01.
-                days.add(_EPOCH + dt.timedelta(days=data_file.partition().get(0, value)))
+            # An identity partition on a date holds days since 1970-01-01.
+            yield _EPOCH + dt.timedelta(days=data_file.partition().get(position, value)), data_file.recordCount()
     finally:
         tasks.close()
-    return days
+
+
+def days_with_rows(
+    spark: SparkSession,
+    catalog: str,
+    spec: TableSpec,
+    first: dt.date,
+    last: dt.date,
+    snapshot_id: int | None = None,
+) -> set[dt.date]:
+    """The days ``first`` .. ``last`` that hold rows in snapshot ``snapshot_id`` (None: the current one) of a
+    table partitioned by the day in its date column, from the data files Iceberg plans for them."""
+    return {day for day, records in _files_by_day(spark, catalog, spec, first, last, snapshot_id) if records > 0}
+
+
+def holds_rows_since(spark: SparkSession, catalog: str, spec: TableSpec, first: dt.date) -> bool:
+    """Whether the table's current snapshot holds rows on day ``first`` or later (planning stops at the first
+    data file that does)."""
+    with contextlib.closing(_files_by_day(spark, catalog, spec, first, None, None)) as files:
+        return any(records > 0 for _, records in files)
 
 
 def append_rows(df: DataFrame, catalog: str, spec: TableSpec) -> int:
@@ -234,14 +266,12 @@ class BatchCommitter:
 
     def last_committed(self, spec: TableSpec) -> int:
         if spec.identifier not in self._last:
-            summaries = (
-                self.spark.table(f"{spec.qualified(self.catalog)}.snapshots")
-                .filter(F.col("summary")[STREAM_ID_PROPERTY] == F.lit(self.stream_id))
-                .agg(F.max(F.col("summary")[BATCH_ID_PROPERTY].cast("long")).alias("last"))
-                .first()
-            )
-            last = summaries["last"] if summaries is not None else None
-            self._last[spec.identifier] = -1 if last is None else int(last)
+            ours = [
+                commit.batch_id
+                for commit in stream_commits(self.spark, self.catalog, (spec,))
+                if commit.stream_id == self.stream_id and commit.batch_id is not None
+            ]
+            self._last[spec.identifier] = max(ours, default=-1)
         return self._last[spec.identifier]
 
     def append_built(
@@ -307,20 +337,32 @@ class StreamCommit:
     max_event_time: str | None
 
 
+def snapshot_summaries(spark: SparkSession, catalog: str, spec: TableSpec) -> list[dict[str, str]]:
+    """The summary of every snapshot the table's metadata holds (the rows of its ``snapshots`` metadata table),
+    oldest first, from the metadata Iceberg's Java API loaded: one call, no Spark job."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    current = _iceberg_table(spark, catalog, spec).operations().current()
+    metadata = json.loads(jvm.org.apache.iceberg.TableMetadataParser.toJson(current))
+    return [snapshot.get("summary", {}) for snapshot in metadata.get("snapshots", [])]
+
+
+def _batch_number(value: str | None) -> int | None:
+    return int(value) if value is not None and value.isdigit() else None
+
+
 def stream_commits(spark: SparkSession, catalog: str, specs: tuple[TableSpec, ...]) -> list[StreamCommit]:
-    """Every snapshot of ``specs`` that carries stream bookkeeping, read in one Spark job."""
-    summary = F.col("summary")
-    frames = [
-        spark.table(f"{spec.qualified(catalog)}.snapshots")
-        .filter(summary[INGEST_TIME_PROPERTY].isNotNull() | summary[STREAM_ID_PROPERTY].isNotNull())
-        .select(
-            F.lit(spec.identifier).alias("table"),
-            summary[STREAM_ID_PROPERTY].alias("stream_id"),
-            summary[BATCH_ID_PROPERTY].cast("long").alias("batch_id"),
-            summary[INGEST_TIME_PROPERTY].alias("ingest_time"),
-            summary[MAX_EVENT_TIME_PROPERTY].alias("max_event_time"),
+    """Every snapshot of ``specs`` that carries stream bookkeeping, read from the tables' metadata (no Spark job;
+    the one query over their ``snapshots`` tables it replaced took 5 s on a freshly started driver)."""
+    return [
+        StreamCommit(
+            table=spec.identifier,
+            stream_id=summary.get(STREAM_ID_PROPERTY),
+            batch_id=_batch_number(summary.get(BATCH_ID_PROPERTY)),
+            ingest_time=summary.get(INGEST_TIME_PROPERTY),
+            max_event_time=summary.get(MAX_EVENT_TIME_PROPERTY),
         )
         for spec in specs
+        for summary in snapshot_summaries(spark, catalog, spec)
+        if INGEST_TIME_PROPERTY in summary or STREAM_ID_PROPERTY in summary
     ]
-    rows = functools.reduce(DataFrame.unionByName, frames).collect()
-    return [StreamCommit(**row.asDict()) for row in rows]

@@ -3,6 +3,7 @@ object-store checkpoints are handled alike."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,25 @@ def has_query_metadata(spark: SparkSession, location: str) -> bool:
     """Whether the checkpoint holds a query's metadata: a query has run on it before."""
     path, fs = _path(spark, location, "metadata")
     return bool(fs.exists(path))
+
+
+def query_id(spark: SparkSession, location: str) -> str:
+    """The id of the query the checkpoint belongs to: the first line of its metadata file, ``{"id": ...}``, which
+    Spark writes when a query first starts on it (read in the driver, without a Spark job)."""
+    path, fs = _path(spark, location, "metadata")
+    if not fs.exists(path):
+        raise RuntimeError(f"checkpoint {location} has no query metadata")
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(fs.open(path), "UTF-8"))
+    try:
+        first_line = reader.readLine()
+    finally:
+        reader.close()
+    try:
+        return str(json.loads(first_line)["id"])
+    except (TypeError, ValueError, KeyError) as error:
+        raise RuntimeError(f"checkpoint {location} has unreadable query metadata: {first_line!r}") from error
 
 
 def _batch_ids(spark: SparkSession, location: str, log_name: str) -> list[int]:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 import logging
 import threading
 import time
@@ -49,12 +48,14 @@ from pipeline.iceberg_io import (
     WATERMARK_PROPERTY,
     BatchCommitter,
     StreamCommit,
+    days_with_rows,
+    holds_rows_since,
     stream_commits,
 )
 from pipeline.maintenance import StreamHygiene
 from pipeline.spark_session import in_background_pool
 from pipeline.streaming.bronze import with_ingest
-from pipeline.streaming.checkpoint import has_query_metadata
+from pipeline.streaming.checkpoint import has_query_metadata, query_id
 from pipeline.streaming.dedup import (
     NARROW_COLUMNS,
     Coordinates,
@@ -82,6 +83,16 @@ EPOCH = dt.datetime.fromtimestamp(0, dt.UTC)
 _COORDINATES = ["kafka_topic", "kafka_partition", "kafka_offset"]
 _COORDINATES_SCHEMA = "kafka_topic string, kafka_partition int, kafka_offset long"
 _TICK = dt.timedelta(milliseconds=1)
+# The hot tier's columns when silver holds nothing to load.
+_NO_IDS = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("event_time", pa.timestamp("us", "UTC")),
+        ("kafka_topic", pa.string()),
+        ("kafka_partition", pa.int32()),
+        ("kafka_offset", pa.int64()),
+    ]
+).empty_table()
 
 
 def _iso(value: dt.datetime | None) -> str:
@@ -216,10 +227,7 @@ class MicroBatchSink:
                 self._ids_loading = _in_thread(functools.partial(self._load_ids, spark, since), "dedup-hot-tier")
 
     def _recover(self, spark: SparkSession) -> BatchCommitter:
-        metadata = spark.read.text(f"{self.checkpoint_location}/metadata").first()
-        if metadata is None:
-            raise RuntimeError(f"checkpoint {self.checkpoint_location} has no query metadata")
-        stream_id = json.loads(metadata[0])["id"]
+        stream_id = query_id(spark, self.checkpoint_location)
         committer = BatchCommitter(spark, self.catalog, stream_id)
         recovered = (BRONZE_EVENTS, *SILVER.values(), QUARANTINE_EVENTS)
         commits = stream_commits(spark, self.catalog, recovered)
@@ -383,11 +391,11 @@ class MicroBatchSink:
 
     # -- committed event ids -----------------------------------------------------------------------------------
 
-    def _silver_ids(self, spark: SparkSession) -> DataFrame:
-        """(event_id, event_time, event_date, coordinates) of every silver row."""
+    def _silver_ids(self, spark: SparkSession, specs: list[TableSpec]) -> DataFrame:
+        """(event_id, event_time, event_date, coordinates) of every row of the silver tables ``specs``."""
         frames = [
             spark.table(spec.qualified(self.catalog)).select("event_id", "event_time", "event_date", *_COORDINATES)
-            for spec in SILVER.values()
+            for spec in specs
         ]
         return functools.reduce(DataFrame.unionByName, frames)
 
@@ -409,28 +417,48 @@ class MicroBatchSink:
         return None if anchor is None else (anchor - self.dedup_horizon).replace(second=0, microsecond=0)
 
     def _load_ids(self, spark: SparkSession, since: dt.datetime) -> None:
-        """Load the committed ids of silver's rows since ``since`` into the hot tier."""
+        """Load the committed ids of silver's rows since ``since`` into the hot tier.
+
+        Only the silver tables whose metadata plans a data file with rows from ``since``'s day on are read: on a
+        fresh lake, or one the stream has not reached the day of, that is none, and no Spark job runs."""
+        specs = [spec for spec in SILVER.values() if holds_rows_since(spark, self.catalog, spec, since.date())]
         rows = (
-            self._silver_ids(spark)
+            self._silver_ids(spark, specs)
             .filter((F.col("event_date") >= F.lit(since.date())) & (F.col("event_time") >= F.lit(since)))
             .select("event_id", "event_time", *_COORDINATES)
             .toArrow()
+            if specs
+            else _NO_IDS
         )
         self._ids.load(rows, since)
         log.info("%d committed event ids since %s loaded for deduplication", len(self._ids), since)
 
     def _cold_lookup(self, spark: SparkSession, wanted: list[tuple[str, dt.date]]) -> dict[str, Coordinates]:
-        """Committed coordinates of event ids older than the hot tier, looked up in silver (pruned by date)."""
+        """Committed coordinates of event ids older than the hot tier, looked up in silver: in the tables and days
+        whose metadata plans data files with rows (none on a fresh lake: then no Spark job runs)."""
         if not wanted:
             return {}
-        days = sorted({day for _, day in wanted})
-        log.info("%d deliveries older than the dedup horizon looked up in silver (%d days)", len(wanted), len(days))
+        days = {day for _, day in wanted}
+        held = {
+            spec.identifier: days_with_rows(spark, self.catalog, spec, min(days), max(days)) & days
+            for spec in SILVER.values()
+        }
+        specs = [spec for spec in SILVER.values() if held[spec.identifier]]
+        held_days = sorted(set().union(*held.values()))
+        log.info(
+            "%d deliveries older than the dedup horizon looked up in silver (%d days, %d of them with rows)",
+            len(wanted),
+            len(days),
+            len(held_days),
+        )
+        if not specs:
+            return {}
         # In and out as Arrow: a frame from a Python list would start Python workers in the lookup's job, and a
         # catch-up's first batch can ask for hundreds of thousands of ids.
         ids = spark.createDataFrame(pa.table({"event_id": pa.array(sorted({i for i, _ in wanted}), pa.string())}))
         rows = (
-            self._silver_ids(spark)
-            .filter(F.col("event_date").isin(*days))
+            self._silver_ids(spark, specs)
+            .filter(F.col("event_date").isin(*held_days))
             .join(F.broadcast(ids), on="event_id", how="left_semi")
             .select("event_id", *_COORDINATES)
             .toArrow()

@@ -22,6 +22,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from pipeline.audit import conservation
 from pipeline.config import Settings
+from pipeline.contracts.events import EventType
 from pipeline.iceberg_io import BatchCommitter, ensure_tables
 from pipeline.spark_session import build_spark_session
 from pipeline.streaming import fold
@@ -131,9 +132,13 @@ def crash_after(target: object, name: str, calls: int) -> Iterator[None]:
 
 
 def _event_batches(
-    spark: SparkSession, settings: Settings, picks: list[list[int]], now: dt.datetime
+    spark: SparkSession,
+    settings: Settings,
+    picks: list[list[int]],
+    now: dt.datetime,
+    pool: list[tuple[str, str, bytes]] = POOL,
 ) -> list[DataFrame]:
-    """One validated micro-batch (as the query hands it to the sink) per list of ``POOL`` events; offsets run on
+    """One validated micro-batch (as the query hands it to the sink) per list of ``pool`` events; offsets run on
     across the batches, each record's Kafka timestamp is ``now`` plus its offset in milliseconds."""
     prefix = settings.kafka.topic_prefix
     validator = EventValidator(prefix, settings.stream.max_payload_bytes)
@@ -142,7 +147,7 @@ def _event_batches(
     for batch in picks:
         rows = []
         for pick in batch:
-            topic, key, payload = POOL[pick]
+            topic, key, payload = pool[pick]
             o = next(offset)
             rows.append((key.encode(), payload, f"{prefix}.{topic}", 0, o, now + dt.timedelta(milliseconds=o), 0))
         batches.append(validator.validate(to_bronze(spark.createDataFrame(rows, KAFKA_SCHEMA))))
@@ -237,3 +242,47 @@ def test_a_restart_whose_hot_tier_fails_to_load_fails_its_first_batch_before_it_
     assert conservation(spark, catalog).ok
     duplicates = spark.table(QUARANTINE_EVENTS.qualified(catalog)).filter("array_contains(failed_rules, 'duplicate')")
     assert duplicates.count() == 10, "the hot tier loaded on the second start knew the first batch's ids"
+
+
+def _restamped(pick: int, minutes_later: int) -> tuple[str, str, bytes]:
+    """``POOL`` event ``pick`` with its event time ``minutes_later`` than the pool's first event's."""
+    first = dt.datetime.fromisoformat(json.loads(POOL[0][2])["timestamp"])
+    event = json.loads(POOL[pick][2])
+    event["timestamp"] = (
+        (first + dt.timedelta(minutes=minutes_later)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+    return POOL[pick][0], POOL[pick][1], json.dumps(event).encode()
+
+
+@pytest.mark.integration
+def test_silver_is_read_for_committed_ids_only_where_its_metadata_has_rows_and_an_old_redelivery_is_still_caught(
+    spark: SparkSession, lake: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a fresh lake the first batch neither loads a hot tier nor looks an old event up in silver: nothing is
+    there. Once silver holds the old event's day, its redelivery, older than the dedup horizon, is looked up
+    there and quarantined as a duplicate."""
+    settings, checkpoint = _fresh_lake(spark, lake, tmp_path)
+    catalog = settings.catalog.name
+    # A product update, and a day later a session event: the old one is far outside the dedup horizon.
+    old, new = _restamped(0, 0), _restamped(1, 25 * 60)
+    assert (old[0], new[0]) == ("product_update", "user_session")
+    original = MicroBatchSink._silver_ids
+    read: list[list[str]] = []
+
+    def reading(self: MicroBatchSink, spark: SparkSession, specs: list) -> DataFrame:
+        read.append([spec.identifier for spec in specs])
+        return original(self, spark, specs)
+
+    monkeypatch.setattr(MicroBatchSink, "_silver_ids", reading)
+    now = dt.datetime.now().replace(microsecond=0)
+    batches = _event_batches(spark, settings, [[0, 1], [0]], now, pool=[old, new])
+    sink = _sink(settings, checkpoint)
+    sink(batches[0], 0)
+    assert read == [], "a fresh lake's silver holds no rows to read"
+    assert sum(spark.table(spec.qualified(catalog)).count() for spec in SILVER.values()) == 2
+    sink(batches[1], 1)
+    assert read == [[SILVER[EventType.PRODUCT_UPDATE].identifier]], "only the table holding the old event's day"
+    sink.flush()
+    assert conservation(spark, catalog).ok
+    duplicates = spark.table(QUARANTINE_EVENTS.qualified(catalog)).filter("array_contains(failed_rules, 'duplicate')")
+    assert duplicates.count() == 1
