@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 
 from pipeline.audit import COORDINATES
 from pipeline.contracts.events import EventType, topic_name
-from pipeline.iceberg_io import read_day, read_days
+from pipeline.iceberg_io import days_with_rows, read_day, read_days
 from pipeline.observability import with_latency
 from pipeline.tables import BRONZE_EVENTS, GOLD_CUSTOMER_LIFETIME, QUARANTINE_EVENTS, SILVER
 
@@ -43,19 +43,12 @@ def _silver_after(
 
 
 def latest_state_day(spark: SparkSession, catalog: str, before: dt.date) -> dt.date | None:
-    """The latest day before ``before`` whose lifetime state is built, from the table's partition list (metadata,
-    no data file read); None when there is none."""
-    name = GOLD_CUSTOMER_LIFETIME.qualified(catalog)
-    if not spark.catalog.tableExists(name):
+    """The latest day before ``before`` whose lifetime state is built, from the data files the table's metadata
+    plans for the days before it (no data file read, no Spark job); None when there is none."""
+    if not spark.catalog.tableExists(GOLD_CUSTOMER_LIFETIME.qualified(catalog)):
         return None
-    row = (
-        spark.table(f"{name}.partitions")
-        .select(F.col("partition.event_date").alias("event_date"))
-        .filter(F.col("event_date") < F.lit(before))
-        .agg(F.max("event_date").alias("day"))
-        .first()
-    )
-    return row["day"] if row is not None else None
+    built = days_with_rows(spark, catalog, GOLD_CUSTOMER_LIFETIME, dt.date.min, before - dt.timedelta(days=1))
+    return max(built, default=None)
 
 
 @dataclass(frozen=True)
