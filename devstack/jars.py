@@ -1,6 +1,9 @@
-"""Resolve the JVM dependencies pinned in ``jvm/pom.xml`` into ``<home>/jars/<profile>/`` with Maven.
+"""Resolve the JVM dependencies pinned in ``jvm/pom.xml`` into ``<home>/jars/<profile>/`` with Maven, and build the
+project's own Spark functions (``jvm/shoplake-spark``) into the Spark jars folder.
 
-Resolution runs once: a stamp file records the pom's hash, and a folder whose stamp matches is left alone.
+Resolution runs once: a stamp file records the pom's hash, and a folder whose stamp matches is left alone. The
+project's jar is compiled with the JDK's ``javac`` against the jars of the installed pyspark (exactly the Spark
+it runs in) and rebuilt when its sources or that Spark change.
 The REST catalog server has a pom of its own (``jvm/rest-catalog/pom.xml``): its jars carry their own Iceberg,
 Jetty and Hadoop and must never reach Spark's classpath. It is resolved only when asked for (the embedded
 default never needs it).
@@ -9,8 +12,11 @@ default never needs it).
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
+import tempfile
+import zipfile
 from pathlib import Path
 
 PROFILES = ("spark", "kafka", "s3proxy")  # what `shoplake jars` resolves by default
@@ -18,6 +24,13 @@ OPTIONAL_PROFILES = ("rest-catalog",)  # resolved on demand (`shoplake jars --re
 STAMP = ".pom-sha256"
 # Profiles resolved from a pom of their own (without -P); the others are profiles of jvm/pom.xml.
 OWN_POMS = {"rest-catalog": Path("jvm") / "rest-catalog" / "pom.xml"}
+
+
+# The project's own Spark functions: Java sources compiled into one jar on Spark's classpath.
+EXTENSIONS_SOURCES = Path("jvm") / "shoplake-spark" / "src" / "main" / "java"
+EXTENSIONS_JAR = "shoplake-spark.jar"
+EXTENSIONS_STAMP = ".shoplake-spark-sha256"
+JAVA_RELEASE = "17"
 
 
 class JarsError(RuntimeError):
@@ -87,4 +100,62 @@ def resolve(home: Path, profiles: tuple[str, ...] = PROFILES, log=print) -> dict
         (staging / STAMP).write_text(_pom_digest(pom))
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
+    if "spark" in profiles:
+        build_extensions(home, log)
     return out
+
+
+def _pyspark_jars() -> Path:
+    import pyspark
+
+    return Path(pyspark.__file__).resolve().parent / "jars"
+
+
+def _extensions_digest(sources: list[Path], root: Path) -> str:
+    """The sources and the Spark they are compiled against: a change to either rebuilds the jar."""
+    import pyspark
+
+    digest = hashlib.sha256(f"pyspark {pyspark.__version__}, release {JAVA_RELEASE}".encode())
+    for source in sources:
+        digest.update(str(source.relative_to(root)).encode())
+        digest.update(source.read_bytes())
+    return digest.hexdigest()
+
+
+def _javac() -> str:
+    java_home = os.environ.get("JAVA_HOME")
+    candidate = Path(java_home) / "bin" / "javac" if java_home else None
+    javac = str(candidate) if candidate is not None and candidate.is_file() else shutil.which("javac")
+    if javac is None:
+        raise JarsError(f"javac (a JDK, Java {JAVA_RELEASE}+) is needed to build {EXTENSIONS_SOURCES}: none on PATH")
+    return javac
+
+
+def build_extensions(home: Path, log=print) -> Path:
+    """Compile ``jvm/shoplake-spark`` into ``<home>/jars/spark/shoplake-spark.jar`` unless it is up to date."""
+    root = project_root()
+    sources = sorted((root / EXTENSIONS_SOURCES).rglob("*.java"))
+    if not sources:
+        raise JarsError(f"no Java sources under {root / EXTENSIONS_SOURCES}")
+    folder = jars_dir(home, "spark")
+    jar, stamp = folder / EXTENSIONS_JAR, folder / EXTENSIONS_STAMP
+    digest = _extensions_digest(sources, root)
+    if jar.is_file() and stamp.is_file() and stamp.read_text().strip() == digest:
+        return jar
+    log(f"building {EXTENSIONS_JAR} from {EXTENSIONS_SOURCES} ...")
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="shoplake-javac-") as classes:
+        cmd = [_javac(), "--release", JAVA_RELEASE, "-Xlint:all,-path", "-Werror", "-encoding", "UTF-8"]
+        cmd += ["-d", classes, "-cp", str(_pyspark_jars() / "*"), *map(str, sources)]
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-20:])
+            raise JarsError(f"javac could not compile {EXTENSIONS_SOURCES} (exit {result.returncode}):\n{tail}")
+        partial = jar.with_name(jar.name + ".partial")
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\nCreated-By: shoplake jars\n\n")
+            for compiled in sorted(Path(classes).rglob("*.class")):
+                archive.write(compiled, compiled.relative_to(classes).as_posix())
+        partial.replace(jar)
+    stamp.write_text(digest)
+    return jar

@@ -14,7 +14,13 @@ from pipeline.config import CatalogType, ConfigurationError, Settings
 
 BACKGROUND_POOL = "background"  # FAIR scheduler pool of the stream's work off the critical path
 
-REQUIRED_JAR_PREFIXES = ("iceberg-spark-runtime-", "spark-sql-kafka-0-10_", "kafka-clients-", "sqlite-jdbc-")
+REQUIRED_JAR_PREFIXES = (
+    "iceberg-spark-runtime-",
+    "spark-sql-kafka-0-10_",
+    "kafka-clients-",
+    "sqlite-jdbc-",
+    "shoplake-spark",  # the project's own functions (the contract's validator), built from jvm/shoplake-spark
+)
 
 
 class JarsMissingError(ConfigurationError):
@@ -28,7 +34,7 @@ def spark_jars(jars_dir: Path) -> list[Path]:
     if missing:
         raise JarsMissingError(
             f"Spark jars folder {jars_dir} lacks {', '.join(p + '*.jar' for p in missing)}; "
-            "resolve them with `shoplake jars` (runs Maven on jvm/pom.xml)"
+            "resolve them with `shoplake jars` (runs Maven on jvm/pom.xml and builds jvm/shoplake-spark)"
         )
     return jars
 

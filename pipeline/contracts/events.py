@@ -27,7 +27,6 @@ SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2)
 """Versions the contract defines: the default of the ``stream.supported_schema_versions`` setting."""
 
-SPARK_TIMESTAMP_PATTERN = "yyyy-MM-dd'T'HH:mm:ss.SSSX"
 TIMESTAMP_REGEX = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
 
 
@@ -190,7 +189,7 @@ def all_topics(prefix: str) -> list[str]:
     return [topic_name(prefix, event_type) for event_type in EventType]
 
 
-# Exact arithmetic shared by producers of events (simulator, importers). The pipeline re-checks it in Spark.
+# Exact arithmetic shared by producers of events (simulator, importers). The stream's validator re-checks it.
 CENT = Decimal("0.01")
 
 

@@ -1,33 +1,10 @@
-"""Spark schemas derived from the event contract: the loose schema used to parse JSON and the typed silver one.
-
-Parsing uses a *loose* schema in which every scalar is a string: Spark's JSON reader then keeps the raw text of
-any value, so validation rules (not the parser) decide what is wrong and can name the field.
-"""
+"""Spark schemas derived from the event contract: the typed silver row of each event type."""
 
 from __future__ import annotations
 
 from pyspark.sql import types as T
 
 from pipeline.contracts.events import CONTRACTS, EventType, FieldSpec, FieldType
-
-
-def loose_payload_schema(unparsed: str) -> T.StructType:
-    """The parse-time struct of a whole payload: every top-level field any contract names, as a string (nested
-    objects and arrays keep their JSON text), then ``unparsed``, the payload's text when it is not one JSON
-    object (the parser's corrupt-record column)."""
-    names = dict.fromkeys(spec.name for contract in CONTRACTS.values() for spec in contract.fields)
-    return T.StructType([T.StructField(name, T.StringType()) for name in (*names, unparsed)])
-
-
-def loose_type(spec: FieldSpec) -> T.DataType:
-    """The parse-time type of a field: strings all the way down, keeping the shape of structs and arrays."""
-    if spec.type is FieldType.STRING_MAP:
-        return T.MapType(T.StringType(), T.StringType())
-    if spec.type is FieldType.STRUCT:
-        return T.StructType([T.StructField(f.name, loose_type(f)) for f in spec.fields])
-    if spec.type is FieldType.ARRAY:
-        return T.ArrayType(T.StructType([T.StructField(f.name, loose_type(f)) for f in spec.fields]))
-    return T.StringType()
 
 
 def typed_type(spec: FieldSpec) -> T.DataType:

@@ -4,7 +4,7 @@ Each micro-batch arrives validated (the contract's rules are part of the streami
 starts). The sink then does one pass:
 
 1. **materialize** the batch once (stamped with batch id, ingest time and the late flag) and bring its narrow
-   columns (ids, times, coordinates, verdicts) to the driver as Arrow: one Spark job, plus one small one;
+   columns (ids, times, coordinates, verdicts) to the driver as Arrow: one Spark job;
 2. **decide** duplicates in the driver against the committed event ids (:mod:`pipeline.streaming.dedup`), and
    count everything the batch report needs from the same Arrow columns;
 3. **commit** bronze, the silver table of each event type present and quarantine (if anything was rejected),
@@ -121,8 +121,8 @@ class BatchReport:
     max_event_time: dt.datetime | None = None
     started_at: float = 0.0
     committed_at: float = 0.0
-    # seconds spent materializing (Kafka read + validation), collecting the narrow columns, looking committed ids
-    # up in silver (loading the hot tier, cold lookups), deduplicating, planning the writes, committing
+    # seconds spent materializing (Kafka read, validation, the narrow columns to the driver), looking committed
+    # ids up in silver (loading the hot tier, cold lookups), deduplicating, planning the writes, committing
     phases: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -280,12 +280,12 @@ class MicroBatchSink:
         report = BatchReport(batch_id=batch_id, started_at=started, watermark=self.watermark())
         ingest_time = self._next_ingest_time(started)
 
-        # 1. Materialize once: Kafka read and validation run here, in one job; every later job reads the result.
+        # 1. Materialize once: the Kafka read and validation run in one job, which also brings the narrow columns
+        # to the driver (the checkpoint is lazy: that job fills it); every later job reads the checkpoint.
         batch = with_late_flag(
             with_ingest(validated_df, F.lit(batch_id), F.lit(ingest_time)),
             F.lit(report.watermark),
-        ).localCheckpoint()
-        mark = self._phase(report, "materialize", started)
+        ).localCheckpoint(eager=False)
         narrow = batch.select(
             *NARROW_COLUMNS,
             "event_date",
@@ -293,7 +293,7 @@ class MicroBatchSink:
             "is_late",
             (F.size(F.col(FAILED_RULES)) == 0).alias("is_valid"),
         ).toArrow()
-        mark = self._phase(report, "collect", mark)
+        mark = self._phase(report, "materialize", started)
         if narrow.num_rows == 0:
             return
 

@@ -161,6 +161,16 @@ def test_valid_purchase_keeps_exact_money_items_and_address(spark, validator) ->
         (page_view(timestamp=1700000000), ["invalid_timestamp:timestamp"]),
         (page_view(page_type="landing"), ["invalid_value:page_type"]),
         (page_view(metadata="not an object"), ["invalid_type:metadata"]),
+        (page_view(metadata={"campaign": 7}), ["invalid_type:metadata"]),
+        # The contract's JSON types are checked, not only the text a value would print as.
+        (page_view(user_id=42), ["invalid_type:user_id"]),
+        (page_view(page_type=["product"]), ["invalid_type:page_type"]),
+        (page_view(schema_version="1"), ["unsupported_schema_version"]),
+        (page_view(schema_version=1.0), ["unsupported_schema_version"]),
+        (page_view(event_type=None), ["missing:event_type"]),
+        (page_view(timestamp="2026-02-30T10:00:00.000Z"), ["invalid_timestamp:timestamp"]),
+        (json.dumps(page_view()).encode() + b" {}", ["invalid_json"]),
+        (b'{"a":' * 100 + b"1" + b"}" * 100, ["invalid_json"]),
     ],
 )
 def test_bad_page_view_records_are_rejected_with_named_rules(spark, validator, value, expected) -> None:
@@ -201,6 +211,26 @@ def test_keys_no_contract_names_neither_fail_a_payload_nor_change_its_silver_row
             ["missing:shipping_address.city"],
         ),
         ({"payment_method": "cash"}, ["invalid_value:payment_method"]),
+        # Money is a JSON string with its decimals: a number is not, whatever it prints as.
+        ({"subtotal": 25.55}, ["invalid_decimal:subtotal"]),
+        (
+            {
+                "items": [
+                    {
+                        "product_id": "p1",
+                        "quantity": "2",
+                        "unit_price": "10.00",
+                        "total_price": "20.00",
+                        "category": "books",
+                    }
+                ],
+                "subtotal": "20.00",
+                "discount_amount": "2.00",
+                "total_amount": "18.00",
+            },
+            ["invalid_type:items.quantity"],
+        ),
+        ({"items": [1, 2]}, ["invalid_type:items"]),
     ],
 )
 def test_purchase_amounts_and_shapes_are_checked(spark, validator, changes, expected) -> None:
@@ -213,6 +243,20 @@ def test_item_arithmetic_is_checked_per_item(spark, validator) -> None:
     assert rules(spark, validator, record(purchase(items=items, subtotal="26.55"), "purchase")) == [
         ["inconsistent:items.total_price", "inconsistent:discount_amount", "inconsistent:total_amount"]
     ]
+
+
+def test_a_rule_broken_by_several_items_is_named_once_in_the_contracts_order(spark, validator) -> None:
+    """Whichever item breaks a rule first, a record's rules come in one order: field by field, then by rule."""
+    items = purchase()["items"]
+    first_breaks_later_rule = [{**items[0], "unit_price": "-10.00"}, {**items[1], "unit_price": "5.5"}]
+    second_breaks_later_rule = [{**items[0], "unit_price": "10.0"}, {**items[1], "unit_price": "-5.55"}]
+    expected = ["invalid_decimal:items.unit_price", "negative:items.unit_price", "inconsistent:items.total_price"]
+    assert rules(
+        spark,
+        validator,
+        record(purchase(items=first_breaks_later_rule), "purchase"),
+        record(purchase(items=second_breaks_later_rule), "purchase", offset=1),
+    ) == [expected, expected]
 
 
 def test_schema_version_2_with_its_added_field_is_accepted(spark, validator) -> None:
