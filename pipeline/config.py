@@ -129,6 +129,13 @@ class StreamSettings(BaseModel):
         description="Event ids with an event time this close to the newest are deduplicated in memory; older "
         "redeliveries are looked up in silver (slower, never skipped).",
     )
+    dedup_hot_max_ids: int = Field(
+        default=2_000_000,
+        ge=0,
+        description="Ids older than the dedup horizon stay in memory while it holds no more than this many (about "
+        "150 bytes each): a catch-up, whose micro-batches span hours of event time, then finds the ids it committed "
+        "there instead of in silver.",
+    )
     rollup_fold_seconds: float = Field(
         default=30.0,
         gt=0,

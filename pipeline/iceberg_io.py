@@ -126,6 +126,11 @@ def current_snapshot_id(spark: SparkSession, catalog: str, spec: TableSpec) -> i
     return int(snapshot.snapshotId()) if snapshot is not None else None
 
 
+def has_snapshot(spark: SparkSession, catalog: str, spec: TableSpec, snapshot_id: int) -> bool:
+    """Whether the table still holds snapshot ``snapshot_id`` (expiry removes old ones)."""
+    return _iceberg_table(spark, catalog, spec).snapshot(snapshot_id) is not None
+
+
 def _day_partition(spec: TableSpec) -> int:
     """The position, among the table's partition fields, of the identity partition on its date column."""
     if spec.date_column is None:

@@ -9,11 +9,15 @@ Committed event ids are looked up in two tiers:
 
 * the **hot tier**, :class:`EventIdCache`: every event id in silver whose event time is within
   ``horizon`` of the newest event time seen, with its Kafka coordinates, in the driver's memory. It is filled
-  from silver when the stream starts and from each batch once its writes have committed; older entries are
-  evicted as event time advances. About 150 bytes per id: 30 minutes at 5,000 events/s is 9M ids, ~1.4 GB.
-* the **cold tier**: silver itself. A delivery whose event time is older than the hot tier's horizon (a late
+  from silver when the stream starts and from each batch once its writes have committed. As event time
+  advances, ids older than the horizon are evicted, oldest minute first, only while the tier holds more than
+  ``max_ids``: a catch-up, whose batches span hours of event time, keeps every id it committed. About 150
+  bytes per id: 30 minutes at 5,000 events/s is 9M ids, ~1.4 GB.
+* the **cold tier**: silver itself. A delivery whose event time is older than what the hot tier covers (a late
   event, a replay of an old log) is looked up in the silver tables, pruned to its event dates. Nothing is ever
-  decided without one of the two: the horizon bounds memory and speed, never correctness.
+  decided without one of the two: the horizon bounds memory and speed, never correctness. While the hot tier
+  still holds every id this run committed (:attr:`EventIdCache.holds_every_added_id`), the lookup only needs
+  silver as it was when the run started.
 
 Everything here but :meth:`EventIdCache.load` is plain Python over Arrow columns: no Spark job.
 """
@@ -39,14 +43,18 @@ def _bucket(event_time: dt.datetime) -> dt.datetime:
 
 @dataclass
 class EventIdCache:
-    """Committed event ids (with their coordinates) whose event time is at or after :attr:`covers_since`."""
+    """Committed event ids (with their coordinates) whose event time is at or after :attr:`covers_since`, and
+    every id :meth:`add` recorded since, as long as :attr:`holds_every_added_id`."""
 
     horizon: dt.timedelta
+    max_ids: int = 2_000_000  # ids older than the horizon stay while the tier holds no more than this
     covers_since: dt.datetime | None = None  # None: not loaded yet; nothing is known
 
     def __post_init__(self) -> None:
         self._ids: dict[str, Coordinates] = {}
         self._buckets: dict[dt.datetime, list[str]] = defaultdict(list)  # event-time minute -> ids, for eviction
+        self._added_buckets: set[dt.datetime] = set()  # the minutes holding ids add() recorded
+        self.holds_every_added_id = True  # False once an eviction dropped an id add() recorded
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -60,15 +68,19 @@ class EventIdCache:
         self._ids.clear()
         self._buckets.clear()
         self.covers_since = since
-        self.add(committed)
+        times = committed.column("event_time")
+        self._insert(committed.filter(pc.greater_equal(times, pa.scalar(since, type=times.type))))
 
     def add(self, committed: pa.Table) -> None:
-        """Record committed event ids (columns as for :meth:`load`); ids older than the covered range are not
-        kept (the cold tier has them)."""
-        if self.covers_since is None or committed.num_rows == 0:
-            return
-        times = committed.column("event_time")
-        kept = committed.filter(pc.greater_equal(times, pa.scalar(self.covers_since, type=times.type)))
+        """Record the event ids a batch committed (columns as for :meth:`load`), whatever their event time: they
+        stay until an eviction takes their minute (then :attr:`holds_every_added_id` turns False)."""
+        if self.covers_since is not None:
+            self._added_buckets.update(self._insert(committed))
+
+    def _insert(self, kept: pa.Table) -> set[dt.datetime]:
+        """Hold these ids; returns the minutes they went to."""
+        if kept.num_rows == 0:
+            return set()
         self._ids.update(zip(kept.column("event_id").to_pylist(), coordinates_of(kept), strict=True))
         # The ids per event-time minute in one grouping pass (a filter per minute was quadratic: a catch-up batch
         # spans hundreds of minutes).
@@ -77,18 +89,27 @@ class EventIdCache:
             .group_by("minute")
             .aggregate([("id", "list")])
         )
+        minutes = set()
         for minute, ids in zip(by_minute["minute"].to_pylist(), by_minute["id_list"].to_pylist(), strict=True):
+            minutes.add(_bucket(minute))
             self._buckets[_bucket(minute)].extend(ids)
+        return minutes
 
     def advance(self, newest_event_time: dt.datetime) -> None:
-        """Move the covered range up to ``newest_event_time - horizon`` and evict what falls out of it."""
-        since = _bucket(newest_event_time - self.horizon)
-        if self.covers_since is None or since <= self.covers_since:
+        """Evict the minutes older than ``newest_event_time - horizon``, oldest first, while the tier holds more
+        than :attr:`max_ids`; the covered range then starts after the last minute evicted."""
+        if self.covers_since is None or len(self._ids) <= self.max_ids:
             return
-        self.covers_since = since
-        for bucket in [b for b in self._buckets if b < since]:
+        since = _bucket(newest_event_time - self.horizon)
+        for bucket in sorted(b for b in self._buckets if b < since):
+            if len(self._ids) <= self.max_ids:
+                break
             for event_id in self._buckets.pop(bucket):
                 self._ids.pop(event_id, None)
+            if bucket in self._added_buckets:
+                self._added_buckets.discard(bucket)
+                self.holds_every_added_id = False
+            self.covers_since = max(self.covers_since, bucket + _BUCKET)
 
     def get(self, event_id: str) -> Coordinates | None:
         return self._ids.get(event_id)
@@ -106,13 +127,16 @@ class Verdicts:
         return [c for dup, c in zip(self.is_duplicate, coordinates_of(narrow), strict=True) if dup]
 
 
-def needs_cold_lookup(narrow: pa.Table, cache: EventIdCache) -> list[tuple[str, dt.date]]:
-    """(event id, event date) of the valid deliveries the hot tier cannot answer for."""
+def needs_cold_lookup(narrow: pa.Table, cache: EventIdCache) -> pa.Table:
+    """The distinct (``event_id``, ``event_date``) of the valid deliveries older than what the hot tier covers: the
+    ones a cold lookup may have to answer for (computed in Arrow: a catch-up batch names hundreds of thousands)."""
     times = narrow.column("event_time")
     if cache.covers_since is not None:
         narrow = narrow.filter(pc.less(times, pa.scalar(cache.covers_since, type=times.type)))
-    ids = narrow.column("event_id").to_pylist()
-    return sorted({(i, t.date()) for i, t in zip(ids, narrow.column("event_time").to_pylist(), strict=True)})
+    older = pa.table(
+        {"event_id": narrow.column("event_id"), "event_date": pc.cast(narrow.column("event_time"), pa.date32())}
+    )
+    return older.group_by(["event_id", "event_date"]).aggregate([])
 
 
 def decide(narrow: pa.Table, cache: EventIdCache, cold: dict[str, Coordinates]) -> Verdicts:

@@ -235,6 +235,7 @@ def _start(
         late_after=dt.timedelta(seconds=settings.stream.late_after_seconds),
         rollup_lookback=dt.timedelta(days=settings.stream.rollup_lookback_days),
         dedup_horizon=dt.timedelta(minutes=settings.stream.dedup_horizon_minutes),
+        dedup_max_ids=settings.stream.dedup_hot_max_ids,
         fold_interval_s=settings.stream.rollup_fold_seconds,
         fold_backlog_s=settings.stream.rollup_fold_backlog_seconds,
         on_batch=list(on_batch),

@@ -48,8 +48,11 @@ from pipeline.iceberg_io import (
     WATERMARK_PROPERTY,
     BatchCommitter,
     StreamCommit,
+    current_snapshot_id,
     days_with_rows,
+    has_snapshot,
     holds_rows_since,
+    read_table,
     stream_commits,
 )
 from pipeline.maintenance import StreamHygiene
@@ -83,6 +86,7 @@ EPOCH = dt.datetime.fromtimestamp(0, dt.UTC)
 _COORDINATES = ["kafka_topic", "kafka_partition", "kafka_offset"]
 _COORDINATES_SCHEMA = "kafka_topic string, kafka_partition int, kafka_offset long"
 _TICK = dt.timedelta(milliseconds=1)
+_SILVER_BY_ID = {spec.identifier: spec for spec in SILVER.values()}
 # The hot tier's columns when silver holds nothing to load.
 _NO_IDS = pa.schema(
     [
@@ -189,6 +193,7 @@ class MicroBatchSink:
     late_after: dt.timedelta
     rollup_lookback: dt.timedelta = dt.timedelta(days=7)
     dedup_horizon: dt.timedelta = dt.timedelta(minutes=30)
+    dedup_max_ids: int = 2_000_000  # ids older than the horizon stay in memory up to this many
     fold_interval_s: float = 10.0
     fold_backlog_s: float = 300.0  # the longest a fold waits while the stream is behind
     on_batch: list = field(default_factory=list)  # callbacks receiving each BatchReport
@@ -200,7 +205,10 @@ class MicroBatchSink:
         self._max_event_time: dt.datetime | None = None
         self._last_ingest: dt.datetime | None = None  # of the newest batch written by any run, recovered on start
         self._completed_ingest: dt.datetime | None = None  # of the newest batch this run completed
-        self._ids = EventIdCache(self.dedup_horizon)
+        self._ids = EventIdCache(self.dedup_horizon, self.dedup_max_ids)
+        # Each silver table's snapshot before this run's first commit (None: never written): while the hot tier
+        # holds every id this run committed, a cold lookup needs nothing newer.
+        self._silver_before_run: dict[str, int | None] | None = None
         self._folder = RollupFolder(self.catalog, self.rollup_lookback)
         self._last_fold = time.monotonic()
         self._spark: SparkSession | None = None
@@ -236,6 +244,9 @@ class MicroBatchSink:
         for batch, commit in ours:
             last[commit.table] = max(last[commit.table], batch)
         committer.prime(last)
+        self._silver_before_run = {
+            spec.identifier: current_snapshot_id(spark, self.catalog, spec) for spec in SILVER.values()
+        }
         self._recovered = [(batch, c.max_event_time) for batch, c in ours if c.max_event_time]
         # Ingest times grow strictly from batch to batch, also across restarts (the roll-ups fold by them):
         # the newest one any table holds, including a table a killed attempt of the next batch reached.
@@ -391,13 +402,32 @@ class MicroBatchSink:
 
     # -- committed event ids -----------------------------------------------------------------------------------
 
-    def _silver_ids(self, spark: SparkSession, specs: list[TableSpec]) -> DataFrame:
-        """(event_id, event_time, event_date, coordinates) of every row of the silver tables ``specs``."""
+    def _silver_ids(
+        self, spark: SparkSession, specs: list[TableSpec], snapshots: dict[str, int | None] | None = None
+    ) -> DataFrame:
+        """(event_id, event_time, event_date, coordinates) of every row of the silver tables ``specs``, each as of
+        its snapshot in ``snapshots`` (None: the current one)."""
         frames = [
-            spark.table(spec.qualified(self.catalog)).select("event_id", "event_time", "event_date", *_COORDINATES)
+            read_table(spark, self.catalog, spec, (snapshots or {}).get(spec.identifier)).select(
+                "event_id", "event_time", "event_date", *_COORDINATES
+            )
             for spec in specs
         ]
         return functools.reduce(DataFrame.unionByName, frames)
+
+    def _lookup_snapshots(self, spark: SparkSession) -> dict[str, int | None] | None:
+        """The silver snapshots a cold lookup must read: those before this run while the hot tier holds every id
+        this run committed (and they are not expired), else None: the current ones."""
+        before = self._silver_before_run
+        if before is None or not self._ids.holds_every_added_id:
+            return None
+        if any(
+            snapshot is not None and not has_snapshot(spark, self.catalog, _SILVER_BY_ID[name], snapshot)
+            for name, snapshot in before.items()
+        ):
+            self._silver_before_run = None  # expired by the stream's hygiene: from now on, the current ones
+            return None
+        return before
 
     def _ensure_ids_loaded(self, spark: SparkSession, valid: pa.Table) -> None:
         """On the first batch of a run: the hot tier's committed ids, loaded since :meth:`recover` or now."""
@@ -433,21 +463,31 @@ class MicroBatchSink:
         self._ids.load(rows, since)
         log.info("%d committed event ids since %s loaded for deduplication", len(self._ids), since)
 
-    def _cold_lookup(self, spark: SparkSession, wanted: list[tuple[str, dt.date]]) -> dict[str, Coordinates]:
-        """Committed coordinates of event ids older than the hot tier, looked up in silver: in the tables and days
-        whose metadata plans data files with rows (none on a fresh lake: then no Spark job runs)."""
-        if not wanted:
+    def _cold_lookup(self, spark: SparkSession, wanted: pa.Table) -> dict[str, Coordinates]:
+        """Committed coordinates of event ids older than the hot tier (``wanted``: :func:`needs_cold_lookup`),
+        looked up in silver: in the tables and days whose metadata plans data files with rows (none on a fresh
+        lake: then no Spark job runs)."""
+        if wanted.num_rows == 0:
             return {}
-        days = {day for _, day in wanted}
+        days = set(pc.unique(wanted.column("event_date")).to_pylist())
+        snapshots = self._lookup_snapshots(spark)
         held = {
-            spec.identifier: days_with_rows(spark, self.catalog, spec, min(days), max(days)) & days
+            spec.identifier: (
+                set()
+                if snapshots is not None and snapshots[spec.identifier] is None  # no rows before this run
+                else days_with_rows(
+                    spark, self.catalog, spec, min(days), max(days), (snapshots or {}).get(spec.identifier)
+                )
+                & days
+            )
             for spec in SILVER.values()
         }
         specs = [spec for spec in SILVER.values() if held[spec.identifier]]
         held_days = sorted(set().union(*held.values()))
         log.info(
-            "%d deliveries older than the dedup horizon looked up in silver (%d days, %d of them with rows)",
-            len(wanted),
+            "%d deliveries older than the dedup horizon looked up in silver %s (%d days, %d of them with rows)",
+            wanted.num_rows,
+            "as it was before this run" if snapshots is not None else "as it is now",
             len(days),
             len(held_days),
         )
@@ -455,9 +495,12 @@ class MicroBatchSink:
             return {}
         # In and out as Arrow: a frame from a Python list would start Python workers in the lookup's job, and a
         # catch-up's first batch can ask for hundreds of thousands of ids.
-        ids = spark.createDataFrame(pa.table({"event_id": pa.array(sorted({i for i, _ in wanted}), pa.string())}))
+        in_held_days = pc.is_in(wanted.column("event_date"), pa.array(held_days, pa.date32()))
+        ids = spark.createDataFrame(
+            pa.table({"event_id": pc.unique(wanted.filter(in_held_days).column("event_id")).cast(pa.string())})
+        )
         rows = (
-            self._silver_ids(spark, specs)
+            self._silver_ids(spark, specs, snapshots)
             .filter(F.col("event_date").isin(*held_days))
             .join(F.broadcast(ids), on="event_id", how="left_semi")
             .select("event_id", *_COORDINATES)

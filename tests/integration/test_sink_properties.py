@@ -255,12 +255,13 @@ def _restamped(pick: int, minutes_later: int) -> tuple[str, str, bytes]:
 
 
 @pytest.mark.integration
-def test_silver_is_read_for_committed_ids_only_where_its_metadata_has_rows_and_an_old_redelivery_is_still_caught(
+def test_an_old_redelivery_is_caught_from_memory_within_a_run_and_from_silver_as_it_was_after_a_restart(
     spark: SparkSession, lake: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On a fresh lake the first batch neither loads a hot tier nor looks an old event up in silver: nothing is
-    there. Once silver holds the old event's day, its redelivery, older than the dedup horizon, is looked up
-    there and quarantined as a duplicate."""
+    there. Within the run, a redelivery of the old event (older than the dedup horizon) is caught by the ids the
+    run committed, still in memory: silver is not read. After a restart it is looked up in silver as it was
+    before the restart, in the one table holding the old event's day, and quarantined as a duplicate again."""
     settings, checkpoint = _fresh_lake(spark, lake, tmp_path)
     catalog = settings.catalog.name
     # A product update, and a day later a session event: the old one is far outside the dedup horizon.
@@ -269,20 +270,28 @@ def test_silver_is_read_for_committed_ids_only_where_its_metadata_has_rows_and_a
     original = MicroBatchSink._silver_ids
     read: list[list[str]] = []
 
-    def reading(self: MicroBatchSink, spark: SparkSession, specs: list) -> DataFrame:
+    def reading(self: MicroBatchSink, spark: SparkSession, specs: list, snapshots: dict | None = None) -> DataFrame:
         read.append([spec.identifier for spec in specs])
-        return original(self, spark, specs)
+        return original(self, spark, specs, snapshots)
 
     monkeypatch.setattr(MicroBatchSink, "_silver_ids", reading)
     now = dt.datetime.now().replace(microsecond=0)
-    batches = _event_batches(spark, settings, [[0, 1], [0]], now, pool=[old, new])
+    batches = _event_batches(spark, settings, [[0, 1], [0], [0]], now, pool=[old, new])
     sink = _sink(settings, checkpoint)
     sink(batches[0], 0)
     assert read == [], "a fresh lake's silver holds no rows to read"
     assert sum(spark.table(spec.qualified(catalog)).count() for spec in SILVER.values()) == 2
     sink(batches[1], 1)
-    assert read == [[SILVER[EventType.PRODUCT_UPDATE].identifier]], "only the table holding the old event's day"
+    assert read == [], "the run's own commits are still in memory"
     sink.flush()
+    restarted = _sink(settings, checkpoint)
+    restarted.recover(spark)
+    restarted(batches[2], 2)
+    assert read == [
+        [SILVER[EventType.USER_SESSION].identifier],  # the hot tier, loaded from the horizon's rows
+        [SILVER[EventType.PRODUCT_UPDATE].identifier],  # the cold lookup, in the table holding the old day
+    ]
+    restarted.flush()
     assert conservation(spark, catalog).ok
     duplicates = spark.table(QUARANTINE_EVENTS.qualified(catalog)).filter("array_contains(failed_rules, 'duplicate')")
-    assert duplicates.count() == 1
+    assert duplicates.count() == 2

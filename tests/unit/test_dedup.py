@@ -27,9 +27,19 @@ def narrow(*rows: tuple[str, dt.datetime, dt.datetime, int]) -> pa.Table:
     )
 
 
-def loaded(*committed: tuple[str, dt.datetime, int], since: dt.datetime = T0 - dt.timedelta(minutes=30)):
+def cold_lookups(batch: pa.Table, cache: EventIdCache) -> list[tuple[str, dt.date]]:
+    """What :func:`needs_cold_lookup` names, as sorted (event id, event date) pairs."""
+    wanted = needs_cold_lookup(batch, cache)
+    return sorted(zip(wanted.column("event_id").to_pylist(), wanted.column("event_date").to_pylist(), strict=True))
+
+
+def loaded(
+    *committed: tuple[str, dt.datetime, int],
+    since: dt.datetime = T0 - dt.timedelta(minutes=30),
+    max_ids: int = 2_000_000,
+):
     """A hot tier covering ``since`` on, holding (event_id, event_time, offset) rows as silver would."""
-    cache = EventIdCache(dt.timedelta(minutes=30))
+    cache = EventIdCache(dt.timedelta(minutes=30), max_ids)
     cache.load(narrow(*((event_id, when, T0, offset) for event_id, when, offset in committed)), since)
     return cache
 
@@ -65,17 +75,41 @@ def test_events_older_than_the_horizon_go_to_the_cold_lookup_and_its_answer_deci
     old = T0 - dt.timedelta(days=2)
     batch = narrow(("old", old, T0, 7), ("new", T0, T0, 8))
     cache = loaded()
-    assert needs_cold_lookup(batch, cache) == [("old", old.date())]
+    assert cold_lookups(batch, cache) == [("old", old.date())]
     assert decide(batch, cache, {"old": ("t", 0, 1)}).is_duplicate == [True, False]
     assert decide(batch, cache, {}).is_duplicate == [False, False]
 
 
 def test_advancing_the_horizon_evicts_old_ids_and_hands_them_to_the_cold_lookup() -> None:
-    cache = loaded(("a", T0, 1), ("b", T0 + dt.timedelta(hours=1), 2), since=T0)
+    cache = loaded(("a", T0, 1), ("b", T0 + dt.timedelta(hours=1), 2), since=T0, max_ids=1)
     cache.advance(T0 + dt.timedelta(hours=1, minutes=10))
     assert cache.get("a") is None
     assert cache.get("b") == ("t", 0, 2)
-    assert needs_cold_lookup(narrow(("a", T0, T0, 3)), cache) == [("a", T0.date())]
+    assert cold_lookups(narrow(("a", T0, T0, 3)), cache) == [("a", T0.date())]
+
+
+def test_ids_older_than_the_horizon_stay_while_the_tier_holds_no_more_than_its_limit() -> None:
+    cache = loaded(("a", T0, 1), ("b", T0 + dt.timedelta(hours=1), 2), since=T0, max_ids=2)
+    cache.advance(T0 + dt.timedelta(hours=3))
+    assert (cache.get("a"), cache.get("b"), cache.covers_since) == (("t", 0, 1), ("t", 0, 2), T0)
+    cache.add(narrow(("c", T0 + dt.timedelta(hours=3), T0, 3)))
+    cache.advance(T0 + dt.timedelta(hours=3))
+    assert (cache.get("a"), cache.get("b"), cache.covers_since) == (None, ("t", 0, 2), T0 + dt.timedelta(minutes=1))
+
+
+def test_ids_a_run_committed_older_than_the_covered_range_are_held_until_an_eviction_drops_them() -> None:
+    """A catch-up commits events hours older than the hot tier's start: they decide later redeliveries without
+    silver, and the tier says when it no longer holds every id it was given."""
+    old = T0 - dt.timedelta(hours=5)
+    cache = loaded(max_ids=1)
+    cache.add(narrow(("old", old, T0, 1)))
+    assert (cache.get("old"), cache.holds_every_added_id) == (("t", 0, 1), True)
+    redelivery = narrow(("old", old, T0 + dt.timedelta(seconds=5), 2))
+    assert cold_lookups(redelivery, cache) == [("old", old.date())]
+    assert decide(redelivery, cache, {}).is_duplicate == [True]
+    cache.add(narrow(("new", T0 + dt.timedelta(hours=1), T0, 3)))
+    cache.advance(T0 + dt.timedelta(hours=1))
+    assert (cache.get("old"), cache.holds_every_added_id) == (None, False)
 
 
 def test_ids_committed_by_a_batch_are_its_first_deliveries_only() -> None:
@@ -89,7 +123,7 @@ def test_ids_committed_by_a_batch_are_its_first_deliveries_only() -> None:
 
 def test_nothing_is_known_before_the_cache_is_loaded() -> None:
     cache = EventIdCache(dt.timedelta(minutes=30))
-    assert needs_cold_lookup(narrow(("a", T0, T0, 1)), cache) == [("a", T0.date())]
+    assert cold_lookups(narrow(("a", T0, T0, 1)), cache) == [("a", T0.date())]
 
 
 def on(topic: str, partition: int, *rows: tuple[str, dt.datetime, dt.datetime, int]) -> pa.Table:
@@ -152,7 +186,7 @@ def test_after_a_restart_a_redelivery_of_an_old_event_is_decided_by_the_cold_loo
     old = T0 - dt.timedelta(days=1)
     after = loaded()  # the hot tier starts 30 minutes before T0: "a" from yesterday is only in silver
     batch = narrow(("a", old, T0, 7))
-    assert needs_cold_lookup(batch, after) == [("a", old.date())]
+    assert cold_lookups(batch, after) == [("a", old.date())]
     assert decide(batch, after, {"a": ("t", 0, 1)}).is_duplicate == [True]
     assert decide(batch, after, {"a": ("t", 0, 7)}).is_duplicate == [False], "its own committed row is no duplicate"
 
