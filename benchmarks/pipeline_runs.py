@@ -64,10 +64,10 @@ def catch_up(spark: SparkSession, settings: Settings, events: int, per_batch: in
     capped = settings.model_copy(
         update={"stream": settings.stream.model_copy(update={"max_offsets_per_trigger": per_batch})}
     )
-    started = time.monotonic()
+    started, started_at = time.monotonic(), time.time()
     stream = start_stream(spark, capped, available_now=True, on_batch=[counter, reports.append])
     stream.await_termination(timeout_s=3600)
-    seconds = time.monotonic() - started
+    seconds, ended_at = time.monotonic() - started, time.time()
     if stream.exception() is not None:
         raise RuntimeError(f"the catch-up stream failed: {stream.exception()}")
     if counter.records != sent:
@@ -77,6 +77,10 @@ def catch_up(spark: SparkSession, settings: Settings, events: int, per_batch: in
         "seconds": round(seconds, 2),
         "events_per_s": round(sent / seconds, 1),
         "max_offsets_per_trigger": per_batch,
+        # Where the time outside the batches went: starting the query up to its first batch, and after the last
+        # batch's commit the stream's stop (it folds the roll-ups from everything the run wrote).
+        "to_first_batch_s": round(reports[0].started_at - started_at, 2) if reports else None,
+        "after_last_commit_s": round(ended_at - reports[-1].committed_at, 2) if reports else None,
         "batches": batch_phases(reports),
     }
 

@@ -11,10 +11,6 @@ import com.fasterxml.jackson.databind.json.JsonMapper;
 import java.io.IOException;
 import java.math.BigDecimal;
 import java.math.RoundingMode;
-import java.nio.ByteBuffer;
-import java.nio.charset.CharacterCodingException;
-import java.nio.charset.CodingErrorAction;
-import java.nio.charset.StandardCharsets;
 import java.time.Instant;
 import java.time.LocalDate;
 import java.time.ZoneOffset;
@@ -29,6 +25,7 @@ import java.util.regex.Pattern;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.RowFactory;
 import org.apache.spark.sql.api.java.UDF2;
+import org.apache.spark.unsafe.types.UTF8String;
 
 /**
  * Checks a Kafka record against the event contract of its topic: the stream's validation, as one Spark function.
@@ -190,12 +187,7 @@ public final class ContractValidator implements UDF2<String, byte[], Row> {
       if (value == null) {
         return "empty_payload";
       }
-      try {
-        StandardCharsets.UTF_8.newDecoder()
-            .onMalformedInput(CodingErrorAction.REPORT)
-            .onUnmappableCharacter(CodingErrorAction.REPORT)
-            .decode(ByteBuffer.wrap(value));
-      } catch (CharacterCodingException notUtf8) {
+      if (!UTF8String.fromBytes(value).isValid()) { // Spark's own check: no copy, no decoding
         return "invalid_utf8";
       }
       return value.length > maxPayloadBytes ? "oversized_payload" : null;
