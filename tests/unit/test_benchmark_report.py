@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks.report import _profile, _topology
+from benchmarks.report import _freshness, _profile, _topology
 
 
 def test_profile_takes_medians_per_phase_and_leaves_out_empty_batches() -> None:
@@ -42,6 +42,17 @@ def test_a_phase_the_run_did_not_record_is_left_blank_and_out_of_the_sum() -> No
 def test_profile_of_a_run_without_records_is_an_empty_row() -> None:
     freshness = {"runs": [{"rate_eps": 10, "trigger_s": 1.0, "phases": [{"records": 0, "commit": 1.0}]}]}
     assert _profile(freshness, None).splitlines()[2] == "| live 10/s, trigger 1 s | 0 |  |  |  |  |  |  |  |  |"
+
+
+def test_freshness_rows_show_the_rate_asked_beside_the_rate_the_producers_reached() -> None:
+    measured = {"rate_eps": 5000, "achieved_eps": 2221, "trigger_s": 1.0, "events": 300000, "p50_s": 1.9,
+                "p95_s": 3.1, "p99_s": 3.7, "max_s": 4.5, "mean_batch_s": 1.1}  # fmt: skip
+    older = {k: v for k, v in measured.items() if k != "achieved_eps"}
+
+    assert _freshness({"runs": [measured, older]}).splitlines()[2:] == [
+        "| 5,000 | 2,221 | 1.0 | 300,000 | 1.9 | 3.1 | 3.7 | 4.5 | 1.1 |",
+        "| 5,000 |  | 1.0 | 300,000 | 1.9 | 3.1 | 3.7 | 4.5 | 1.1 |",
+    ]
 
 
 def test_topology_rows_name_each_shape_beside_its_figures() -> None:
