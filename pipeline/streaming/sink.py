@@ -194,7 +194,7 @@ class MicroBatchSink:
     rollup_lookback: dt.timedelta = dt.timedelta(days=7)
     dedup_horizon: dt.timedelta = dt.timedelta(minutes=30)
     dedup_max_ids: int = 2_000_000  # ids older than the horizon stay in memory up to this many
-    fold_interval_s: float = 10.0
+    fold_interval_s: float = 30.0  # stream.rollup_fold_seconds
     fold_backlog_s: float = 300.0  # the longest a fold waits while the stream is behind
     on_batch: list = field(default_factory=list)  # callbacks receiving each BatchReport
     spark: SparkSession | None = None  # folds on flush() even if no batch ran in this process
