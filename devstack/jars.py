@@ -1,9 +1,11 @@
 """Resolve the JVM dependencies pinned in ``jvm/pom.xml`` into ``<home>/jars/<profile>/`` with Maven, and build the
-project's own Spark functions (``jvm/shoplake-spark``) into the Spark jars folder.
+project's own Java: its Spark functions (``jvm/shoplake-spark``) into the Spark jars folder, and the benchmarks'
+paced producer (``jvm/shoplake-producer``) into the Kafka jars folder.
 
 Resolution runs once: a stamp file records the pom's hash, and a folder whose stamp matches is left alone. The
-project's jar is compiled with the JDK's ``javac`` against the jars of the installed pyspark (exactly the Spark
-it runs in) and rebuilt when its sources or that Spark change.
+project's jars are compiled with the JDK's ``javac`` against the jars they run beside (the Spark functions against
+the installed pyspark's, exactly the Spark they run in; the producer against the broker's Kafka client) and rebuilt
+when their sources or those jars change.
 The REST catalog server has a pom of its own (``jvm/rest-catalog/pom.xml``): its jars carry their own Iceberg,
 Jetty and Hadoop and must never reach Spark's classpath. It is resolved only when asked for (the embedded
 default never needs it).
@@ -17,6 +19,7 @@ import shutil
 import subprocess
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 PROFILES = ("spark", "kafka", "s3proxy")  # what `shoplake jars` resolves by default
@@ -26,11 +29,34 @@ STAMP = ".pom-sha256"
 OWN_POMS = {"rest-catalog": Path("jvm") / "rest-catalog" / "pom.xml"}
 
 
-# The project's own Spark functions: Java sources compiled into one jar on Spark's classpath.
-EXTENSIONS_SOURCES = Path("jvm") / "shoplake-spark" / "src" / "main" / "java"
-EXTENSIONS_JAR = "shoplake-spark.jar"
-EXTENSIONS_STAMP = ".shoplake-spark-sha256"
 JAVA_RELEASE = "17"
+
+
+@dataclass(frozen=True)
+class JavaBuild:
+    """One of the project's own jars: Java sources compiled against, and written into, a resolved jars folder."""
+
+    name: str  # the jar's stem, and the folder of its sources under jvm/
+    profile: str  # the jars folder it is written into, and runs beside
+
+    @property
+    def sources(self) -> Path:
+        return Path("jvm") / self.name / "src" / "main" / "java"
+
+    @property
+    def jar(self) -> str:
+        return f"{self.name}.jar"
+
+    def classpath(self, home: Path) -> Path:
+        """The folder of jars it compiles against (Spark's: the installed pyspark's, the Spark it runs in)."""
+        return _pyspark_jars() if self.profile == "spark" else jars_dir(home, self.profile)
+
+
+# The contract's validator, a Spark function on Spark's classpath.
+SPARK_FUNCTIONS = JavaBuild("shoplake-spark", "spark")
+# The benchmarks' load generator: a Kafka producer that paces prepared records (benchmarks/paced_producer.py).
+PACED_PRODUCER = JavaBuild("shoplake-producer", "kafka")
+JAVA_BUILDS = (SPARK_FUNCTIONS, PACED_PRODUCER)
 
 
 class JarsError(RuntimeError):
@@ -100,8 +126,9 @@ def resolve(home: Path, profiles: tuple[str, ...] = PROFILES, log=print) -> dict
         (staging / STAMP).write_text(_pom_digest(pom))
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
-    if "spark" in profiles:
-        build_extensions(home, log)
+    for build in JAVA_BUILDS:
+        if build.profile in profiles:
+            build_java(home, build, log)
     return out
 
 
@@ -111,11 +138,11 @@ def _pyspark_jars() -> Path:
     return Path(pyspark.__file__).resolve().parent / "jars"
 
 
-def _extensions_digest(sources: list[Path], root: Path) -> str:
-    """The sources and the Spark they are compiled against: a change to either rebuilds the jar."""
-    import pyspark
-
-    digest = hashlib.sha256(f"pyspark {pyspark.__version__}, release {JAVA_RELEASE}".encode())
+def _build_digest(build: JavaBuild, sources: list[Path], root: Path, classpath: Path) -> str:
+    """The sources and the jars they are compiled against: a change to either rebuilds the jar."""
+    digest = hashlib.sha256(f"release {JAVA_RELEASE}".encode())
+    for jar in sorted(p.name for p in classpath.glob("*.jar") if p.name != build.jar):
+        digest.update(jar.encode())
     for source in sources:
         digest.update(str(source.relative_to(root)).encode())
         digest.update(source.read_bytes())
@@ -127,30 +154,31 @@ def _javac() -> str:
     candidate = Path(java_home) / "bin" / "javac" if java_home else None
     javac = str(candidate) if candidate is not None and candidate.is_file() else shutil.which("javac")
     if javac is None:
-        raise JarsError(f"javac (a JDK, Java {JAVA_RELEASE}+) is needed to build {EXTENSIONS_SOURCES}: none on PATH")
+        raise JarsError(f"javac (a JDK, Java {JAVA_RELEASE}+) is needed to build the project's jars: none on PATH")
     return javac
 
 
-def build_extensions(home: Path, log=print) -> Path:
-    """Compile ``jvm/shoplake-spark`` into ``<home>/jars/spark/shoplake-spark.jar`` unless it is up to date."""
+def build_java(home: Path, build: JavaBuild, log=print) -> Path:
+    """Compile ``build``'s sources into ``<home>/jars/<profile>/<name>.jar`` unless it is up to date."""
     root = project_root()
-    sources = sorted((root / EXTENSIONS_SOURCES).rglob("*.java"))
+    sources = sorted((root / build.sources).rglob("*.java"))
     if not sources:
-        raise JarsError(f"no Java sources under {root / EXTENSIONS_SOURCES}")
-    folder = jars_dir(home, "spark")
-    jar, stamp = folder / EXTENSIONS_JAR, folder / EXTENSIONS_STAMP
-    digest = _extensions_digest(sources, root)
+        raise JarsError(f"no Java sources under {root / build.sources}")
+    folder = jars_dir(home, build.profile)
+    jar, stamp = folder / build.jar, folder / f".{build.name}-sha256"
+    classpath = build.classpath(home)
+    digest = _build_digest(build, sources, root, classpath)
     if jar.is_file() and stamp.is_file() and stamp.read_text().strip() == digest:
         return jar
-    log(f"building {EXTENSIONS_JAR} from {EXTENSIONS_SOURCES} ...")
+    log(f"building {build.jar} from {build.sources} ...")
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="shoplake-javac-") as classes:
         cmd = [_javac(), "--release", JAVA_RELEASE, "-Xlint:all,-path", "-Werror", "-encoding", "UTF-8"]
-        cmd += ["-d", classes, "-cp", str(_pyspark_jars() / "*"), *map(str, sources)]
+        cmd += ["-d", classes, "-cp", str(classpath / "*"), *map(str, sources)]
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-20:])
-            raise JarsError(f"javac could not compile {EXTENSIONS_SOURCES} (exit {result.returncode}):\n{tail}")
+            raise JarsError(f"javac could not compile {build.sources} (exit {result.returncode}):\n{tail}")
         partial = jar.with_name(jar.name + ".partial")
         with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
             archive.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\nCreated-By: shoplake jars\n\n")

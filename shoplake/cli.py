@@ -80,7 +80,7 @@ def main(log_level: str) -> None:
 @click.option("--rest-catalog", is_flag=True, help="Also the Iceberg REST catalog server (jvm/rest-catalog/pom.xml).")
 @friendly_errors
 def jars(rest_catalog: bool) -> None:
-    """Resolve the pinned JVM dependencies (jvm/pom.xml) with Maven, once."""
+    """Resolve the pinned JVM dependencies (jvm/pom.xml) with Maven, once, and build the project's own jars."""
     from devstack.jars import OPTIONAL_PROFILES, PROFILES, resolve
 
     profiles = PROFILES + OPTIONAL_PROFILES if rest_catalog else PROFILES

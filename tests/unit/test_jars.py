@@ -1,21 +1,35 @@
-"""The project's own Spark function is compiled into the Spark jars folder, once per change of its sources."""
+"""The project's own Java is compiled into the jars folder it runs beside, once per change of its sources."""
 
 from __future__ import annotations
 
 import zipfile
 from pathlib import Path
 
-from devstack.jars import EXTENSIONS_JAR, build_extensions
+import pytest
+
+from devstack.jars import JAVA_BUILDS, JavaBuild, build_java, jars_dir
+
+COMPILED = {
+    "shoplake-spark": "shoplake/spark/ContractValidator.class",
+    "shoplake-producer": "shoplake/producer/PacedProducer.class",
+}
 
 
-def test_the_validator_is_compiled_into_the_spark_jars_and_not_rebuilt_while_its_sources_are_unchanged(
-    tmp_path: Path,
+@pytest.mark.parametrize("build", JAVA_BUILDS, ids=lambda build: build.name)
+def test_each_jar_is_compiled_into_its_jars_folder_and_not_rebuilt_while_its_sources_are_unchanged(
+    build: JavaBuild, tmp_path: Path, jars_home: Path
 ) -> None:
-    jar = build_extensions(tmp_path, log=lambda _: None)
-    assert jar == tmp_path / "jars" / "spark" / EXTENSIONS_JAR
+    if build.profile != "spark":  # compiled against resolved jars: links to them in a folder of the test's own
+        folder = jars_dir(tmp_path, build.profile)
+        folder.mkdir(parents=True)
+        for resolved in jars_dir(jars_home, build.profile).glob("*.jar"):
+            if resolved.name != build.jar:
+                (folder / resolved.name).symlink_to(resolved)
+    jar = build_java(tmp_path, build, log=lambda _: None)
+    assert jar == tmp_path / "jars" / build.profile / build.jar
     with zipfile.ZipFile(jar) as archive:
-        assert "shoplake/spark/ContractValidator.class" in archive.namelist()
+        assert COMPILED[build.name] in archive.namelist()
     built = jar.stat().st_mtime_ns
     messages: list[str] = []
-    assert build_extensions(tmp_path, log=messages.append) == jar
+    assert build_java(tmp_path, build, log=messages.append) == jar
     assert (messages, jar.stat().st_mtime_ns) == ([], built)
