@@ -1,13 +1,13 @@
 """Whole-pipeline runs for the benchmarks: a live producer process feeding the real broker and the stream.
 
-The producer is a separate process (`shoplake simulate --kafka --rate R`), so that it neither shares the driver's
-Python interpreter nor its lock; it stamps events with real time. Latency is measured per event, from its
-Kafka timestamp to the commit of the Iceberg snapshot that made it visible in silver.
+The producer is a separate process (``benchmarks/paced_producer.py``: the simulator writes its records as a plan,
+then a Java producer sends them at the rate, stamping events with real time), so that it neither shares the
+driver's Python interpreter nor takes much of the two cores the stream and the broker run on. Latency is measured
+per event, from its Kafka timestamp to the commit of the Iceberg snapshot that made it visible in silver.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import subprocess
 import sys
@@ -19,6 +19,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from devstack.pytest_plugin import JARS_HOME
 from pipeline.config import Settings
 from pipeline.observability import silver_latencies, summarize
 from pipeline.streaming.job import start_stream
@@ -38,9 +39,12 @@ WARMUP_EVENTS = 30_000
 def producer_process(
     settings: Settings, rate: float, events: int, seed: int, scenario: str = "normal_day"
 ) -> subprocess.Popen[bytes]:
+    """A process sending ``events`` simulated events at ``rate`` per second (it simulates them first)."""
     env = {**os.environ, **settings.to_env()}
-    cmd = [sys.executable, "-m", "shoplake.cli", "simulate", "--scenario", scenario, "--seed", str(seed)]
-    cmd += ["--events", str(events), "--kafka", "--rate", str(rate)]
+    plan = Path(settings.home) / "producer-plans" / f"{scenario}-{seed}-{events}.tsv"
+    plan.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "benchmarks.paced_producer", "--scenario", scenario, "--seed", str(seed)]
+    cmd += ["--events", str(events), "--rate", str(rate), "--jars-home", str(JARS_HOME), "--plan", str(plan)]
     return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -89,7 +93,7 @@ def catch_up(spark: SparkSession, settings: Settings, events: int, per_batch: in
 class FreshnessRun:
     rate_eps: float  # the rate the producers were asked for
     # The rate they reached: measured events over the span of their Kafka timestamps. Below ``rate_eps`` when the
-    # producers (Python, on the same cores as the stream and the broker) could not keep up: the latencies are then
+    # producer (on the same cores as the stream and the broker) could not keep up: the latencies are then
     # those of the achieved rate, not of the asked one.
     achieved_eps: float
     trigger_s: float
@@ -116,7 +120,7 @@ def stream_live(
     warmup_events: int = WARMUP_EVENTS,
     drain_timeout_s: float = 900,
 ) -> list[BatchReport]:
-    """Stream while producer processes send ``rate`` events/s for ``duration_s``; the reports of the measured
+    """Stream while a producer process sends ``rate`` events/s for ``duration_s``; the reports of the measured
     batches (after a warm-up batch: JIT compilation and first table loads are a one-off cost of starting the
     stream, reported by the demo, not a steady-state figure)."""
     counter = BatchCounter()
@@ -127,17 +131,13 @@ def stream_live(
         warm = preload(settings, warmup_events, seed=10_001)
         counter.wait_for(warm, timeout_s=300, failed=stream.exception)
         first_measured_batch = len(reports)
-        # One producer process sends up to ~8k records/s here; faster rates are split across several.
-        processes = max(1, math.ceil(rate / 8000))
-        per_process = int(rate * duration_s / processes)
-        producers = [
-            producer_process(settings, rate / processes, per_process, seed=20_002 + i) for i in range(processes)
-        ]
+        events = int(rate * duration_s)
+        producers = [producer_process(settings, rate, events, seed=20_002)]
         for producer in producers:
-            _, stderr = producer.communicate(timeout=duration_s * 4 + 120)
+            _, stderr = producer.communicate(timeout=duration_s * 4 + 300)
             if producer.returncode != 0:
                 raise RuntimeError(f"producer failed: {stderr.decode()[-2000:]}")
-        counter.wait_for(warm + per_process * processes, timeout_s=drain_timeout_s, failed=stream.exception)
+        counter.wait_for(warm + events, timeout_s=drain_timeout_s, failed=stream.exception)
     finally:
         for producer in producers:  # a failed run leaves no producer behind
             if producer.poll() is None:
@@ -166,9 +166,10 @@ def measure_freshness(
     latencies_df = silver_latencies(spark, settings.catalog.name).filter(F.col("batch_id") >= F.lit(first_batch_id))
     stats = summarize(latencies_df)
     assert stats is not None
-    first, last = latencies_df.agg(F.min("kafka_timestamp"), F.max("kafka_timestamp")).first() or (None, None)
-    produced_s = (last - first).total_seconds() if first is not None and last is not None else 0.0
-    latencies = [row[0] for row in latencies_df.select("latency_s").collect()]
+    rows = latencies_df.select("latency_s", "kafka_timestamp").collect()
+    latencies = [row.latency_s for row in rows]
+    sent_at = [row.kafka_timestamp for row in rows]
+    produced_s = (max(sent_at) - min(sent_at)).total_seconds() if sent_at else 0.0
     durations = [r.duration_s for r in measured]
     return FreshnessRun(
         rate_eps=rate,

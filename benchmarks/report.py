@@ -96,11 +96,12 @@ def _cold_start(data: dict[str, Any]) -> str:
 
 def _drift(data: dict[str, Any]) -> str:
     rows = [
-        [f"{r['rate_eps']:,.0f}", f"{r['duration_s'] / 60:g}", r["maintenance_runs"], r["p99_first_window_s"],
-         r["p99_last_window_s"], r["ratio_last_to_first"]]
+        [f"{r['rate_eps']:,.0f}", _achieved(r), f"{r['duration_s'] / 60:g}", r["maintenance_runs"],
+         r["p99_first_window_s"], r["p99_last_window_s"], r["ratio_last_to_first"]]
         for r in data["runs"]
     ]  # fmt: skip
-    header = ["events/s", "minutes", "maintenance runs", "p99 first window (s)", "p99 last window (s)", "ratio"]
+    header = ["events/s asked", "events/s reached", "minutes", "maintenance runs", "p99 first window (s)",
+              "p99 last window (s)", "ratio"]  # fmt: skip
     return _table(header, rows)
 
 
@@ -116,7 +117,10 @@ def _phase_row(label: str, batches: list[dict[str, float]]) -> list[Any]:
         return [label, "0", *["" for _ in PHASES], ""]
     records = statistics.median(b["records"] for b in batches)
     # A phase the run did not record (results from before the sink measured it) is left blank, not zero.
-    medians = [statistics.median(b[p] for b in batches) if any(p in b for b in batches) else None for p in PHASES]
+    # A phase only some batches have ("between" has no batch before the first) is the median of those that do.
+    medians = [
+        statistics.median(b[p] for b in batches if p in b) if any(p in b for b in batches) else None for p in PHASES
+    ]
     cells = ["" if m is None else f"{m:.2f}" for m in medians]
     return [label, f"{records:,.0f}", *cells, f"{sum(m for m in medians if m is not None):.2f}"]
 

@@ -101,6 +101,8 @@ def test_freshness_does_not_drift_beside_maintenance(
             "maintenance_runs": len(maintained) // len(STREAMING_TABLES),
             "window_s": window,
             "events": sum(r.records for r in reports),
+            # The rate the producer reached: measured events over the span of their Kafka timestamps.
+            "achieved_eps": round(measured.count() / (bounds["end"] - bounds["start"]).total_seconds()),
             "events_without_known_latency": unknown,
             "p99_first_window_s": first,
             "p99_last_window_s": last,
