@@ -51,8 +51,13 @@ public final class PacedProducer {
       System.err.println("usage: PacedProducer <bootstrap servers> <records per second> <plan file>");
       System.exit(2);
     }
-    double rate = Double.parseDouble(args[1]);
-    if (!(rate > 0)) {
+    double rate;
+    try {
+      rate = Double.parseDouble(args[1]);
+    } catch (NumberFormatException e) {
+      rate = Double.NaN;
+    }
+    if (!(rate > 0) || Double.isInfinite(rate)) {
       System.err.println("the rate must be a positive number of records per second, got " + args[1]);
       System.exit(2);
     }
