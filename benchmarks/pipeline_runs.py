@@ -126,23 +126,21 @@ def stream_live(
     counter = BatchCounter()
     reports: list[BatchReport] = []
     stream = start_stream(spark, settings, on_batch=[counter, reports.append])
-    producers: list[subprocess.Popen[bytes]] = []
+    producer: subprocess.Popen[bytes] | None = None
     try:
         warm = preload(settings, warmup_events, seed=10_001)
         counter.wait_for(warm, timeout_s=300, failed=stream.exception)
         first_measured_batch = len(reports)
         events = int(rate * duration_s)
-        producers = [producer_process(settings, rate, events, seed=20_002)]
-        for producer in producers:
-            _, stderr = producer.communicate(timeout=duration_s * 4 + 300)
-            if producer.returncode != 0:
-                raise RuntimeError(f"producer failed: {stderr.decode()[-2000:]}")
+        producer = producer_process(settings, rate, events, seed=20_002)
+        _, stderr = producer.communicate(timeout=duration_s * 4 + 300)
+        if producer.returncode != 0:
+            raise RuntimeError(f"producer failed: {stderr.decode()[-2000:]}")
         counter.wait_for(warm + events, timeout_s=drain_timeout_s, failed=stream.exception)
     finally:
-        for producer in producers:  # a failed run leaves no producer behind
-            if producer.poll() is None:
-                producer.kill()
-                producer.wait()
+        if producer is not None and producer.poll() is None:  # a failed run leaves no producer behind
+            producer.kill()
+            producer.wait()
         stream.stop()
     return reports[first_measured_batch:]
 
