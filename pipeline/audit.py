@@ -24,9 +24,7 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pipeline.tables import BRONZE_EVENTS, QUARANTINE_EVENTS, SILVER
-
-COORDINATES = ["kafka_topic", "kafka_partition", "kafka_offset"]
+from pipeline.tables import BRONZE_EVENTS, KAFKA_COORDINATES, QUARANTINE_EVENTS, SILVER
 
 
 @dataclass(frozen=True)
@@ -45,7 +43,7 @@ class Conservation:
 def landed_records(spark: SparkSession, catalog: str, where: Column | None = None) -> DataFrame:
     """Kafka coordinates of every silver and quarantine row (optionally filtered)."""
     frames = [
-        spark.table(spec.qualified(catalog)).select(*COORDINATES, "kafka_timestamp")
+        spark.table(spec.qualified(catalog)).select(*KAFKA_COORDINATES, "kafka_timestamp")
         for spec in (*SILVER.values(), QUARANTINE_EVENTS)
     ]
     landed = functools.reduce(DataFrame.unionByName, frames)
@@ -54,13 +52,13 @@ def landed_records(spark: SparkSession, catalog: str, where: Column | None = Non
 
 def conservation(spark: SparkSession, catalog: str, where: Column | None = None) -> Conservation:
     """Check conservation over all records, or over those matching ``where`` (a condition on the Kafka columns)."""
-    bronze = spark.table(BRONZE_EVENTS.qualified(catalog)).select(*COORDINATES, "kafka_timestamp")
+    bronze = spark.table(BRONZE_EVENTS.qualified(catalog)).select(*KAFKA_COORDINATES, "kafka_timestamp")
     if where is not None:
         bronze = bronze.filter(where)
-    bronze_counts = bronze.groupBy(*COORDINATES).agg(F.count("*").alias("in_bronze"))
-    landed_counts = landed_records(spark, catalog, where).groupBy(*COORDINATES).agg(F.count("*").alias("copies"))
+    bronze_counts = bronze.groupBy(*KAFKA_COORDINATES).agg(F.count("*").alias("in_bronze"))
+    landed_counts = landed_records(spark, catalog, where).groupBy(*KAFKA_COORDINATES).agg(F.count("*").alias("copies"))
     row = (
-        bronze_counts.join(landed_counts, on=COORDINATES, how="full_outer")
+        bronze_counts.join(landed_counts, on=list(KAFKA_COORDINATES), how="full_outer")
         .agg(
             F.sum(F.coalesce("in_bronze", F.lit(0))).alias("bronze_records"),
             F.count_if(F.col("in_bronze").isNotNull() & F.col("copies").isNull()).alias("missing"),

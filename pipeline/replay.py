@@ -33,9 +33,8 @@ from pipeline.catalog import append_rows, at_least, at_most, load_table
 from pipeline.errors import ShoplakeError
 from pipeline.quarantine import read_quarantine, rule_rows
 from pipeline.streaming.silver import DUPLICATE_RULE
-from pipeline.tables import BRONZE_EVENTS, QUARANTINE_REPLAYS
+from pipeline.tables import BRONZE_EVENTS, KAFKA_COORDINATES, QUARANTINE_REPLAYS
 
-COORDINATES = ("kafka_topic", "kafka_partition", "kafka_offset")
 ARRIVAL = [("kafka_timestamp", "ascending"), ("kafka_partition", "ascending"), ("kafka_offset", "ascending")]
 RECORD_SCHEMA = pa.schema([("kafka_topic", pa.string()), ("kafka_key", pa.binary()), ("value", pa.binary())])
 
@@ -66,9 +65,9 @@ def filter_rule(records: pa.Table, rule: str) -> pa.Table:
 def with_keys(records: pa.Table, bronze_keys: pa.Table) -> pa.Table:
     """Coordinates, Kafka timestamp and value of ``records`` with ``kafka_key`` from the bronze row of the same
     coordinates (null where none), in arrival order."""
-    keys = bronze_keys.select([*COORDINATES, "kafka_key"])
-    wanted = records.select([*COORDINATES, "kafka_timestamp", "value"])  # joins carry no list columns
-    return wanted.join(keys, keys=list(COORDINATES), join_type="left outer", use_threads=False).sort_by(ARRIVAL)
+    keys = bronze_keys.select([*KAFKA_COORDINATES, "kafka_key"])
+    wanted = records.select([*KAFKA_COORDINATES, "kafka_timestamp", "value"])  # joins carry no list columns
+    return wanted.join(keys, keys=list(KAFKA_COORDINATES), join_type="left outer", use_threads=False).sort_by(ARRIVAL)
 
 
 def distinct_records(keyed: pa.Table) -> pa.Table:
@@ -93,7 +92,7 @@ def read_replay(catalog: Catalog, rule: str, since: dt.date | None, until: dt.da
     first, last = pc.min(selected["kafka_timestamp"]).as_py(), pc.max(selected["kafka_timestamp"]).as_py()
     window = And(at_least("kafka_timestamp", first), at_most("kafka_timestamp", last))
     bronze = load_table(catalog, BRONZE_EVENTS.identifier).scan(
-        row_filter=window, selected_fields=(*COORDINATES, "kafka_key")
+        row_filter=window, selected_fields=(*KAFKA_COORDINATES, "kafka_key")
     )
     return distinct_records(with_keys(selected, bronze.to_arrow()))
 

@@ -28,6 +28,9 @@ from pyspark.sql import types as T
 from pipeline.contracts.events import EventType
 from pipeline.contracts.spark_schemas import silver_schema
 
+# A Kafka record's coordinates: the columns that name one record in bronze, silver and quarantine alike.
+KAFKA_COORDINATES = ("kafka_topic", "kafka_partition", "kafka_offset")
+
 
 class Layer(StrEnum):
     BRONZE = "bronze"

@@ -25,6 +25,7 @@ from pipeline.tables import (
     GOLD_DATA_QUALITY,
     GOLD_PRODUCT_DAILY,
     GOLD_PRODUCT_PAIRS,
+    KAFKA_COORDINATES,
     MONEY,
     RATE,
 )
@@ -472,7 +473,7 @@ def data_quality(
         .groupBy(*keys)
         .agg(F.map_from_entries(F.collect_list(F.struct("reason", "count"))).alias("quarantine_reasons"))
     )
-    coordinates = ["kafka_topic", "kafka_partition", "kafka_offset"]
+    coordinates = list(KAFKA_COORDINATES)
     landed = landed_df.groupBy(*coordinates).agg(F.count("*").alias("copies"))
     copies = F.coalesce(F.col("copies"), F.lit(0))
     settled = F.lit(True)

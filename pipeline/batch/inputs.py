@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pipeline.audit import COORDINATES
 from pipeline.contracts.events import EventType, topic_name
 from pipeline.iceberg_io import days_with_rows, read_day, read_days
 from pipeline.observability import with_latency
-from pipeline.tables import BRONZE_EVENTS, GOLD_CUSTOMER_LIFETIME, QUARANTINE_EVENTS, SILVER
+from pipeline.tables import BRONZE_EVENTS, GOLD_CUSTOMER_LIFETIME, KAFKA_COORDINATES, QUARANTINE_EVENTS, SILVER
 
 # Event types that carry a user: a user is active on a day with one of these events.
 USER_EVENT_TYPES = tuple(e for e in EventType if e is not EventType.PRODUCT_UPDATE)
@@ -126,12 +125,12 @@ def data_quality_inputs(
     bronze = (
         spark.table(BRONZE_EVENTS.qualified(catalog))
         .filter(arrived)
-        .select(*COORDINATES, "kafka_timestamp", "ingest_time")
+        .select(*KAFKA_COORDINATES, "kafka_timestamp", "ingest_time")
     )
     landed = functools.reduce(
         DataFrame.unionByName,
-        [spark.table(spec.qualified(catalog)).filter(arrived).select(*COORDINATES) for spec in SILVER.values()]
-        + [spark.table(QUARANTINE_EVENTS.qualified(catalog)).filter(arrived).select(*COORDINATES)],
+        [spark.table(spec.qualified(catalog)).filter(arrived).select(*KAFKA_COORDINATES) for spec in SILVER.values()]
+        + [spark.table(QUARANTINE_EVENTS.qualified(catalog)).filter(arrived).select(*KAFKA_COORDINATES)],
     )
     table_of_topic = {topic_name(topic_prefix, e): SILVER[e].name for e in EventType}
     return DataQualityInputs(silver, quarantine, bronze, landed, table_of_topic)
