@@ -23,7 +23,7 @@ from devstack.pytest_plugin import JARS_HOME
 from pipeline.config import Settings
 from pipeline.observability import silver_latencies, summarize
 from pipeline.streaming.job import start_stream
-from pipeline.streaming.sink import BatchReport
+from pipeline.streaming.plan import BatchReport
 from shoplake.runtime import BatchCounter
 from simulation.generator import generate
 from simulation.scenario import load_scenario

@@ -34,8 +34,8 @@ from devstack.pytest_plugin import make_settings
 from devstack.services import Services
 from pipeline.catalog import pyiceberg_catalog
 from pipeline.config import Settings
-from pipeline.iceberg_io import BATCH_ID_PROPERTY, INGEST_TIME_PROPERTY
 from pipeline.kafka_topics import ensure_topics
+from pipeline.streaming.commit import BATCH_ID_PROPERTY, INGEST_TIME_PROPERTY
 from pipeline.tables import BRONZE_EVENTS, QUARANTINE_EVENTS, SILVER
 
 

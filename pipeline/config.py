@@ -123,18 +123,12 @@ class StreamSettings(BaseModel):
         default=7, ge=1, description="How far back a late event can still update its session or minute."
     )
     batch_partitions: int = Field(default=2, ge=1, description="Spark partitions a micro-batch is processed in.")
-    dedup_horizon_minutes: int = Field(
-        default=30,
+    dedup_max_ids: int = Field(
+        default=100_000_000,
         ge=1,
-        description="Event ids with an event time this close to the newest are deduplicated in memory; older "
-        "redeliveries are looked up in silver (slower, never skipped).",
-    )
-    dedup_hot_max_ids: int = Field(
-        default=2_000_000,
-        ge=0,
-        description="Ids older than the dedup horizon stay in memory while it holds no more than this many (about "
-        "150 bytes each): a catch-up, whose micro-batches span hours of event time, then finds the ids it committed "
-        "there instead of in silver.",
+        description="The most event ids deduplication holds (every id ever committed to silver, 24 bytes of driver "
+        "memory each: 2.4 GB at the default, twice that while its largest runs merge). A micro-batch that would "
+        "go past it stops the stream before writing anything; raise it with the driver's memory.",
     )
     rollup_fold_seconds: float = Field(
         default=30.0,

@@ -1,7 +1,8 @@
-"""Iceberg reads and writes through Spark: creating tables, once-only batch appends, partition overwrites.
+"""Iceberg tables through Spark: creating them, reading them (whole, by day, as of a snapshot), probing their
+metadata without a Spark job, appending, overwriting days, merging.
 
 Every write of the pipeline goes through this module, so that table naming, partitioning and row counting live
-in one place.
+in one place; the stream's commit protocol on top of its appends is :mod:`pipeline.streaming.commit`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,16 +23,6 @@ from pyspark.sql import functions as F
 from pipeline.tables import PartitionField, TableSpec
 
 log = logging.getLogger(__name__)
-
-# Snapshot summary keys the stream writes with every append (read back after a restart and by observability).
-STREAM_ID_PROPERTY = "shoplake.stream-id"
-BATCH_ID_PROPERTY = "shoplake.batch-id"
-INGEST_TIME_PROPERTY = "shoplake.ingest-time"
-WATERMARK_PROPERTY = "shoplake.watermark"
-MAX_EVENT_TIME_PROPERTY = "shoplake.max-event-time"
-KAFKA_TS_MIN_PROPERTY = "shoplake.kafka-ts-min"
-KAFKA_TS_MAX_PROPERTY = "shoplake.kafka-ts-max"
-
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PROPERTY = re.compile(r"^[A-Za-z0-9_.\-]+$")
@@ -246,73 +237,6 @@ def overwrite_day_range(
     return DayRangeWrite(snapshot_id=snapshot_id, rows=int(added) if committed else 0)
 
 
-@dataclass
-class BatchCommitter:
-    """Appends each micro-batch to each table at most once, so a batch replayed after a crash is not doubled.
-
-    Every append records the stream id and batch id in its Iceberg snapshot summary, atomically with the data.
-    On the first batch after a (re)start the committer reads the highest batch id each table already holds for
-    this stream and skips appends up to it. Spark only ever replays the batches after its last checkpointed
-    one, so this is enough as long as the snapshot carrying the last marker is not expired (table maintenance
-    keeps it, see ``pipeline.maintenance``).
-    """
-
-    spark: SparkSession
-    catalog: str
-    stream_id: str
-
-    def __post_init__(self) -> None:
-        self._last: dict[str, int] = {}
-
-    def prime(self, last: dict[str, int]) -> None:
-        """Take the highest batch id each table holds for this stream from a read done elsewhere (one job for
-        all tables, :func:`stream_commits`) instead of one query per table."""
-        self._last.update(last)
-
-    def last_committed(self, spec: TableSpec) -> int:
-        if spec.identifier not in self._last:
-            ours = [
-                commit.batch_id
-                for commit in stream_commits(self.spark, self.catalog, (spec,))
-                if commit.stream_id == self.stream_id and commit.batch_id is not None
-            ]
-            self._last[spec.identifier] = max(ours, default=-1)
-        return self._last[spec.identifier]
-
-    def append_built(
-        self, build: Callable[[], DataFrame], spec: TableSpec, batch_id: int, properties: dict[str, str] | None = None
-    ) -> bool:
-        """:meth:`append` of the frame ``build()`` returns, built only if the batch is not in the table yet."""
-        return not self._holds(spec, batch_id) and self.append(build(), spec, batch_id, properties)
-
-    def _holds(self, spec: TableSpec, batch_id: int) -> bool:
-        """Whether the table already holds the batch (then an append of it is skipped)."""
-        if batch_id > self.last_committed(spec):
-            return False
-        log.info("batch %d already in %s: skipped", batch_id, spec.identifier)
-        return True
-
-    def append(self, df: DataFrame, spec: TableSpec, batch_id: int, properties: dict[str, str] | None = None) -> bool:
-        """Append ``df`` as batch ``batch_id``; returns False when that batch was already committed.
-
-        ``properties`` go into the snapshot summary, atomically with the rows.
-        """
-        if self._holds(spec, batch_id):
-            return False
-        writer = (
-            df.select(*spec.schema.fieldNames())
-            .coalesce(1)  # one data file per table per micro-batch
-            .writeTo(spec.qualified(self.catalog))
-            .option(f"snapshot-property.{STREAM_ID_PROPERTY}", self.stream_id)
-            .option(f"snapshot-property.{BATCH_ID_PROPERTY}", str(batch_id))
-        )
-        for key, value in (properties or {}).items():
-            writer = writer.option(f"snapshot-property.{key}", value)
-        writer.append()
-        self._last[spec.identifier] = batch_id
-        return True
-
-
 def merge_into(spark: SparkSession, sql: str, args: dict[str, object], table: TableSpec, attempts: int = 4) -> None:
     """Run a MERGE statement (values bound as ``args``) into ``table``.
 
@@ -331,17 +255,6 @@ def merge_into(spark: SparkSession, sql: str, args: dict[str, object], table: Ta
             time.sleep(0.5 * attempt)
 
 
-@dataclass(frozen=True)
-class StreamCommit:
-    """One snapshot a stream wrote: which table, which stream and batch, and the summary's ingest and event times."""
-
-    table: str
-    stream_id: str | None
-    batch_id: int | None
-    ingest_time: str | None
-    max_event_time: str | None
-
-
 def snapshot_summaries(spark: SparkSession, catalog: str, spec: TableSpec) -> list[dict[str, str]]:
     """The summary of every snapshot the table's metadata holds (the rows of its ``snapshots`` metadata table),
     oldest first, from the metadata Iceberg's Java API loaded: one call, no Spark job."""
@@ -350,24 +263,3 @@ def snapshot_summaries(spark: SparkSession, catalog: str, spec: TableSpec) -> li
     current = _iceberg_table(spark, catalog, spec).operations().current()
     metadata = json.loads(jvm.org.apache.iceberg.TableMetadataParser.toJson(current))
     return [snapshot.get("summary", {}) for snapshot in metadata.get("snapshots", [])]
-
-
-def _batch_number(value: str | None) -> int | None:
-    return int(value) if value is not None and value.isdigit() else None
-
-
-def stream_commits(spark: SparkSession, catalog: str, specs: tuple[TableSpec, ...]) -> list[StreamCommit]:
-    """Every snapshot of ``specs`` that carries stream bookkeeping, read from the tables' metadata (no Spark job;
-    the one query over their ``snapshots`` tables it replaced took 5 s on a freshly started driver)."""
-    return [
-        StreamCommit(
-            table=spec.identifier,
-            stream_id=summary.get(STREAM_ID_PROPERTY),
-            batch_id=_batch_number(summary.get(BATCH_ID_PROPERTY)),
-            ingest_time=summary.get(INGEST_TIME_PROPERTY),
-            max_event_time=summary.get(MAX_EVENT_TIME_PROPERTY),
-        )
-        for spec in specs
-        for summary in snapshot_summaries(spark, catalog, spec)
-        if INGEST_TIME_PROPERTY in summary or STREAM_ID_PROPERTY in summary
-    ]

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pipeline.iceberg_io import STREAM_ID_PROPERTY
+from pipeline.streaming.commit import STREAM_ID_PROPERTY
 from pipeline.tables import MAINTENANCE_RUNS, TableSpec
 
 log = logging.getLogger(__name__)

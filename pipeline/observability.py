@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pipeline.iceberg_io import BATCH_ID_PROPERTY, INGEST_TIME_PROPERTY
+from pipeline.streaming.commit import BATCH_ID_PROPERTY, INGEST_TIME_PROPERTY
 from pipeline.tables import SILVER, TableSpec
 
 

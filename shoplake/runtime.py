@@ -23,7 +23,7 @@ from devstack.services import running_services
 from pipeline.config import ConfigurationError, Settings
 from pipeline.errors import ShoplakeError
 from pipeline.kafka_topics import ensure_topics
-from pipeline.streaming.sink import BatchReport
+from pipeline.streaming.plan import BatchReport
 from simulation.sinks import make_producer, send
 
 # Lines are never broken by the console (the terminal wraps them): a path or an error message stays whole, to

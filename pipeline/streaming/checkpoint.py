@@ -4,6 +4,7 @@ object-store checkpoints are handled alike."""
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,19 @@ def query_id(spark: SparkSession, location: str) -> str:
         return str(json.loads(first_line)["id"])
     except (TypeError, ValueError, KeyError) as error:
         raise RuntimeError(f"checkpoint {location} has unreadable query metadata: {first_line!r}") from error
+
+
+def ensure_query_id(spark: SparkSession, location: str) -> str:
+    """The checkpoint's query id; on a new checkpoint, a fresh one written as Spark writes it (``{"id": ...}`` in
+    ``metadata``), so that the stream knows its id before the query starts (Spark then adopts the file)."""
+    if not has_query_metadata(spark, location):
+        path, fs = _path(spark, location, "metadata")
+        out = fs.create(path, False)  # never overwrites: another driver's id wins, and is read below
+        try:
+            out.write(bytearray(json.dumps({"id": str(uuid.uuid4())}).encode() + b"\n"))
+        finally:
+            out.close()
+    return query_id(spark, location)
 
 
 def _batch_ids(spark: SparkSession, location: str, log_name: str) -> list[int]:

@@ -1,182 +1,185 @@
-"""Which deliveries of a micro-batch are duplicates: first delivery of an event id wins, exactly as before a crash.
+"""Which deliveries of a micro-batch are duplicates: the first delivery of an event id wins, whatever its timestamp.
 
-A delivery is a *duplicate* when an earlier delivery of the same ``event_id`` is already in silver at other Kafka
-coordinates, or comes earlier in the same batch (by Kafka timestamp, then topic, partition, offset). A silver row
-at the *same* coordinates is this very record, written by an attempt of this batch that died before Spark
+A delivery is a *duplicate* when an earlier delivery of the same ``event_id`` is already in silver as another
+Kafka record, or comes earlier in the same batch (by Kafka timestamp, then topic, partition, offset). A silver row
+from the *same* Kafka record is this very record, written by an attempt of this batch that died before Spark
 recorded it: replaying the batch then decides exactly what the first attempt decided.
 
-Committed event ids are looked up in two tiers:
+The decision looks at the event id alone, never at the event's time: a producer that re-stamps an event when it
+retries (a mobile SDK setting the time on send, a gateway filling ``timestamp`` on arrival) sends a duplicate,
+not a new event.
 
-* the **hot tier**, :class:`EventIdCache`: every event id in silver whose event time is within
-  ``horizon`` of the newest event time seen, with its Kafka coordinates, in the driver's memory. It is filled
-  from silver when the stream starts and from each batch once its writes have committed. As event time
-  advances, ids older than the horizon are evicted, oldest minute first, only while the tier holds more than
-  ``max_ids``: a catch-up, whose batches span hours of event time, keeps every id it committed. About 150
-  bytes per id: 30 minutes at 5,000 events/s is 9M ids, ~1.4 GB.
-* the **cold tier**: silver itself. A delivery whose event time is older than what the hot tier covers (a late
-  event, a replay of an old log) is looked up in the silver tables, pruned to its event dates. Nothing is ever
-  decided without one of the two: the horizon bounds memory and speed, never correctness. While the hot tier
-  still holds every id this run committed (:attr:`EventIdCache.holds_every_added_id`), the lookup only needs
-  silver as it was when the run started.
+Every id ever committed to silver is held in the driver by :class:`CommittedIds`, as a 128-bit fingerprint (two
+independent 64-bit hashes of the id, computed by Spark in the batch's one job) beside a 64-bit fingerprint of the
+Kafka record that carried it: 24 bytes an id. It is loaded from silver once when the stream starts
+(:mod:`pipeline.streaming.state`) and grows with each committed batch. Looking a batch up is a binary search in a
+few sorted arrays, in memory: no batch scans silver or an index. Two different ids share a fingerprint with a
+probability of about ``n / 2**128`` per delivery (``n`` ids held): none in the life of any shop.
 
-Everything here but :meth:`EventIdCache.load` is plain Python over Arrow columns: no Spark job.
+The number of ids held is bounded by ``stream.dedup_max_ids``: a batch that would take the set past it stops the
+stream before it writes anything (:class:`DedupCapacityError`), never admitting a duplicate it could not check.
+
+Everything here is plain Python over Arrow and numpy arrays: no Spark job.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from pyspark.sql import Column
+from pyspark.sql import functions as F
 
-Coordinates = tuple[str, int, int]  # Kafka topic, partition, offset
+from pipeline.errors import ShoplakeError
+from pipeline.tables import KAFKA_COORDINATES
 
-NARROW_COLUMNS = ("event_id", "event_time", "kafka_timestamp", "kafka_topic", "kafka_partition", "kafka_offset")
-_BUCKET = dt.timedelta(minutes=1)
+# The fingerprint columns of a delivery, computed by Spark (xxhash64 is a built-in: no Python worker).
+ID_HIGH, ID_LOW, RECORD_HASH = "_id_high", "_id_low", "_record_hash"
+FINGERPRINT_COLUMNS = (ID_HIGH, ID_LOW, RECORD_HASH)
+# The second half of an id's fingerprint hashes it with another seed (xxhash64's seed is the hash of the columns
+# before it): an independent 64-bit hash of the same text.
+_LOW_SEED = "shoplake.event-id"
+BYTES_PER_ID = 24
+# Sorted runs merge as they double, up to this many ids (384 MB): larger ones stay apart, so that no merge holds a
+# batch up for long (two runs of 8M merge in about 0.2 s); a lookup then searches one run per 16M ids held.
+_LARGEST_RUN = 1 << 24
 
 
-def _bucket(event_time: dt.datetime) -> dt.datetime:
-    return event_time.replace(second=0, microsecond=0)
+class DedupCapacityError(ShoplakeError):
+    """The committed event ids would outgrow ``stream.dedup_max_ids``: the stream stops before it writes."""
+
+
+def fingerprints() -> list[Column]:
+    """The columns :class:`CommittedIds` keys on: the event id's two 64-bit hashes and the Kafka record's one."""
+    return [
+        F.xxhash64("event_id").alias(ID_HIGH),
+        F.xxhash64(F.lit(_LOW_SEED), "event_id").alias(ID_LOW),
+        F.xxhash64(*KAFKA_COORDINATES).alias(RECORD_HASH),
+    ]
+
+
+def _int64(table: pa.Table, column: str) -> np.ndarray:
+    return table.column(column).to_numpy().astype(np.int64, copy=False)
 
 
 @dataclass
-class EventIdCache:
-    """Committed event ids (with their coordinates) whose event time is at or after :attr:`covers_since`, and
-    every id :meth:`add` recorded since, as long as :attr:`holds_every_added_id`."""
+class _Run:
+    """Fingerprints sorted by their high half, with the low half and the record hash of each."""
 
-    horizon: dt.timedelta
-    max_ids: int = 2_000_000  # ids older than the horizon stay while the tier holds no more than this
-    covers_since: dt.datetime | None = None  # None: not loaded yet; nothing is known
+    high: np.ndarray
+    low: np.ndarray
+    record: np.ndarray
 
-    def __post_init__(self) -> None:
-        self._ids: dict[str, Coordinates] = {}
-        self._buckets: dict[dt.datetime, list[str]] = defaultdict(list)  # event-time minute -> ids, for eviction
-        self._added_buckets: set[dt.datetime] = set()  # the minutes holding ids add() recorded
-        self.holds_every_added_id = True  # False once an eviction dropped an id add() recorded
+    @classmethod
+    def sorted(cls, high: np.ndarray, low: np.ndarray, record: np.ndarray) -> _Run:
+        # Stable sort: on the concatenation of two sorted runs it is a linear merge (numpy's timsort finds them).
+        order = np.argsort(high, kind="stable")
+        return cls(high[order], low[order], record[order])
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self.high)
 
-    def covers(self, event_time: dt.datetime) -> bool:
-        return self.covers_since is not None and event_time >= self.covers_since
+    def lookup(self, high: np.ndarray, low: np.ndarray, found: np.ndarray, record: np.ndarray) -> None:
+        """Mark the fingerprints this run holds in ``found`` and put their record hashes in ``record``."""
+        start = np.searchsorted(self.high, high, side="left")
+        end = np.searchsorted(self.high, high, side="right")
+        single = np.flatnonzero(end - start == 1)  # the usual hit: one fingerprint with this high half
+        hit = single[self.low[start[single]] == low[single]]
+        found[hit] = True
+        record[hit] = self.record[start[hit]]
+        for i in np.flatnonzero(end - start > 1):  # high halves that collide: about never
+            span = slice(start[i], end[i])
+            same = np.flatnonzero(self.low[span] == low[i])
+            if len(same):
+                found[i] = True
+                record[i] = self.record[span][same[0]]
 
-    def load(self, committed: pa.Table, since: dt.datetime) -> None:
-        """Start covering ``since`` onwards with ``committed`` (every silver event id from ``since`` on:
-        ``event_id``, ``event_time`` and the Kafka coordinates)."""
-        self._ids.clear()
-        self._buckets.clear()
-        self.covers_since = since
-        times = committed.column("event_time")
-        self._insert(committed.filter(pc.greater_equal(times, pa.scalar(since, type=times.type))))
+
+@dataclass
+class CommittedIds:
+    """Every event id committed to silver (its fingerprint) with the Kafka record that carried it.
+
+    Held as sorted runs that merge as they double, up to a size (a log-structured set): adding a batch sorts the
+    batch, merging is spread over the ids added, and a lookup searches each run.
+    """
+
+    max_ids: int
+    _runs: list[_Run] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return sum(len(run) for run in self._runs)
+
+    @property
+    def runs(self) -> int:
+        return len(self._runs)
 
     def add(self, committed: pa.Table) -> None:
-        """Record the event ids a batch committed (columns as for :meth:`load`), whatever their event time: they
-        stay until an eviction takes their minute (then :attr:`holds_every_added_id` turns False)."""
-        if self.covers_since is not None:
-            self._added_buckets.update(self._insert(committed))
-
-    def _insert(self, kept: pa.Table) -> set[dt.datetime]:
-        """Hold these ids; returns the minutes they went to."""
-        if kept.num_rows == 0:
-            return set()
-        self._ids.update(zip(kept.column("event_id").to_pylist(), coordinates_of(kept), strict=True))
-        # The ids per event-time minute in one grouping pass (a filter per minute was quadratic: a catch-up batch
-        # spans hundreds of minutes).
-        by_minute = (
-            pa.table({"minute": pc.floor_temporal(kept.column("event_time"), unit="minute"), "id": kept["event_id"]})
-            .group_by("minute")
-            .aggregate([("id", "list")])
-        )
-        minutes = set()
-        for minute, ids in zip(by_minute["minute"].to_pylist(), by_minute["id_list"].to_pylist(), strict=True):
-            minutes.add(_bucket(minute))
-            self._buckets[_bucket(minute)].extend(ids)
-        return minutes
-
-    def advance(self, newest_event_time: dt.datetime) -> None:
-        """Evict the minutes older than ``newest_event_time - horizon``, oldest first, while the tier holds more
-        than :attr:`max_ids`; the covered range then starts after the last minute evicted."""
-        if self.covers_since is None or len(self._ids) <= self.max_ids:
+        """Hold the fingerprints of ``committed`` (:data:`FINGERPRINT_COLUMNS`, one row per id); those already held
+        (a replayed batch's, loaded from silver) are not added twice."""
+        if committed.num_rows and self._runs:
+            found, _ = self.lookup(committed)
+            committed = committed.filter(pa.array(~found))
+        if committed.num_rows == 0:
             return
-        since = _bucket(newest_event_time - self.horizon)
-        for bucket in sorted(b for b in self._buckets if b < since):
-            if len(self._ids) <= self.max_ids:
-                break
-            for event_id in self._buckets.pop(bucket):
-                self._ids.pop(event_id, None)
-            if bucket in self._added_buckets:
-                self._added_buckets.discard(bucket)
-                self.holds_every_added_id = False
-            self.covers_since = max(self.covers_since, bucket + _BUCKET)
+        self.check_room(committed.num_rows)
+        high, low, record = (_int64(committed, column) for column in FINGERPRINT_COLUMNS)
+        for start in range(0, len(high), _LARGEST_RUN):
+            chunk = slice(start, start + _LARGEST_RUN)
+            self._runs.append(_Run.sorted(high[chunk], low[chunk], record[chunk]))
+            self._merge()
 
-    def get(self, event_id: str) -> Coordinates | None:
-        return self._ids.get(event_id)
+    def _merge(self) -> None:
+        """Merge the newest run into the one before it while it is as large, below the largest run's size."""
+        while len(self._runs) > 1:
+            newer, older = self._runs[-1], self._runs[-2]
+            if len(newer) < len(older) or len(older) + len(newer) > _LARGEST_RUN:
+                return
+            self._runs[-2:] = [
+                _Run.sorted(
+                    np.concatenate([older.high, newer.high]),
+                    np.concatenate([older.low, newer.low]),
+                    np.concatenate([older.record, newer.record]),
+                )
+            ]
+
+    def check_room(self, more: int) -> None:
+        """Raise :class:`DedupCapacityError` unless ``more`` ids still fit under :attr:`max_ids`."""
+        if len(self) + more > self.max_ids:
+            raise DedupCapacityError(
+                f"deduplication holds {len(self):,} committed event ids and a micro-batch would add {more:,}, more "
+                f"than stream.dedup_max_ids ({self.max_ids:,}; {BYTES_PER_ID} bytes of driver memory each). The "
+                "stream stopped before writing the batch: raise SHOPLAKE_STREAM__DEDUP_MAX_IDS (and the driver's "
+                "memory) and start it again; it resumes from its checkpoint, exactly once."
+            )
+
+    def lookup(self, deliveries: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+        """Per delivery (:data:`FINGERPRINT_COLUMNS`): is its id committed, and the record hash it was committed
+        with (meaningful where it is)."""
+        high, low = _int64(deliveries, ID_HIGH), _int64(deliveries, ID_LOW)
+        found = np.zeros(len(high), dtype=bool)
+        record = np.zeros(len(high), dtype=np.int64)
+        for run in self._runs:
+            run.lookup(high, low, found, record)
+        return found, record
 
 
-@dataclass(frozen=True)
-class Verdicts:
-    """Per valid delivery of a batch (in the order of the narrow table): is it a duplicate?"""
+def decide(valid: pa.Table, committed: CommittedIds) -> pa.BooleanArray:
+    """Per valid delivery of a batch (``event_id``, ``kafka_timestamp``, the coordinates and the fingerprints, one
+    row each): is it a duplicate?
 
-    is_duplicate: list[bool]
-
-    def duplicate_coordinates(self, narrow: pa.Table) -> list[Coordinates]:
-        if not any(self.is_duplicate):
-            return []  # the usual batch: no need to read every record's coordinates
-        return [c for dup, c in zip(self.is_duplicate, coordinates_of(narrow), strict=True) if dup]
-
-
-def needs_cold_lookup(narrow: pa.Table, cache: EventIdCache) -> pa.Table:
-    """The distinct (``event_id``, ``event_date``) of the valid deliveries older than what the hot tier covers: the
-    ones a cold lookup may have to answer for (computed in Arrow: a catch-up batch names hundreds of thousands)."""
-    times = narrow.column("event_time")
-    if cache.covers_since is not None:
-        narrow = narrow.filter(pc.less(times, pa.scalar(cache.covers_since, type=times.type)))
-    older = pa.table(
-        {"event_id": narrow.column("event_id"), "event_date": pc.cast(narrow.column("event_time"), pa.date32())}
-    )
-    return older.group_by(["event_id", "event_date"]).aggregate([])
-
-
-def decide(narrow: pa.Table, cache: EventIdCache, cold: dict[str, Coordinates]) -> Verdicts:
-    """Duplicate verdicts for a batch's valid deliveries (``narrow``: :data:`NARROW_COLUMNS`, one row each).
-
-    ``cold`` holds the committed coordinates of the ids :func:`needs_cold_lookup` named, as found in silver.
     A delivery of a committed id is a duplicate unless it is the committed record itself; of the deliveries of
     any other id, all but the first in delivery order are.
     """
-    if narrow.num_rows == 0:
-        return Verdicts([])
-    keys = ["event_id", "kafka_timestamp", "kafka_topic", "kafka_partition", "kafka_offset"]
-    order = pc.sort_indices(narrow, sort_keys=[(key, "ascending") for key in keys])
-    ids_in_order = narrow.column("event_id").take(order).combine_chunks()
+    if valid.num_rows == 0:
+        return pa.array([], pa.bool_())
+    keys = ["event_id", "kafka_timestamp", *KAFKA_COORDINATES]
+    order = pc.sort_indices(valid, sort_keys=[(key, "ascending") for key in keys])
+    ids_in_order = valid.column("event_id").take(order).combine_chunks()
     # In that order, a delivery whose id is the one before it is a later delivery of an id seen in this batch.
     later = pa.concat_arrays([pa.array([False]), pc.equal(ids_in_order[1:], ids_in_order[:-1]).fill_null(False)])
-    is_duplicate = later.take(pc.sort_indices(order)).to_pylist()  # back to the batch's order
-    ids = narrow.column("event_id").to_pylist()
-    lookup = cache.get if not cold else (lambda event_id: cold.get(event_id) or cache.get(event_id))
-    known = [(i, committed) for i, committed in enumerate(map(lookup, ids)) if committed is not None]
-    if known:
-        coordinates = coordinates_of(narrow)
-        for i, committed in known:
-            is_duplicate[i] = committed != coordinates[i]
-    return Verdicts(is_duplicate)
-
-
-def committed_rows(narrow: pa.Table, verdicts: Verdicts) -> pa.Table:
-    """The rows a batch adds to silver (``event_id``, ``event_time``, coordinates): its valid, non-duplicate
-    deliveries."""
-    return narrow.filter(pc.invert(pa.array(verdicts.is_duplicate, pa.bool_())))
-
-
-def coordinates_of(table: pa.Table) -> list[Coordinates]:
-    """Each row's (topic, partition, offset)."""
-    return list(
-        zip(
-            table.column("kafka_topic").to_pylist(),
-            table.column("kafka_partition").to_pylist(),
-            table.column("kafka_offset").to_pylist(),
-            strict=True,
-        )
-    )
+    is_duplicate = later.take(pc.sort_indices(order)).to_numpy(zero_copy_only=False)  # back to the batch's order
+    found, record = committed.lookup(valid)
+    is_duplicate = np.where(found, record != _int64(valid, RECORD_HASH), is_duplicate)
+    return pa.array(is_duplicate, pa.bool_())

@@ -17,12 +17,13 @@ from pipeline.config import ConfigurationError, Settings
 from pipeline.contracts.events import all_topics
 from pipeline.iceberg_io import ensure_tables
 from pipeline.kafka_topics import bootstrap_servers
-from pipeline.maintenance import StreamHygiene
 from pipeline.streaming.bronze import to_bronze
 from pipeline.streaming.checkpoint import local_path, pending_batch
 from pipeline.streaming.lock import StreamLock, hold_stream_lock, lock_file
+from pipeline.streaming.plan import BatchReport
 from pipeline.streaming.silver import EventValidator
-from pipeline.streaming.sink import BatchReport, MicroBatchSink
+from pipeline.streaming.sink import MicroBatchSink
+from pipeline.streaming.state import recover
 from pipeline.tables import STREAMING_TABLES
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ def _replay_pending_batch(spark: SparkSession, settings: Settings, sink: MicroBa
             raise
         log.info("batch %d replayed and committed (Spark's progress report failed afterwards: SPARK-55271)", pending)
     # Not flush(): its fold of the roll-ups would hold up the stream proper; the next batches fold on their cadence.
-    sink.wait_ops()
+    sink.wait_background()
 
 
 @dataclass
@@ -229,26 +230,16 @@ def _start(
     on_batch: Iterable[Callable[[BatchReport], None]],
     lock: StreamLock,
 ) -> Stream:
-    sink = MicroBatchSink(
-        catalog=settings.catalog.name,
-        checkpoint_location=location,
-        late_after=dt.timedelta(seconds=settings.stream.late_after_seconds),
-        rollup_lookback=dt.timedelta(days=settings.stream.rollup_lookback_days),
-        dedup_horizon=dt.timedelta(minutes=settings.stream.dedup_horizon_minutes),
-        dedup_max_ids=settings.stream.dedup_hot_max_ids,
-        fold_interval_s=settings.stream.rollup_fold_seconds,
-        fold_backlog_s=settings.stream.rollup_fold_backlog_seconds,
-        on_batch=list(on_batch),
-        spark=spark,
-        hygiene=StreamHygiene(
-            settings.catalog.name,
-            STREAMING_TABLES,
-            every=dt.timedelta(minutes=settings.stream.hygiene_minutes),
-            retention=dt.timedelta(minutes=settings.stream.snapshot_retention_minutes),
-        ),
+    # Before any batch: the first one after a restart runs as fast as the rest (the committed ids load meanwhile).
+    state = recover(
+        spark,
+        settings.catalog.name,
+        location,
+        dt.timedelta(seconds=settings.stream.late_after_seconds),
+        settings.stream.dedup_max_ids,
     )
-    sink.recover(spark)  # before any batch: the first one after a restart runs as fast as the rest
     log.info("state recovered from the tables")
+    sink = MicroBatchSink.build(spark, settings, state, list(on_batch))
     _replay_pending_batch(spark, settings, sink, location)
     writer = kafka_source(spark, settings).writeStream.queryName(QUERY_NAME).option("checkpointLocation", location)
     if available_now:

@@ -64,7 +64,7 @@ from pipeline.contracts.events import (
 )
 from pipeline.contracts.spark_schemas import typed_type
 from pipeline.errors import ShoplakeError
-from pipeline.tables import QUARANTINE_EVENTS, SILVER
+from pipeline.tables import KAFKA_COORDINATES, QUARANTINE_EVENTS, SILVER
 
 FAILED_RULES = "failed_rules"
 DUPLICATE_RULE = "duplicate"
@@ -72,7 +72,6 @@ VALIDATOR_CLASS = "shoplake.spark.ContractValidator"
 _VERDICT = "_verdict"
 _RAW_PREFIX = "_raw_"  # the envelope's raw text kept for quarantine
 _RAW_KEPT = ("event_type", "schema_version")
-_KAFKA_COORDINATES = ("kafka_topic", "kafka_partition", "kafka_offset")
 
 
 class ValidatorMissingError(ShoplakeError):
@@ -197,7 +196,7 @@ def with_duplicates(validated_df: DataFrame, duplicates_df: DataFrame | None) ->
     """
     if duplicates_df is None:
         return validated_df.withColumn("is_duplicate", F.lit(False))
-    coordinates = list(_KAFKA_COORDINATES)
+    coordinates = list(KAFKA_COORDINATES)
     marked = duplicates_df.select(*coordinates).distinct().withColumn("_duplicate", F.lit(True))
     return (
         validated_df.join(F.broadcast(marked), on=coordinates, how="left")
@@ -225,7 +224,7 @@ def to_silver(valid_df: DataFrame, event_type: EventType) -> DataFrame:
 def to_quarantine(rejected_df: DataFrame) -> DataFrame:
     """Project rejected rows (validated or duplicate) onto the quarantine table's columns."""
     return rejected_df.select(
-        *_KAFKA_COORDINATES,
+        *KAFKA_COORDINATES,
         "kafka_timestamp",
         "value",
         "event_id",

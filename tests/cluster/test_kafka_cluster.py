@@ -23,7 +23,7 @@ from pipeline.config import Settings
 from pipeline.contracts.events import all_topics
 from pipeline.kafka_topics import ensure_topics
 from pipeline.streaming.job import start_stream
-from pipeline.streaming.sink import BatchReport
+from pipeline.streaming.plan import BatchReport
 from tests.cluster.conftest import partition_leaders
 from tests.integration.helpers import assert_lake_matches, send_log, split_log, write_day
 

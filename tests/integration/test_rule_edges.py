@@ -13,7 +13,7 @@ from pipeline.catalog import pyiceberg_catalog
 from pipeline.contracts.events import EventType
 from pipeline.orchestration.runs import materialize_gold
 from pipeline.streaming.job import start_stream
-from pipeline.streaming.sink import BatchReport
+from pipeline.streaming.plan import BatchReport
 from pipeline.tables import GOLD_CUSTOMER_DAILY, GOLD_DAILY_SALES_SUMMARY, QUARANTINE_EVENTS, SILVER
 from simulation.logfile import to_log_line
 from simulation.scenario import load_scenario

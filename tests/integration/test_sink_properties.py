@@ -1,8 +1,10 @@
 """Properties of the micro-batch sink on a real Iceberg catalog, with hypothesis choosing the records.
 
 Whatever the mix of valid events, redeliveries and broken payloads, and however it is cut into micro-batches:
-every record lands exactly once in silver or quarantine, each event id once in silver; and replaying the last
-batch with a fresh sink (as after a crash) changes nothing.
+every record lands exactly once in silver or quarantine, each event id once in silver, whatever timestamps its
+deliveries carry; and replaying a batch with a freshly recovered sink (as after a crash at any of its commits)
+changes nothing. Failures are injected at the commit seams (the committer's append, the folder's merge) of a
+sink built as the stream builds it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import datetime as dt
 import itertools
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,12 +25,15 @@ from pyspark.sql import DataFrame, SparkSession
 from pipeline.audit import conservation
 from pipeline.config import Settings
 from pipeline.contracts.events import EventType
-from pipeline.iceberg_io import BatchCommitter, ensure_tables
+from pipeline.iceberg_io import ensure_tables, merge_into
 from pipeline.spark_session import build_spark_session
-from pipeline.streaming import fold
+from pipeline.streaming.background import BackgroundWorkError
 from pipeline.streaming.bronze import to_bronze
+from pipeline.streaming.commit import Append, BatchCommitter, iceberg_append
+from pipeline.streaming.fold import RollupFolder
 from pipeline.streaming.silver import EventValidator
 from pipeline.streaming.sink import MicroBatchSink
+from pipeline.streaming.state import recover
 from pipeline.tables import BRONZE_EVENTS, EVENT_MINUTES, QUARANTINE_EVENTS, SESSIONS, SILVER, STREAMING_TABLES
 from simulation.generator import generate
 from simulation.scenario import load_scenario
@@ -49,10 +54,19 @@ RECORD = st.one_of(
 )
 
 
-def _sink(settings: Settings, checkpoint: Path) -> MicroBatchSink:
-    return MicroBatchSink(
-        catalog=settings.catalog.name, checkpoint_location=str(checkpoint), late_after=dt.timedelta(minutes=10)
-    )
+def _sink(
+    spark: SparkSession,
+    settings: Settings,
+    checkpoint: Path,
+    append: Append = iceberg_append,
+    merge: Callable[..., None] = merge_into,
+) -> MicroBatchSink:
+    """A sink as ``start_stream`` builds it: state recovered from the tables first (a restarted driver's)."""
+    catalog = settings.catalog.name
+    state = recover(spark, catalog, str(checkpoint), dt.timedelta(minutes=10), settings.stream.dedup_max_ids)
+    committer = BatchCommitter(catalog, state.stream_id, state.committed_batches, append)
+    folder = RollupFolder(catalog, dt.timedelta(days=settings.stream.rollup_lookback_days), merge)
+    return MicroBatchSink.build(spark, settings, state, committer=committer, folder=folder)
 
 
 def _fresh_lake(spark: SparkSession, lake: Settings, tmp_path: Path) -> tuple[Settings, Path]:
@@ -91,11 +105,11 @@ def test_any_mix_of_records_lands_exactly_once_even_when_a_batch_is_replayed(
         if b > a
     ]
 
-    sink = _sink(settings, checkpoint)
+    sink = _sink(spark, settings, checkpoint)
     for batch_id, batch in enumerate(batches):
         sink(batch, batch_id)
-    # A crash after the commits, before Spark's; this replay recovers its state lazily, in the batch itself.
-    _sink(settings, checkpoint)(batches[-1], len(batches) - 1)
+    # A crash after the commits, before Spark's: the restarted driver recovers, then replays the batch.
+    _sink(spark, settings, checkpoint)(batches[-1], len(batches) - 1)
 
     report = conservation(spark, catalog)
     assert report.ok, report
@@ -113,22 +127,16 @@ class SimulatedCrash(Exception):
     """The driver dies here."""
 
 
-@contextlib.contextmanager
-def crash_after(target: object, name: str, calls: int) -> Iterator[None]:
-    """Let ``calls`` calls of ``target.name`` through, then make every later one die before it does anything."""
-    original = getattr(target, name)
+def dying_after(calls: int, write: Callable[..., None]) -> Callable[..., None]:
+    """``write``, for ``calls`` calls; every later call dies before it does anything (the driver dies there)."""
     done = itertools.count()
 
-    def dying(*args: object, **kwargs: object) -> object:
+    def dying(*args: object) -> None:
         if next(done) >= calls:
-            raise SimulatedCrash(f"{name} call {calls + 1}")
-        return original(*args, **kwargs)
+            raise SimulatedCrash(f"after {calls} writes")
+        write(*args)
 
-    setattr(target, name, dying)
-    try:
-        yield
-    finally:
-        setattr(target, name, original)
+    return dying
 
 
 def _event_batches(
@@ -188,18 +196,21 @@ def test_replaying_batches_after_crashes_at_any_commit_leaves_the_same_tables_as
     def run(crash_points: dict[int, int], fold_dies_after: int | None) -> dict[str, list]:
         settings, checkpoint = _fresh_lake(spark, lake, tmp_path)
         batches = _event_batches(spark, settings, thirds, now)
-        sink = _sink(settings, checkpoint)
+        sink = _sink(spark, settings, checkpoint)
         for batch_id, batch in enumerate(batches):
             if batch_id in crash_points:
-                with crash_after(BatchCommitter, "append", crash_points[batch_id]), contextlib.suppress(SimulatedCrash):
-                    sink(batch, batch_id)
-                sink = _sink(settings, checkpoint)  # the restarted driver recovers, as start_stream does,
-                sink.recover(spark)  # then replays the batch
+                sink.wait_background()  # a driver's background work dies with it; here it ends first
+                dying = _sink(spark, settings, checkpoint, append=dying_after(crash_points[batch_id], iceberg_append))
+                with contextlib.suppress(SimulatedCrash):
+                    dying(batch, batch_id)
+                sink = _sink(spark, settings, checkpoint)  # the restarted driver recovers, then replays the batch
             sink(batch, batch_id)
         if fold_dies_after is not None:
-            with crash_after(fold, "merge_into", fold_dies_after), contextlib.suppress(SimulatedCrash):
-                sink.flush()
-            sink = _sink(settings, checkpoint)
+            sink.wait_background()
+            dying = _sink(spark, settings, checkpoint, merge=dying_after(fold_dies_after, merge_into))
+            with contextlib.suppress(BackgroundWorkError):
+                dying.flush()
+            sink = _sink(spark, settings, checkpoint)
             sink(batches[-1], len(batches) - 1)  # Spark replays the last batch; nothing is written twice
         sink.flush()
         assert conservation(spark, settings.catalog.name).ok
@@ -209,89 +220,90 @@ def test_replaying_batches_after_crashes_at_any_commit_leaves_the_same_tables_as
 
 
 @pytest.mark.integration
-def test_a_restart_whose_hot_tier_fails_to_load_fails_its_first_batch_before_it_writes(
-    spark: SparkSession, lake: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_restart_whose_committed_ids_fail_to_load_fails_its_first_batch_before_it_writes(
+    spark: SparkSession, lake: Settings, tmp_path: Path
 ) -> None:
-    """A restarted sink loads the committed ids in the background while the query starts. If that load fails,
-    the first batch raises its error and writes nothing; the next start replays the batch as if nothing
-    happened."""
+    """A restarted sink loads the committed ids in the background while the query starts. If that load fails
+    (here: a silver data file is missing from the warehouse), the first batch raises its error and writes
+    nothing; once the file is back, the next start replays the batch as if nothing happened."""
     settings, checkpoint = _fresh_lake(spark, lake, tmp_path)
     catalog = settings.catalog.name
     now = dt.datetime.now().replace(microsecond=0)
     batches = _event_batches(spark, settings, [list(range(0, 20)), list(range(10, 40))], now)  # 10 redelivered
-    first = _sink(settings, checkpoint)
+    first = _sink(spark, settings, checkpoint)
     first(batches[0], 0)
     first.flush()
     before = _lake_state(spark, catalog)
 
-    def unreachable(self: MicroBatchSink, spark: SparkSession, since: dt.datetime) -> None:
-        raise RuntimeError("silver is unreachable")
-
-    with monkeypatch.context() as patched:
-        patched.setattr(MicroBatchSink, "_load_ids", unreachable)
-        restarted = _sink(settings, checkpoint)
-        restarted.recover(spark)  # returns while the load runs (and fails) in its thread
-        with pytest.raises(RuntimeError, match="silver is unreachable"):
+    page_views = SILVER[EventType.PAGE_VIEW].qualified(catalog)
+    data_file = Path(spark.table(f"{page_views}.files").select("file_path").first()[0].removeprefix("file:"))
+    hidden = data_file.with_name(data_file.name + ".away")
+    data_file.rename(hidden)
+    try:
+        restarted = _sink(spark, settings, checkpoint)  # returns while the load runs (and fails) in its thread
+        with pytest.raises(Exception, match=data_file.name):
             restarted(batches[1], 1)
+    finally:
+        hidden.rename(data_file)
     assert _lake_state(spark, catalog) == before
 
-    again = _sink(settings, checkpoint)
-    again.recover(spark)
+    again = _sink(spark, settings, checkpoint)
     again(batches[1], 1)
     again.flush()
     assert conservation(spark, catalog).ok
     duplicates = spark.table(QUARANTINE_EVENTS.qualified(catalog)).filter("array_contains(failed_rules, 'duplicate')")
-    assert duplicates.count() == 10, "the hot tier loaded on the second start knew the first batch's ids"
+    assert duplicates.count() == 10, "the ids loaded on the second start knew the first batch's"
 
 
-def _restamped(pick: int, minutes_later: int) -> tuple[str, str, bytes]:
-    """``POOL`` event ``pick`` with its event time ``minutes_later`` than the pool's first event's."""
-    first = dt.datetime.fromisoformat(json.loads(POOL[0][2])["timestamp"])
+def _restamped(pick: int, event_time: dt.datetime) -> tuple[str, str, bytes]:
+    """``POOL`` event ``pick`` with its timestamp set to ``event_time``."""
     event = json.loads(POOL[pick][2])
-    event["timestamp"] = (
-        (first + dt.timedelta(minutes=minutes_later)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    )
+    event["timestamp"] = event_time.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return POOL[pick][0], POOL[pick][1], json.dumps(event).encode()
 
 
 @pytest.mark.integration
-def test_an_old_redelivery_is_caught_from_memory_within_a_run_and_from_silver_as_it_was_after_a_restart(
-    spark: SparkSession, lake: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_redeliveries_restamped_with_any_time_land_once_within_a_run_and_across_a_restart(
+    spark: SparkSession, lake: Settings, tmp_path: Path
 ) -> None:
-    """On a fresh lake the first batch neither loads a hot tier nor looks an old event up in silver: nothing is
-    there. Within the run, a redelivery of the old event (older than the dedup horizon) is caught by the ids the
-    run committed, still in memory: silver is not read. After a restart it is looked up in silver as it was
-    before the restart, in the one table holding the old event's day, and quarantined as a duplicate again."""
+    """A producer that re-stamps an event when it retries sends a duplicate, whatever the new time says: an hour
+    later (past any recent window), on another date, within one batch, or after the stream restarted. The first
+    delivery stays in silver, every other lands in quarantine as a duplicate."""
     settings, checkpoint = _fresh_lake(spark, lake, tmp_path)
     catalog = settings.catalog.name
-    # A product update, and a day later a session event: the old one is far outside the dedup horizon.
-    old, new = _restamped(0, 0), _restamped(1, 25 * 60)
-    assert (old[0], new[0]) == ("product_update", "user_session")
-    original = MicroBatchSink._silver_ids
-    read: list[list[str]] = []
-
-    def reading(self: MicroBatchSink, spark: SparkSession, specs: list, snapshots: dict | None = None) -> DataFrame:
-        read.append([spec.identifier for spec in specs])
-        return original(self, spark, specs, snapshots)
-
-    monkeypatch.setattr(MicroBatchSink, "_silver_ids", reading)
-    now = dt.datetime.now().replace(microsecond=0)
-    batches = _event_batches(spark, settings, [[0, 1], [0], [0]], now, pool=[old, new])
-    sink = _sink(settings, checkpoint)
-    sink(batches[0], 0)
-    assert read == [], "a fresh lake's silver holds no rows to read"
-    assert sum(spark.table(spec.qualified(catalog)).count() for spec in SILVER.values()) == 2
-    sink(batches[1], 1)
-    assert read == [], "the run's own commits are still in memory"
-    sink.flush()
-    restarted = _sink(settings, checkpoint)
-    restarted.recover(spark)
-    restarted(batches[2], 2)
-    assert read == [
-        [SILVER[EventType.USER_SESSION].identifier],  # the hot tier, loaded from the horizon's rows
-        [SILVER[EventType.PRODUCT_UPDATE].identifier],  # the cold lookup, in the table holding the old day
+    t0 = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.UTC)
+    # Events 0-3 first delivered at 10:00 on 2026-11-23; a later page view moves the newest event time an hour on.
+    originals = [_restamped(pick, t0) for pick in range(4)]
+    redelivered = [
+        _restamped(0, t0 + dt.timedelta(minutes=65)),  # re-stamped an hour later: the newest times now
+        _restamped(1, dt.datetime(2026, 11, 24, 9, 0, tzinfo=dt.UTC)),  # re-stamped on the next date
+        _restamped(2, t0 - dt.timedelta(days=3)),  # re-stamped days earlier (a late event, by its time)
+        originals[3],  # byte for byte
     ]
+    later = _restamped(4, t0 + dt.timedelta(hours=1))
+    pool = [*originals, *redelivered, later]
+    # batch 0: the originals, and event 0 again within the batch re-stamped; batch 1: the page view an hour
+    # later and redeliveries 0-1; then a restart; batch 2: redeliveries 2-3 and 0-1 once more.
+    picks = [[0, 1, 2, 3, 4], [8, 4, 5], [6, 7, 4, 5]]
+    batches = _event_batches(spark, settings, picks, dt.datetime.now().replace(microsecond=0), pool=pool)
+    sink = _sink(spark, settings, checkpoint)
+    sink(batches[0], 0)
+    sink(batches[1], 1)
+    sink.flush()
+    restarted = _sink(spark, settings, checkpoint)
+    restarted(batches[2], 2)
     restarted.flush()
+
     assert conservation(spark, catalog).ok
-    duplicates = spark.table(QUARANTINE_EVENTS.qualified(catalog)).filter("array_contains(failed_rules, 'duplicate')")
-    assert duplicates.count() == 2
+    silver = {
+        r.event_id: r.event_time
+        for spec in SILVER.values()
+        for r in spark.table(spec.qualified(catalog)).select("event_id", "event_time").collect()
+    }
+    ids = [json.loads(POOL[pick][2])["event_id"] for pick in range(5)]
+    assert sorted(silver) == sorted(ids), "each event id once in silver"
+    first_times = {ids[pick]: t0 for pick in range(4)} | {ids[4]: t0 + dt.timedelta(hours=1)}
+    assert {i: t.astimezone(dt.UTC) for i, t in silver.items()} == first_times, "the first delivery wins"
+    quarantine = spark.table(QUARANTINE_EVENTS.qualified(catalog))
+    duplicates = quarantine.filter("array_contains(failed_rules, 'duplicate')")
+    assert duplicates.count() == sum(map(len, picks)) - len(ids) == quarantine.count()

@@ -12,9 +12,6 @@ from pyspark.sql import functions as F
 
 from pipeline.catalog import pyiceberg_catalog
 from pipeline.iceberg_io import (
-    BATCH_ID_PROPERTY,
-    INGEST_TIME_PROPERTY,
-    BatchCommitter,
     create_table_ddl,
     current_snapshot_id,
     days_with_rows,
@@ -22,15 +19,12 @@ from pipeline.iceberg_io import (
     holds_rows_since,
     overwrite_day_range,
     read_table,
-    snapshot_summaries,
-    stream_commits,
 )
 from pipeline.tables import (
     ALL_TABLES,
     GOLD_DAILY_CATEGORY_SALES,
     GOLD_DAILY_SALES_SUMMARY,
     QUARANTINE_EVENTS,
-    STREAM_BATCHES,
 )
 
 # The registry's transform names as PyIceberg spells them.
@@ -129,32 +123,3 @@ def test_a_table_with_another_partition_before_its_day_tells_its_days_and_whethe
     assert days_with_rows(spark, catalog, spec, d2, d3) == {d2}
     assert holds_rows_since(spark, catalog, spec, d2)
     assert not holds_rows_since(spark, catalog, spec, d3)
-
-
-def test_the_stream_bookkeeping_of_every_snapshot_is_read_from_the_table_metadata(spark, lake) -> None:
-    catalog, spec = lake.catalog.name, dataclasses.replace(STREAM_BATCHES, name="stream_batches_bookkeeping")
-    ensure_tables(spark, catalog, [spec])
-    assert stream_commits(spark, catalog, (spec,)) == []
-    ours = BatchCommitter(spark, catalog, "stream-a")
-    assert ours.last_committed(spec) == -1
-
-    def batch(offset: int):
-        return _rows_of(spark, spec, stream_id=["stream-a"], batch_id=[offset])
-
-    assert ours.append(batch(0), spec, 0, {INGEST_TIME_PROPERTY: "2026-12-03T10:00:00+00:00"})
-    assert ours.append(batch(1), spec, 1)
-    spark.sql(f"DELETE FROM {spec.qualified(catalog)} WHERE batch_id = 0")  # a snapshot without bookkeeping
-    BatchCommitter(spark, catalog, "stream-b").append(batch(7), spec, 7)
-
-    summaries = snapshot_summaries(spark, catalog, spec)
-    assert [s.get(BATCH_ID_PROPERTY) for s in summaries] == ["0", "1", None, "7"]
-    commits = stream_commits(spark, catalog, (spec,))
-    assert [(c.table, c.stream_id, c.batch_id, c.ingest_time) for c in commits] == [
-        (spec.identifier, "stream-a", 0, "2026-12-03T10:00:00+00:00"),
-        (spec.identifier, "stream-a", 1, None),
-        (spec.identifier, "stream-b", 7, None),
-    ]
-    restarted = BatchCommitter(spark, catalog, "stream-a")
-    assert restarted.last_committed(spec) == 1
-    assert not restarted.append(batch(1), spec, 1), "a batch the table holds is skipped"
-    assert BatchCommitter(spark, catalog, "stream-c").last_committed(spec) == -1

@@ -7,7 +7,6 @@ import datetime as dt
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from pipeline.iceberg_io import BATCH_ID_PROPERTY, INGEST_TIME_PROPERTY
 from pipeline.observability import (
     LatencySummary,
     filter_visible_since,
@@ -15,6 +14,7 @@ from pipeline.observability import (
     summarize,
     with_latency,
 )
+from pipeline.streaming.commit import BATCH_ID_PROPERTY, INGEST_TIME_PROPERTY
 
 T0 = dt.datetime(2026, 11, 2, 12, 0, 0)
 

@@ -1,23 +1,16 @@
-"""When the micro-batch sink starts a fold of the roll-ups: on its interval, and rarely while catching up."""
+"""When the stream starts a fold of the roll-ups: on its interval, and rarely while catching up."""
 
 from __future__ import annotations
 
 import datetime as dt
 import time
 
-from pipeline.streaming.sink import BatchReport, MicroBatchSink
+from pipeline.streaming.plan import BatchReport
+from pipeline.streaming.sink import FoldCadence
 
 
-def sink(seconds_since_last_fold: float) -> MicroBatchSink:
-    s = MicroBatchSink(
-        catalog="lake",
-        checkpoint_location="/nowhere",
-        late_after=dt.timedelta(minutes=5),
-        fold_interval_s=10.0,
-        fold_backlog_s=300.0,
-    )
-    s._last_fold = time.monotonic() - seconds_since_last_fold
-    return s
+def cadence(seconds_since_last_fold: float) -> FoldCadence:
+    return FoldCadence(interval_s=10.0, backlog_s=300.0, last=time.monotonic() - seconds_since_last_fold)
 
 
 def batch(waited_s: float) -> BatchReport:
@@ -27,17 +20,17 @@ def batch(waited_s: float) -> BatchReport:
 
 
 def test_a_stream_that_keeps_up_folds_once_the_interval_has_passed() -> None:
-    assert not sink(seconds_since_last_fold=9).fold_due(batch(waited_s=3))
-    assert sink(seconds_since_last_fold=11).fold_due(batch(waited_s=3))
+    assert not cadence(seconds_since_last_fold=9).due(batch(waited_s=3))
+    assert cadence(seconds_since_last_fold=11).due(batch(waited_s=3))
 
 
 def test_a_stream_working_through_a_backlog_folds_only_every_backlog_interval() -> None:
-    assert not sink(seconds_since_last_fold=11).fold_due(batch(waited_s=60))
-    assert not sink(seconds_since_last_fold=299).fold_due(batch(waited_s=60))
-    assert sink(seconds_since_last_fold=301).fold_due(batch(waited_s=60))
+    assert not cadence(seconds_since_last_fold=11).due(batch(waited_s=60))
+    assert not cadence(seconds_since_last_fold=299).due(batch(waited_s=60))
+    assert cadence(seconds_since_last_fold=301).due(batch(waited_s=60))
 
 
 def test_the_first_batch_that_is_no_longer_behind_folds_what_the_backlog_left() -> None:
-    caught_up = sink(seconds_since_last_fold=120)
-    assert not caught_up.fold_due(batch(waited_s=40))
-    assert caught_up.fold_due(batch(waited_s=2))
+    caught_up = cadence(seconds_since_last_fold=120)
+    assert not caught_up.due(batch(waited_s=40))
+    assert caught_up.due(batch(waited_s=2))
