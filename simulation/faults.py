@@ -1,6 +1,6 @@
-"""Fault injection: turns the model's events into deliveries with redeliveries (byte for byte, or under the same
-event id with another payload), late arrivals, broken records and schema v2 events, as the scenario's fault knobs
-ask, and notes each in the :class:`Manifest`.
+"""Fault injection: turns the model's events into deliveries with redeliveries (byte for byte, under the same
+event id with another payload, or re-stamped with another time), late arrivals, broken records and schema v2
+events, as the scenario's fault knobs ask, and notes each in the :class:`Manifest`.
 """
 
 from __future__ import annotations
@@ -93,6 +93,14 @@ class FaultInjector:
             self._push(self._record(emit + delay, event_type, key, event_id, "conflicting_duplicate", t, other))
             m.duplicates.append(event_id)
             m.faults["conflicting_duplicate"] += 1
+        if f.restamped_duplicate_rate and rand.chance(f.restamped_duplicate_rate):
+            # The producer retried later and stamped the event anew: the same event, another timestamp. It is still
+            # a duplicate: the first delivery wins, whatever either one's time.
+            delay = int(rand.between(f.restamp_min_s, f.restamp_max_s) * 1000)
+            again = SimEvent(dict(body))
+            self._push(self._record(emit + delay, event_type, key, event_id, "restamped_duplicate", t + delay, again))
+            m.duplicates.append(event_id)
+            m.faults["restamped_duplicate"] += 1
         if f.malformed_rate and rand.chance(f.malformed_rate):
             kind = rand.pick(MALFORMED_KINDS)
             self.malformed_count += 1

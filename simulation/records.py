@@ -50,7 +50,8 @@ class SimRecord:
     topic: EventType = field(compare=False)
     key: str = field(compare=False)
     event_id: str | None = field(compare=False)
-    kind: str = field(compare=False)  # "event", "duplicate" or "malformed:<kind>"
+    # "event", "duplicate", "conflicting_duplicate", "restamped_duplicate" or "malformed:<kind>"
+    kind: str = field(compare=False)
     event_ms: int = field(compare=False)
     payload: SimEvent = field(compare=False, repr=False)
 

@@ -55,11 +55,22 @@ class Faults(_Strict):
     conflicting_duplicate_rate: float = Field(
         default=0.0, ge=0, le=1, description="a second delivery, same event id, another (valid) payload"
     )
+    restamped_duplicate_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="a second delivery re-stamped by its producer on retry: same event, another timestamp, "
+        "restamp_min_s to restamp_max_s later (possibly on another date)",
+    )
+    restamp_min_s: float = Field(default=60.0, ge=0)
+    restamp_max_s: float = Field(default=3 * 3600.0, ge=0)
 
     @model_validator(mode="after")
     def _late_range(self) -> Faults:
         if self.late_max_s < self.late_min_s:
             raise ValueError("late_max_s must be >= late_min_s")
+        if self.restamp_max_s < self.restamp_min_s:
+            raise ValueError("restamp_max_s must be >= restamp_min_s")
         return self
 
 

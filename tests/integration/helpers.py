@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
@@ -50,6 +51,19 @@ def send_log(settings: Settings, path: Path) -> int:
         return send(producer, log_items(path), settings.kafka.topic_prefix)
     finally:
         producer.close()
+
+
+def restamped_redeliveries(path: Path) -> int:
+    """Event ids the log delivers more than once with different timestamps (a producer re-stamping on retry)."""
+    stamps: dict[str, set[str]] = {}
+    for _topic, _key, value in log_items(path):
+        try:
+            event = json.loads(value)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and isinstance(event.get("event_id"), str):
+            stamps.setdefault(event["event_id"], set()).add(str(event.get("timestamp")))
+    return sum(len(times) > 1 for times in stamps.values())
 
 
 def truth_of(paths: Iterable[Path]) -> oracle.Truth:

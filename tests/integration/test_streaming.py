@@ -18,7 +18,15 @@ from pipeline.config import Settings
 from pipeline.live import read_live_view
 from pipeline.orchestration.runs import materialize_gold
 from simulation.scenario import load_scenario
-from tests.integration.helpers import assert_gold_matches, assert_lake_matches, catch_up, send_log, truth_of, write_day
+from tests.integration.helpers import (
+    assert_gold_matches,
+    assert_lake_matches,
+    catch_up,
+    restamped_redeliveries,
+    send_log,
+    truth_of,
+    write_day,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,6 +35,7 @@ def test_dirty_stream_in_many_micro_batches_matches_the_oracle(spark, live, tmp_
     # Small micro-batches: sessions and minutes are built up across batches, duplicates cross batch boundaries.
     settings = live.model_copy(update={"stream": live.stream.model_copy(update={"max_offsets_per_trigger": 700})})
     log = write_day(tmp_path / "dirty.jsonl", "dirty_stream", seed=21, events=4000)
+    assert restamped_redeliveries(log) > 0, "the scenario re-stamps some redeliveries"
     send_log(settings, log)
     catch_up(spark, settings, timeout_s=600)
     assert_lake_matches(spark, settings, [log])
