@@ -20,12 +20,12 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression
 
 from pipeline.catalog import at_least, less_than, load_table
-from pipeline.tables import QUARANTINE_EVENTS
+from pipeline.tables import KAFKA_COORDINATES, QUARANTINE_EVENTS
 
 NO_RULE = "(none)"  # a quarantined record without a rule id: not written by the stream, but shown if present
 SAMPLES_PER_RULE = 3
 SAMPLE_CHARS = 80
-COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp", "value", "failed_rules")
+COLUMNS = (*KAFKA_COORDINATES, "kafka_timestamp", "value", "failed_rules")
 
 
 def arrival_filter(since: dt.date | None, until: dt.date | None) -> BooleanExpression:

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from pipeline.contracts.events import EventType
 from pipeline.streaming.commit import BatchMarkers, TableWrite
@@ -41,7 +42,7 @@ NARROW_COLUMNS = (
     "_event_type",
     "is_late",
 )
-_COORDINATES_SCHEMA = "kafka_topic string, kafka_partition int, kafka_offset long"
+_COORDINATES_SCHEMA = T.StructType([BRONZE_EVENTS.schema[name] for name in KAFKA_COORDINATES])
 
 
 @dataclass(frozen=True)
