@@ -1,6 +1,6 @@
 # Two entry points for a fresh machine (Python 3.11+, Java 17+, Maven):
 #   make demo   - simulate a shop day, stream it through Kafka -> Spark -> Iceberg, build gold with Dagster
-#   make test   - lint, unit, integration and quick benchmark suites through tox
+#   make test   - lint, unit, integration and quick benchmark suites, in one tox environment
 PYTHON ?= python3
 VENV := .venv
 
@@ -23,7 +23,7 @@ $(VENV)/bin/tox:
 	$(VENV)/bin/pip install --quiet --upgrade pip 'tox>=4.20'
 
 test: $(VENV)/bin/tox
-	$(VENV)/bin/tox
+	$(VENV)/bin/tox -e suites
 
 clean:
 	rm -rf .shoplake/demo .tox build *.egg-info

@@ -30,7 +30,7 @@ from pipeline.orchestration.runs import dagster_instance, materialize_gold
 from simulation.scenario import load_scenario
 from tests.integration.helpers import catch_up, send_log, write_day
 
-pytestmark = pytest.mark.extended  # tox -e integration-extended (see README "Tests")
+pytestmark = pytest.mark.extended  # tox -e suites -- extended (see README "Tests")
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page

@@ -13,7 +13,7 @@ from pipeline.orchestration.definitions import FRESHNESS_JOB, build_definitions
 from pipeline.tables import SILVER, STREAM_BATCHES
 from tests.integration.helpers import catch_up, send_log, write_day
 
-pytestmark = pytest.mark.extended  # tox -e integration-extended (see README "Tests")
+pytestmark = pytest.mark.extended  # tox -e suites -- extended (see README "Tests")
 
 
 def _evaluate(settings: Settings, objective_s: float) -> dict[str, dg.AssetCheckEvaluation]:

@@ -25,7 +25,7 @@ from pipeline.tables import QUARANTINE_EVENTS, SILVER
 from simulation import oracle
 from tests.integration.helpers import catch_up, send_log, split_log, truth_of, write_day
 
-pytestmark = pytest.mark.extended  # tox -e integration-extended (see README "Tests")
+pytestmark = pytest.mark.extended  # tox -e suites -- extended (see README "Tests")
 
 ROOT = Path(__file__).resolve().parents[2]
 MINUTES = 3

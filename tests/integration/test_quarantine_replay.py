@@ -32,7 +32,7 @@ from simulation.logfile import from_log_line, to_log_line
 from simulation.scenario import load_scenario
 from tests.integration.helpers import assert_gold_matches, catch_up, gold_rows, send_log, truth_of, write_day
 
-pytestmark = pytest.mark.extended  # tox -e integration-extended (see README "Tests")
+pytestmark = pytest.mark.extended  # tox -e suites -- extended (see README "Tests")
 
 RULE = "unsupported_schema_version"
 PURCHASES, OTHERS = 6, 24

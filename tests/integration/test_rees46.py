@@ -22,7 +22,7 @@ from simulation.rees46 import ImportReport, read_records
 from simulation.sinks import make_producer, send
 from tests.integration.helpers import catch_up
 
-pytestmark = pytest.mark.extended  # tox -e integration-extended (see README "Tests")
+pytestmark = pytest.mark.extended  # tox -e suites -- extended (see README "Tests")
 
 DAY = dt.date(2019, 10, 1)
 
