@@ -4,9 +4,9 @@ Validation is one Spark function, ``shoplake.spark.ContractValidator`` (Java, ``
 ``shoplake jars``), configured here from the contract in :mod:`pipeline.contracts.events`: it parses each
 payload once and checks every rule of its topic's event type in one pass. The contract's rules as Spark
 expressions (hundreds of them) cost the stream about a second per micro-batch to plan and generate code for;
-one function is planned in milliseconds (``docs/benchmarks.md``). Every other function here is a pure
-transform: it neither reads nor writes, and works on batch frames (the tests, the micro-batches of the stream)
-alike. The streaming sink decides where the rows go.
+one function is planned in milliseconds (``docs/benchmarks/log/2026-12-04-contract-as-one-function.md``). Every
+other function here is a pure transform: it neither reads nor writes, and works on batch frames (the tests, the
+micro-batches of the stream) alike. The streaming sink decides where the rows go.
 
 Rule ids (the ``failed_rules`` column of quarantine):
 
