@@ -90,20 +90,23 @@ def test_sigkilled_driver_restarts_from_its_checkpoint_without_loss_or_duplicate
     rng = random.Random(4)
     log = write_day(tmp_path / "day.jsonl", "dirty_stream", seed=8, events=6000)
     send_log(live, log)
-    kills = 0
-    for _ in range(3):
+    metadata = Path(live.checkpoint_root) / "kafka_to_lake" / "metadata"
+    query_ids = []
+    for kill in range(3):
         before = _batches_committed(live)
         process = _stream_process(live, tmp_path / "stream.log")
         deadline = time.monotonic() + 240
         while _batches_committed(live) <= before and time.monotonic() < deadline:
             time.sleep(0.5)
+        assert _batches_committed(live) > before, f"driver {kill + 1} committed no batch: see {tmp_path / 'stream.log'}"
         time.sleep(rng.uniform(0.3, 2.0))  # somewhere inside a following batch
         assert process.poll() is None, f"the restarted driver died on its own: see {tmp_path / 'stream.log'}"
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
-        kills += 1
-    assert kills == 3
+        query_ids.append(json.loads(metadata.read_text())["id"])
+    bronze = pyiceberg_catalog(live).load_table("bronze.events").scan().to_arrow().num_rows
+    assert bronze < sum(1 for _ in log.open()), "the last kill interrupted the stream with records still to read"
     catch_up(spark, live, timeout_s=600)  # the same checkpoint, in this process
     assert_lake_matches(spark, live, [log])
-    runs = json.loads((Path(live.checkpoint_root) / "kafka_to_lake" / "metadata").read_text())
-    assert runs["id"], "the restarts resumed one query (one checkpoint), not fresh ones"
+    query_ids.append(json.loads(metadata.read_text())["id"])
+    assert len(set(query_ids)) == 1, f"every restart resumed the one query of the checkpoint: {query_ids}"
