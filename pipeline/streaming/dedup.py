@@ -119,11 +119,8 @@ class CommittedIds:
         return len(self._runs)
 
     def add(self, committed: pa.Table) -> None:
-        """Hold the fingerprints of ``committed`` (:data:`FINGERPRINT_COLUMNS`, one row per id); those already held
-        (a replayed batch's, loaded from silver) are not added twice."""
-        if committed.num_rows and self._runs:
-            found, _ = self.lookup(committed)
-            committed = committed.filter(pa.array(~found))
+        """Hold the fingerprints of ``committed`` (:data:`FINGERPRINT_COLUMNS`, one row per id not held yet: a
+        replayed batch's rows loaded from silver are left out by :attr:`Verdicts.is_held`)."""
         if committed.num_rows == 0:
             return
         self.check_room(committed.num_rows)
@@ -160,8 +157,9 @@ class CommittedIds:
     def lookup(self, deliveries: pa.Table) -> tuple[np.ndarray, np.ndarray]:
         """Per delivery (:data:`FINGERPRINT_COLUMNS`): is its id committed, and the record hash it was committed
         with (meaningful where it is)."""
-        order = np.argsort(_int64(deliveries, ID_HIGH))
-        high, low = _int64(deliveries, ID_HIGH)[order], _int64(deliveries, ID_LOW)[order]
+        high = _int64(deliveries, ID_HIGH)
+        order = np.argsort(high)
+        high, low = high[order], _int64(deliveries, ID_LOW)[order]
         found_sorted = np.zeros(len(high), dtype=bool)
         record_sorted = np.zeros(len(high), dtype=np.int64)
         for run in self._runs:
@@ -171,21 +169,33 @@ class CommittedIds:
         return found, record
 
 
-def decide(valid: pa.Table, committed: CommittedIds) -> pa.BooleanArray:
-    """Per valid delivery of a batch (``event_id``, ``kafka_timestamp``, the coordinates and the fingerprints, one
-    row each): is it a duplicate?
+@dataclass(frozen=True)
+class Verdicts:
+    """Per valid delivery of a batch: is it a duplicate, and is it already held as committed (the record itself,
+    written by an attempt of this batch that died before Spark recorded it)?"""
+
+    is_duplicate: pa.BooleanArray
+    is_held: pa.BooleanArray
+
+
+def decide(valid: pa.Table, committed: CommittedIds) -> Verdicts:
+    """Duplicate verdicts for a batch's valid deliveries (``event_id``, ``kafka_timestamp``, the coordinates and
+    the fingerprints, one row each).
 
     A delivery of a committed id is a duplicate unless it is the committed record itself; of the deliveries of
     any other id, all but the first in delivery order are.
     """
     if valid.num_rows == 0:
-        return pa.array([], pa.bool_())
+        return Verdicts(pa.array([], pa.bool_()), pa.array([], pa.bool_()))
     keys = ["event_id", "kafka_timestamp", *KAFKA_COORDINATES]
     order = pc.sort_indices(valid, sort_keys=[(key, "ascending") for key in keys])
     ids_in_order = valid.column("event_id").take(order).combine_chunks()
     # In that order, a delivery whose id is the one before it is a later delivery of an id seen in this batch.
     later = pa.concat_arrays([pa.array([False]), pc.equal(ids_in_order[1:], ids_in_order[:-1]).fill_null(False)])
-    is_duplicate = later.take(pc.sort_indices(order)).to_numpy(zero_copy_only=False)  # back to the batch's order
+    in_batch = later.take(pc.sort_indices(order)).to_numpy(zero_copy_only=False)  # back to the batch's order
     found, record = committed.lookup(valid)
-    is_duplicate = np.where(found, record != _int64(valid, RECORD_HASH), is_duplicate)
-    return pa.array(is_duplicate, pa.bool_())
+    is_same_record = record == _int64(valid, RECORD_HASH)
+    return Verdicts(
+        is_duplicate=pa.array(np.where(found, ~is_same_record, in_batch), pa.bool_()),
+        is_held=pa.array(found & is_same_record, pa.bool_()),
+    )

@@ -21,7 +21,7 @@ from pyspark.sql import types as T
 
 from pipeline.contracts.events import EventType
 from pipeline.streaming.commit import BatchMarkers, TableWrite
-from pipeline.streaming.dedup import FINGERPRINT_COLUMNS
+from pipeline.streaming.dedup import FINGERPRINT_COLUMNS, Verdicts
 from pipeline.streaming.silver import (
     DUPLICATE_RULE,
     FAILED_RULES,
@@ -98,7 +98,7 @@ class BatchReport:
 @dataclass(frozen=True)
 class BatchPlan:
     """Everything a micro-batch commits: a write per table, the markers every snapshot carries, the fingerprints
-    of the ids it adds to silver, and its report."""
+    of the ids it adds to silver (those not committed yet), and its report."""
 
     writes: list[TableWrite]
     markers: BatchMarkers
@@ -106,17 +106,15 @@ class BatchPlan:
     report: BatchReport
 
 
-def _per_record(batch: MaterializedBatch, valid_is_duplicate: pa.BooleanArray) -> pa.BooleanArray:
-    """The verdicts of the valid records spread over every record of the batch (False for the invalid ones)."""
+def _per_record(batch: MaterializedBatch, of_valid: pa.BooleanArray) -> pa.BooleanArray:
+    """A verdict on the valid records spread over every record of the batch (False for the invalid ones)."""
     is_valid = batch.narrow.column("is_valid").to_numpy(zero_copy_only=False)
-    is_duplicate = np.zeros(batch.narrow.num_rows, dtype=bool)
-    is_duplicate[is_valid] = valid_is_duplicate.to_numpy(zero_copy_only=False)
-    return pa.array(is_duplicate, pa.bool_())
+    per_record = np.zeros(batch.narrow.num_rows, dtype=bool)
+    per_record[is_valid] = of_valid.to_numpy(zero_copy_only=False)
+    return pa.array(per_record, pa.bool_())
 
 
-def plan_batch(
-    batch: MaterializedBatch, valid_is_duplicate: pa.BooleanArray, newest_before: dt.datetime | None
-) -> BatchPlan:
+def plan_batch(batch: MaterializedBatch, verdicts: Verdicts, newest_before: dt.datetime | None) -> BatchPlan:
     """The writes of ``batch`` given the duplicate verdicts of its valid records (in the order of
     :attr:`MaterializedBatch.valid`) and the newest event time of the batches before it.
 
@@ -124,7 +122,7 @@ def plan_batch(
     quarantine the rest, a duplicate with the rule ``duplicate`` (when there is any).
     """
     narrow = batch.narrow
-    is_duplicate = _per_record(batch, valid_is_duplicate)
+    is_duplicate = _per_record(batch, verdicts.is_duplicate)
     is_unique = pc.and_(narrow.column("is_valid"), pc.invert(is_duplicate))
     is_late = pc.and_(is_unique, narrow.column("is_late"))
     unique = narrow.filter(is_unique)
@@ -170,4 +168,6 @@ def plan_batch(
         kafka_ts_min=report.kafka_ts_min,
         kafka_ts_max=report.kafka_ts_max,
     )
-    return BatchPlan(writes, markers, unique.select(list(FINGERPRINT_COLUMNS)), report)
+    # The ids the batch adds: its first deliveries, but for those a dead attempt of it already committed.
+    adds = narrow.filter(pc.and_(is_unique, pc.invert(_per_record(batch, verdicts.is_held))))
+    return BatchPlan(writes, markers, adds.select(list(FINGERPRINT_COLUMNS)), report)

@@ -213,9 +213,9 @@ class MicroBatchSink:
         if batch.narrow.num_rows == 0:
             return
         ids = self.state.committed_ids()
-        is_duplicate = clock.timed("deduplicate", decide, batch.valid, ids)
+        verdicts = clock.timed("deduplicate", decide, batch.valid, ids)
         newest_before = self.state.newest_event_time_before(batch_id)
-        plan = clock.timed("plan", plan_batch, batch, is_duplicate, newest_before)
+        plan = clock.timed("plan", plan_batch, batch, verdicts, newest_before)
         ids.check_room(plan.committed.num_rows)  # never a duplicate admitted unchecked: stop before writing
         clock.timed("commit", self.committer.commit, batch_id, plan.writes, plan.markers)
         self.state.advance(ingest_time, plan.report.max_event_time, plan.committed)

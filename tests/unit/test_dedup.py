@@ -43,7 +43,7 @@ def on_t(*rows: tuple[str, dt.datetime, dt.datetime, int]) -> list[tuple[str, dt
 
 
 def verdicts(batch: pa.Table, committed: CommittedIds) -> list[bool]:
-    return decide(batch, committed).to_pylist()
+    return decide(batch, committed).is_duplicate.to_pylist()
 
 
 def committed(batch: pa.Table, is_duplicate: list[bool] | None = None, max_ids: int = 1_000) -> CommittedIds:
@@ -110,6 +110,7 @@ def test_a_replayed_batch_keeps_the_record_its_first_attempt_wrote_even_if_a_lat
     ids = committed(deliveries(*on_t(("a", T0, T0, 11))))
     batch = deliveries(*on_t(("a", T0, T0, 10), ("a", T0, T0 + dt.timedelta(seconds=1), 11)))
     assert verdicts(batch, ids) == [True, False]
+    assert decide(batch, ids).is_held.to_pylist() == [False, True], "offset 11 is committed: not added again"
 
 
 def test_the_same_offset_on_another_topic_or_partition_is_another_record(deliveries) -> None:
