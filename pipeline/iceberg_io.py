@@ -255,11 +255,15 @@ def merge_into(spark: SparkSession, sql: str, args: dict[str, object], table: Ta
             time.sleep(0.5 * attempt)
 
 
-def snapshot_summaries(spark: SparkSession, catalog: str, spec: TableSpec) -> list[dict[str, str]]:
-    """The summary of every snapshot the table's metadata holds (the rows of its ``snapshots`` metadata table),
-    oldest first, from the metadata Iceberg's Java API loaded: one call, no Spark job."""
+def table_metadata(spark: SparkSession, catalog: str, spec: TableSpec) -> dict[str, Any]:
+    """The table's current metadata file as Iceberg's Java API loaded it: one call, no Spark job."""
     jvm = spark.sparkContext._jvm
     assert jvm is not None
     current = _iceberg_table(spark, catalog, spec).operations().current()
-    metadata = json.loads(jvm.org.apache.iceberg.TableMetadataParser.toJson(current))
-    return [snapshot.get("summary", {}) for snapshot in metadata.get("snapshots", [])]
+    return dict(json.loads(jvm.org.apache.iceberg.TableMetadataParser.toJson(current)))
+
+
+def snapshot_summaries(spark: SparkSession, catalog: str, spec: TableSpec) -> list[dict[str, str]]:
+    """The summary of every snapshot the table's metadata holds (the rows of its ``snapshots`` metadata table),
+    oldest first."""
+    return [snapshot.get("summary", {}) for snapshot in table_metadata(spark, catalog, spec).get("snapshots", [])]

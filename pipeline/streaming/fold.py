@@ -11,28 +11,95 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pipeline.iceberg_io import merge_into
+from pipeline.iceberg_io import merge_into, read_table, table_metadata
+from pipeline.streaming.commit import INGEST_TIME_PROPERTY
 from pipeline.streaming.rollups import FOLDED_THROUGH, ROLLUPS, Rollup, SilverFrames, filter_tail
 from pipeline.tables import SILVER, TableSpec
 
 log = logging.getLogger(__name__)
 
 
+def ingest_window_snapshots(
+    metadata: dict[str, Any], after: dt.datetime, through: dt.datetime
+) -> tuple[int, int] | None:
+    """The snapshots bounding the stream's appends with an ingest time in ``(after, through]``.
+
+    Returns ``(start, end)``: every stream append whose ``shoplake.ingest-time`` is in the window lies after
+    ``start`` (exclusive) and at or before ``end`` (inclusive) on the current snapshot's ancestry, so an
+    incremental append scan between them reads every data file such a row can be in and no other append's.
+    ``start == end`` means the table has no append in the window. None when the ancestry the table still holds
+    does not reach back to ``after`` (snapshots expired, a table never written before ``after``): only a full
+    scan is then sure to see every row.
+
+    Ingest times grow strictly along a table's ancestry (one stream writes it, batch after batch, and every batch
+    is stamped after the newest ingest time any table holds), which is what makes the newest snapshot at or before
+    a time its boundary. Snapshots without an ingest time that add no rows (compactions, manifest rewrites) are no
+    boundary; an append without one (rows not written by the stream) makes the answer None.
+    """
+    snapshots = {s["snapshot-id"]: s for s in metadata.get("snapshots", [])}
+    end: int | None = None
+    snapshot_id = metadata.get("current-snapshot-id")
+    while snapshot_id is not None and snapshot_id != -1 and snapshot_id in snapshots:
+        snapshot = snapshots[snapshot_id]
+        summary = snapshot.get("summary", {})
+        stamp = summary.get(INGEST_TIME_PROPERTY)
+        if not stamp and summary.get("operation") == "append":
+            return None  # rows from elsewhere, ingested when the summary does not say: no boundary is sure
+        if stamp:
+            ingested = dt.datetime.fromisoformat(stamp)
+            if ingested <= after:
+                return snapshot_id, end if end is not None else snapshot_id
+            if end is None and ingested <= through:
+                end = snapshot_id
+        snapshot_id = snapshot.get("parent-snapshot-id")
+    return None
+
+
+def appends_in_ingest_window(
+    spark: SparkSession, catalog: str, spec: TableSpec, after: dt.datetime | None, through: dt.datetime
+) -> DataFrame:
+    """A scan that holds every row of the table with ``after < ingest_time <= through`` (``after`` None: from the
+    start), and possibly others: the caller filters the rows.
+
+    Planning a scan of the whole table opens every manifest it holds (one per micro-batch until the stream's
+    hygiene merges them), and a row filter on ``ingest_time`` only prunes inside them. When the table's snapshots
+    bound the window (:func:`ingest_window_snapshots`), only the manifests of the appends in between are read.
+    """
+    bounds = ingest_window_snapshots(table_metadata(spark, catalog, spec), after, through) if after else None
+    if bounds is None:
+        return read_table(spark, catalog, spec)
+    start, end = bounds
+    if start == end:
+        return read_table(spark, catalog, spec).filter(F.lit(False))
+    return (
+        spark.read.format("iceberg")
+        .option("start-snapshot-id", str(start))
+        .option("end-snapshot-id", str(end))
+        .load(spec.qualified(catalog))
+    )
+
+
 def silver_tail(spark: SparkSession, catalog: str, after: dt.datetime | None, through: dt.datetime) -> SilverFrames:
     """Silver rows ingested after ``after`` up to ``through``, per event type.
 
-    Silver is partitioned by event date, not ingest time; every data file a micro-batch writes holds one ingest
-    time, so Iceberg's per-file column bounds skip all files outside the window.
+    Silver is partitioned by event date, not ingest time: the scan reads the manifests of the appends in the
+    window only (:func:`appends_in_ingest_window`), and every data file a micro-batch writes holds
+    one ingest time, so Iceberg's per-file column bounds skip the rest.
     """
     return {
-        event_type: filter_tail(spark.table(spec.qualified(catalog)), F.lit(after), F.lit(through))
+        event_type: filter_tail(
+            appends_in_ingest_window(spark, catalog, spec, after, through), F.lit(after), F.lit(through)
+        )
         for event_type, spec in SILVER.items()
     }
 
@@ -54,25 +121,49 @@ class RollupFolder:
     _positions: dict[str, dt.datetime | None] = field(default_factory=dict)
 
     def fold(self, spark: SparkSession, through: dt.datetime) -> int:
-        """Fold every roll-up through ingest time ``through``; returns the partial rows merged."""
+        """Fold every roll-up through ingest time ``through``; returns the partial rows merged.
+
+        Roll-ups folded to the same place read silver's tail once: each type's tail is cached by the first
+        roll-up's job, read from the cache by the next, and released when the fold ends.
+        """
         merged = 0
-        for rollup in ROLLUPS:
-            try:
-                merged += self._fold_one(spark, rollup, through)
-            except BaseException:
-                # Where the table is folded to is read from it again: a merge is all or nothing.
-                self._positions.pop(rollup.table.identifier, None)
-                raise
+        started = time.monotonic()
+        tails: dict[dt.datetime | None, SilverFrames] = {}
+        try:
+            for rollup in ROLLUPS:
+                try:
+                    merged += self._fold_one(spark, rollup, through, tails)
+                except BaseException:
+                    # Where the table is folded to is read from it again: a merge is all or nothing.
+                    self._positions.pop(rollup.table.identifier, None)
+                    raise
+        finally:
+            for tail in tails.values():
+                for frame in tail.values():
+                    frame.unpersist()
+        elapsed = time.monotonic() - started
+        log.info("folded %d partial rows through %s in %.2f s", merged, through.isoformat(), elapsed)
         return merged
 
-    def _fold_one(self, spark: SparkSession, rollup: Rollup, through: dt.datetime) -> int:
+    def _fold_one(
+        self,
+        spark: SparkSession,
+        rollup: Rollup,
+        through: dt.datetime,
+        tails: dict[dt.datetime | None, SilverFrames],
+    ) -> int:
         name = rollup.table.identifier
         if name not in self._positions:
             self._positions[name] = folded_through(spark, self.catalog, rollup)
         after = self._positions[name]
         if after is not None and after >= through:
             return 0
-        partial = rollup.partials(silver_tail(spark, self.catalog, after, through), F.lit(through)).localCheckpoint()
+        if after not in tails:
+            tails[after] = {
+                event_type: frame.persist(StorageLevel.MEMORY_AND_DISK)
+                for event_type, frame in silver_tail(spark, self.catalog, after, through).items()
+            }
+        partial = rollup.partials(tails[after], F.lit(through)).localCheckpoint()
         stats = partial.agg(F.count("*").alias("rows"), F.min(rollup.time_column).alias("oldest")).first()
         assert stats is not None
         if stats["rows"]:
