@@ -32,6 +32,9 @@ def admin_client(settings: Settings, timeout_s: float = 10.0) -> KafkaAdminClien
             bootstrap_servers=servers,
             client_id="shoplake-admin",
             request_timeout_ms=int(timeout_s * 1000),
+            # Without these the client keeps retrying for its own 30 s whatever the request timeout says.
+            bootstrap_timeout_ms=int(timeout_s * 1000),
+            reconnect_backoff_max_ms=1000,
         )
     except (KafkaError, OSError) as exc:
         raise BrokerUnreachableError(f"no Kafka broker answered at {servers!r} within {timeout_s:g}s: {exc}") from exc

@@ -31,7 +31,7 @@ def test_unreachable_bootstrap_servers(settings: Settings) -> None:
     result, seconds = _shoplake(settings, "stream", SHOPLAKE_KAFKA__BOOTSTRAP_SERVERS="127.0.0.1:1")
     assert result.returncode == 1
     assert "no Kafka broker answered at '127.0.0.1:1'" in result.stderr
-    assert seconds < 60
+    assert seconds < 20, f"the error took {seconds:.1f} s, past the 10 s it promises (and the start-up)"
 
 
 def test_unusable_catalog(settings: Settings, live: Settings) -> None:
