@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -65,25 +67,58 @@ def test_replaying_a_log_adds_nothing_but_quarantined_duplicates(spark, live, tm
     assert_lake_matches(spark, live, [log, log])
 
 
-def _stream_process(settings: Settings, log_file: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        **settings.to_env(),
-        "SHOPLAKE_SPARK__DRIVER_MEMORY": "2g",
-        "SHOPLAKE_STREAM__TRIGGER_SECONDS": "0.5",
-        "SHOPLAKE_STREAM__MAX_OFFSETS_PER_TRIGGER": "600",
-    }
-    out = log_file.open("ab")
-    return subprocess.Popen([sys.executable, "-m", "shoplake.cli", "stream"], env=env, cwd=ROOT, stdout=out, stderr=out)
+class _StreamProcess:
+    """``shoplake stream`` in a process of its own, its output copied to ``log_file``.
+
+    The stream prints a line per committed micro-batch (``batch N: K records ...``); a reader thread turns the
+    ones with records into a signal the test waits on, instead of polling the catalog.
+    """
+
+    def __init__(self, settings: Settings, log_file: Path) -> None:
+        env = {
+            **os.environ,
+            **settings.to_env(),
+            "PYTHONUNBUFFERED": "1",
+            "SHOPLAKE_SPARK__DRIVER_MEMORY": "2g",
+            "SHOPLAKE_STREAM__TRIGGER_SECONDS": "0.5",
+            "SHOPLAKE_STREAM__MAX_OFFSETS_PER_TRIGGER": "600",
+        }
+        self.log_file = log_file
+        self.committed = threading.Event()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "shoplake.cli", "stream"],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        with self.log_file.open("ab") as out:
+            for line in self.process.stdout:
+                out.write(line)
+                out.flush()
+                batch = _COMMITTED_BATCH.search(line.decode(errors="replace"))
+                if batch and int(batch["records"]) > 0:
+                    self.committed.set()
+
+    def wait_for_a_batch(self, timeout_s: float) -> None:
+        """Block until the process says it committed a micro-batch with records; fail if it exits first."""
+        deadline = time.monotonic() + timeout_s
+        while not self.committed.wait(1.0):
+            assert self.process.poll() is None, f"the driver exited with {self.process.returncode}: {self.log_file}"
+            assert time.monotonic() < deadline, f"the driver committed no batch in {timeout_s:g} s: {self.log_file}"
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+        self._reader.join(timeout=30)
 
 
-def _batches_committed(settings: Settings) -> int:
-    """Micro-batches recorded so far (read from the catalog's SQLite file, without disturbing the stream)."""
-    try:
-        table = pyiceberg_catalog(settings).load_table("bronze.events")
-    except Exception:
-        return 0
-    return len(table.snapshots())
+_COMMITTED_BATCH = re.compile(r"^batch \d+: (?P<records>\d+) records", re.MULTILINE)
 
 
 def test_sigkilled_driver_restarts_from_its_checkpoint_without_loss_or_duplicates(spark, live, tmp_path: Path) -> None:
@@ -92,17 +127,12 @@ def test_sigkilled_driver_restarts_from_its_checkpoint_without_loss_or_duplicate
     send_log(live, log)
     metadata = Path(live.checkpoint_root) / "kafka_to_lake" / "metadata"
     query_ids = []
-    for kill in range(3):
-        before = _batches_committed(live)
-        process = _stream_process(live, tmp_path / "stream.log")
-        deadline = time.monotonic() + 240
-        while _batches_committed(live) <= before and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert _batches_committed(live) > before, f"driver {kill + 1} committed no batch: see {tmp_path / 'stream.log'}"
+    for _ in range(3):
+        driver = _StreamProcess(live, tmp_path / "stream.log")
+        driver.wait_for_a_batch(timeout_s=240)
         time.sleep(rng.uniform(0.3, 2.0))  # somewhere inside a following batch
-        assert process.poll() is None, f"the restarted driver died on its own: see {tmp_path / 'stream.log'}"
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
+        assert driver.process.poll() is None, f"the restarted driver died on its own: see {driver.log_file}"
+        driver.kill()
         query_ids.append(json.loads(metadata.read_text())["id"])
     bronze = pyiceberg_catalog(live).load_table("bronze.events").scan().to_arrow().num_rows
     assert bronze < sum(1 for _ in log.open()), "the last kill interrupted the stream with records still to read"
