@@ -7,7 +7,12 @@ Safe beside a running stream:
 * snapshot expiry never removes the snapshots from the newest stream marker on: the exactly-once bookkeeping
   (stream id + batch id in the snapshot summary) stays readable;
 * orphan files are only removed when older than ``orphan_age`` (3 days by default): a file a writer has just
-  written but not yet committed is never touched.
+  written but not yet committed is never touched;
+* the stream cleans its own metadata as it goes (:class:`StreamHygiene` merges manifests and expires snapshots
+  every few minutes), so a step can read a metadata file the stream deletes an instant later, or commit against
+  a snapshot the stream has just replaced. Such a step lost a race, not data: it is run again on the table's new
+  state (:func:`retrying_races`, :data:`STEP_ATTEMPTS`), and only an error of another kind, or a race lost every
+  time, fails the round.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import TypeVar
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -24,6 +31,46 @@ from pipeline.streaming.commit import STREAM_ID_PROPERTY
 from pipeline.tables import MAINTENANCE_RUNS, TableSpec
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+STEP_ATTEMPTS = 4
+"""How often a maintenance step runs before a race it keeps losing fails the round."""
+
+# What a step sees when a file it listed or a snapshot it read was removed or replaced under it: Iceberg's own
+# exceptions, Java's and Hadoop's local listing (which shells out to ``ls`` for a file's permissions).
+_RACE_SIGNS = (
+    "org.apache.iceberg.exceptions.NotFoundException",
+    "org.apache.iceberg.exceptions.CommitFailedException",
+    "org.apache.iceberg.exceptions.ValidationException",
+    "java.io.FileNotFoundException",
+    "java.nio.file.NoSuchFileException",
+    "No such file or directory",
+    "cannot access",
+)
+
+
+def lost_a_race(exc: BaseException) -> bool:
+    """Whether ``exc`` says a file or snapshot the step relied on went away or changed under it."""
+    text = str(exc)
+    return any(sign in text for sign in _RACE_SIGNS)
+
+
+def retrying_races(
+    step: str, table: str, run: Callable[[], T], attempts: int = STEP_ATTEMPTS, backoff_s: float = 0.5
+) -> T:
+    """``run()``, again (up to ``attempts`` times in all, waiting ``backoff_s`` longer each time) while it loses a
+    race with a concurrent writer (:func:`lost_a_race`); any other error, or the last race, is raised."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return run()
+        except Exception as exc:
+            if attempt == attempts or not lost_a_race(exc):
+                raise
+            lines = [line.strip() for line in str(exc).splitlines() if any(s in line for s in _RACE_SIGNS)]
+            log.info("%s of %s lost a race with a concurrent writer (%s); again", step, table, lines[0][:300])
+            time.sleep(backoff_s * attempt)
+    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)
@@ -144,34 +191,44 @@ def maintain(
     """Compact, rewrite manifests, expire old snapshots (keeping stream markers) and remove old orphans."""
     name = spec.qualified(catalog)
     now = now or dt.datetime.now()
-    before = table_shape(spark, name)
+    before = retrying_races("reading the shape", name, lambda: table_shape(spark, name))
     call = f"{catalog}.system"
     skipped = []
     rewritten = 0
-    try:
+
+    def compact() -> int:
         row = spark.sql(
             f"CALL {call}.rewrite_data_files(table => :table, options => map('partial-progress.enabled', 'true',"
             " 'min-input-files', '2'))",
             args={"table": name},
         ).first()
-        rewritten = int(row["rewritten_data_files_count"]) if row is not None else 0
+        return int(row["rewritten_data_files_count"]) if row is not None else 0
+
+    # Compaction and manifest rewrites only make reads cheaper: one that still fails is left to the next round.
+    try:
+        rewritten = retrying_races("compaction", name, compact)
     except Exception as exc:
         skipped.append(f"compaction: {type(exc).__name__}")
         log.warning("compaction of %s skipped: %s", name, exc)
     try:
-        rewrite_manifests(spark, catalog, spec)
+        retrying_races("manifest rewrite", name, lambda: rewrite_manifests(spark, catalog, spec))
     except Exception as exc:
         skipped.append(f"manifests: {type(exc).__name__}")
-    expired_count = expire_snapshots(spark, catalog, spec, snapshot_retention, retain_last, now)
+    expired_count = retrying_races(
+        "snapshot expiry", name, lambda: expire_snapshots(spark, catalog, spec, snapshot_retention, retain_last, now)
+    )
     # Listed through the table's FileIO (prefix listing), not a Hadoop file system: an s3:// warehouse has no
     # Hadoop file system here (S3FileIO needs none), and a local one lists the same either way.
-    orphans = spark.sql(
-        f"CALL {call}.remove_orphan_files(table => :table, older_than => :cutoff, prefix_listing => true)",
-        args={"table": name, "cutoff": now - orphan_age},
-    ).count()
-    return MaintenanceResult(
-        spec.identifier, before, table_shape(spark, name), rewritten, expired_count, orphans, "; ".join(skipped)
+    orphans = retrying_races(
+        "orphan removal",
+        name,
+        lambda: spark.sql(
+            f"CALL {call}.remove_orphan_files(table => :table, older_than => :cutoff, prefix_listing => true)",
+            args={"table": name, "cutoff": now - orphan_age},
+        ).count(),
     )
+    after = retrying_races("reading the shape", name, lambda: table_shape(spark, name))
+    return MaintenanceResult(spec.identifier, before, after, rewritten, expired_count, orphans, "; ".join(skipped))
 
 
 def maintenance_rows(spark: SparkSession, results: list[MaintenanceResult]) -> DataFrame:

@@ -29,7 +29,7 @@ from devstack.services import Mode, Services, start_services
 from pipeline.catalog import pyiceberg_catalog
 from pipeline.config import Settings
 from pipeline.kafka_topics import ensure_topics
-from pipeline.maintenance import maintain
+from pipeline.maintenance import MaintenanceResult, maintain
 from pipeline.orchestration.runs import materialize_gold
 from pipeline.spark_session import build_spark_session
 from pipeline.streaming.job import start_stream
@@ -146,10 +146,12 @@ class Supervisor:
             return -1
 
 
-def _maintain_all(spark, settings: Settings) -> None:
+def _maintain_all(spark, settings: Settings) -> list[MaintenanceResult]:
     """Aggressive maintenance: expire everything it may (no age), keep three snapshots."""
-    for spec in STREAMING_TABLES:
+    return [
         maintain(spark, settings.catalog.name, spec, snapshot_retention=dt.timedelta(0), retain_last=3)
+        for spec in STREAMING_TABLES
+    ]
 
 
 def _catalog_outage(settings: Settings, seconds: float) -> None:
@@ -207,6 +209,7 @@ def test_the_lake_survives_kills_outages_maintenance_and_hostile_input(
     outages = {"broker_restarts": 0, "object_store_outages": 0, "catalog_outages": 0}
     background: list[threading.Thread] = []
     errors: list[str] = []
+    maintained: list[MaintenanceResult] = []
 
     def beside(name: str, work: Callable[[], object]) -> None:
         def run() -> None:
@@ -252,7 +255,7 @@ def test_the_lake_survives_kills_outages_maintenance_and_hostile_input(
         restart_broker,
         object_store_outage,
         catalog_outage,
-        lambda: beside("maintenance", lambda: _maintain_all(spark, settings)),
+        lambda: beside("maintenance", lambda: maintained.extend(_maintain_all(spark, settings))),
         gold_beside_the_stream,
         gold_beside_the_stream,  # a rerun of every day: a backfill over days already built
     ]
@@ -278,6 +281,9 @@ def test_the_lake_survives_kills_outages_maintenance_and_hostile_input(
     for thread in background:
         thread.join(timeout=900)
     assert not errors, "\n".join(errors)
+    assert [r.table for r in maintained] == [spec.identifier for spec in STREAMING_TABLES], (
+        "the maintenance round beside the stream did not maintain every table"
+    )
 
     # Catch up in this process from the same checkpoint, then audit everything.
     stream = start_stream(spark, settings, available_now=True)
@@ -296,6 +302,7 @@ def test_the_lake_survives_kills_outages_maintenance_and_hostile_input(
         "crashes_from_outages": supervisor.crashes,
         **outages,
         "maintenance_runs_beside_the_stream": 1,
+        "maintenance_steps_skipped": {r.table: r.skipped for r in maintained if r.skipped},
         "gold_runs_beside_the_stream": len(gold_runs),
         "records": truth.records,
         "hostile_payloads": PAYLOADS,

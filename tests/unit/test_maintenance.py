@@ -1,0 +1,67 @@
+"""Which maintenance failures are races with the stream's own clean-up (run again) and which are errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.maintenance import lost_a_race, retrying_races
+
+# Shaped as Spark reports them: the Java exception's class and message inside the Python error's text.
+RACES = [
+    # Hadoop's local listing asks ``ls`` for a file's permissions after the stream's hygiene deleted it.
+    "An error occurred while calling o1234.sql.\n: java.lang.RuntimeException: Error while running command to get "
+    "file permissions : ExitCodeException exitCode=2: ls: cannot access '/lake/silver/page_views/metadata/"
+    "00003-5d0c.metadata.json': No such file or directory",
+    # A snapshot's manifest list read after another expiry removed it.
+    "org.apache.iceberg.exceptions.NotFoundException: Failed to open input stream for file: "
+    "/lake/silver/page_views/metadata/snap-81-1-ab.avro",
+    "java.io.FileNotFoundException: File /lake/bronze/events/metadata/9f-m0.avro does not exist",
+    # A commit against a snapshot the stream replaced meanwhile.
+    "org.apache.iceberg.exceptions.CommitFailedException: Cannot commit: stale table metadata",
+    "org.apache.iceberg.exceptions.ValidationException: Found conflicting files that can contain records matching",
+]
+ERRORS = [
+    "[TABLE_OR_VIEW_NOT_FOUND] The table or view `lake`.`silver`.`page_views` cannot be found.",
+    "org.sqlite.SQLiteException: [SQLITE_CANTOPEN] Unable to open the database file",
+    "java.lang.OutOfMemoryError: Java heap space",
+]
+
+
+@pytest.mark.parametrize("message", RACES)
+def test_a_step_that_read_or_committed_against_what_the_stream_just_replaced_lost_a_race(message: str) -> None:
+    assert lost_a_race(RuntimeError(message))
+
+
+@pytest.mark.parametrize("message", ERRORS)
+def test_other_failures_are_errors_and_are_not_run_again(message: str) -> None:
+    assert not lost_a_race(RuntimeError(message))
+
+
+class _Step:
+    """A maintenance step that fails with each of ``failures`` in turn, then returns how often it ran."""
+
+    def __init__(self, *failures: str) -> None:
+        self.failures = list(failures)
+        self.calls = 0
+
+    def __call__(self) -> int:
+        self.calls += 1
+        if self.failures:
+            raise RuntimeError(self.failures.pop(0))
+        return self.calls
+
+
+def test_a_step_that_loses_races_runs_again_until_it_completes() -> None:
+    step = _Step(RACES[0], RACES[1], RACES[3])
+    assert retrying_races("orphan removal", "silver.page_views", step, attempts=4, backoff_s=0) == 4
+
+
+def test_an_error_fails_the_step_at_once_and_a_race_lost_every_time_fails_it_after_the_last_attempt() -> None:
+    error = _Step(RACES[0], ERRORS[0])
+    with pytest.raises(RuntimeError, match="TABLE_OR_VIEW_NOT_FOUND"):
+        retrying_races("snapshot expiry", "silver.page_views", error, attempts=4, backoff_s=0)
+    assert error.calls == 2
+    races = _Step(*RACES[:4])
+    with pytest.raises(RuntimeError, match="FileNotFoundException"):
+        retrying_races("snapshot expiry", "silver.page_views", races, attempts=3, backoff_s=0)
+    assert races.calls == 3
