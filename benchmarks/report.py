@@ -110,11 +110,12 @@ def _cold_start(data: dict[str, Any]) -> str:
 def _drift(data: dict[str, Any]) -> str:
     rows = [
         [f"{r['rate_eps']:,.0f}", _achieved(r), f"{r['duration_s'] / 60:g}", r["maintenance_runs"],
-         r["p99_first_window_s"], r["p99_last_window_s"], r["ratio_last_to_first"]]
+         r["p99_first_window_s"], r["p99_last_window_s"], r["ratio_last_to_first"], r["pauses_over_1s"],
+         r["longest_pause_s"]]
         for r in data["runs"]
     ]  # fmt: skip
     header = ["events/s asked", "events/s reached", "minutes", "maintenance runs", "p99 first window (s)",
-              "p99 last window (s)", "ratio"]  # fmt: skip
+              "p99 last window (s)", "ratio", "pauses > 1 s", "longest pause (s)"]  # fmt: skip
     return _table(header, rows)
 
 

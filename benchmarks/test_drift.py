@@ -4,7 +4,9 @@ A live producer sends 5,000 events/s for 30 minutes (full run) through the real 
 default trigger, while the maintenance job (``pipeline.maintenance.maintain`` on every table the stream writes:
 compaction, manifest rewrite, snapshot expiry, orphan removal with its safe age) runs beside it every 10
 minutes, as the hourly job would. Per-event Kafka -> silver latency is compared between the first and the last
-five minutes of the run; the files, manifests and snapshots each table holds at the end are reported.
+five minutes of the run; the files, manifests and snapshots each table holds at the end are reported, with its
+metadata file's size once a minute (what every commit rewrites), and the pauses between batches over a second.
+A maintenance round that fails, or none completing, fails the benchmark.
 
 Result: ``benchmarks/results/drift.json`` and ``drift_p99.png`` (p99 per minute of the run).
 """
@@ -22,6 +24,7 @@ from benchmarks.pipeline_runs import WARMUP_EVENTS, batch_phases, stream_live
 from benchmarks.plots import series
 from devstack.pytest_plugin import make_settings
 from devstack.services import Services
+from pipeline.iceberg_io import metadata_file_bytes
 from pipeline.kafka_topics import ensure_topics
 from pipeline.maintenance import MaintenanceResult, maintain, table_shape
 from pipeline.observability import silver_latencies
@@ -40,7 +43,7 @@ def _p99(latencies_df: DataFrame) -> float | None:
 def test_freshness_does_not_drift_beside_maintenance(
     full: bool, results: Results, spark: SparkSession, local_services: Services, tmp_path, jars_home
 ) -> None:
-    rate, duration, every = (5000.0, 1800.0, 600.0) if full else (500.0, 40.0, 20.0)
+    rate, duration, every = (5000.0, 1800.0, 600.0) if full else (500.0, 30.0, 10.0)
     window = WINDOW_S if full else duration / 4
     settings = local_services.apply(make_settings(tmp_path, jars_home, stream={"trigger_seconds": 1.0}))
     ensure_topics(settings)
@@ -48,15 +51,29 @@ def test_freshness_does_not_drift_beside_maintenance(
     catalog = settings.catalog.name
 
     stop = threading.Event()
-    maintained: list[MaintenanceResult] = []
+    rounds: list[list[MaintenanceResult]] = []  # complete rounds only: every streaming table, in order
+    failures: list[BaseException] = []
+
+    metadata_bytes: dict[str, list[int]] = {spec.identifier: [] for spec in STREAMING_TABLES}
+
+    def metadata_sizes() -> None:
+        """Each table's metadata file size once a minute: what each commit rewrites, as the stream ages."""
+        while not stop.wait(60.0 if full else duration / 3):
+            for spec in STREAMING_TABLES:
+                metadata_bytes[spec.identifier].append(metadata_file_bytes(spark, catalog, spec))
 
     def maintenance_beside() -> None:
         in_background_pool(spark)
-        while not stop.wait(every):
-            maintained.extend(maintain(spark, catalog, spec) for spec in STREAMING_TABLES)
+        try:
+            while not stop.wait(every):
+                rounds.append([maintain(spark, catalog, spec) for spec in STREAMING_TABLES])
+        except BaseException as exc:  # reported by the test, not lost as a thread's warning
+            failures.append(exc)
 
     beside = threading.Thread(target=maintenance_beside, name="maintenance", daemon=True)
     beside.start()
+    sampler = threading.Thread(target=metadata_sizes, name="metadata sizes", daemon=True)
+    sampler.start()
     try:
         reports = stream_live(
             spark, settings, rate, duration, warmup_events=WARMUP_EVENTS if full else 500, drain_timeout_s=3600
@@ -64,7 +81,9 @@ def test_freshness_does_not_drift_beside_maintenance(
     finally:
         stop.set()
         beside.join()
-    assert maintained, "maintenance never ran beside the stream"
+        sampler.join()
+    assert not failures, f"a maintenance round beside the stream failed: {failures[0]!r}"
+    assert rounds, "no maintenance round completed beside the stream"
 
     measured = silver_latencies(spark, catalog).filter(F.col("batch_id") >= F.lit(reports[0].batch_id))
     bounds = measured.agg(F.min("kafka_timestamp").alias("start"), F.max("kafka_timestamp").alias("end")).first()
@@ -84,6 +103,7 @@ def test_freshness_does_not_drift_beside_maintenance(
         .orderBy("minute")
         .collect()
     )
+    phases = batch_phases(reports)
     tables = {}
     for spec in STREAMING_TABLES:
         shape = table_shape(spark, spec.qualified(catalog))
@@ -91,6 +111,7 @@ def test_freshness_does_not_drift_beside_maintenance(
             "data_files": shape.data_files,
             "manifests": shape.manifests,
             "snapshots": shape.snapshots,
+            "metadata_bytes_per_minute": metadata_bytes[spec.identifier],
         }
     path = results.add(
         "drift",
@@ -98,7 +119,8 @@ def test_freshness_does_not_drift_beside_maintenance(
             "rate_eps": rate,
             "duration_s": duration,
             "maintenance_every_s": every,
-            "maintenance_runs": len(maintained) // len(STREAMING_TABLES),
+            "maintenance_runs": len(rounds),
+            "maintenance_steps_skipped": [{r.table: r.skipped for r in done if r.skipped} for done in rounds],
             "window_s": window,
             "events": sum(r.records for r in reports),
             # The rate the producer reached: measured events over the span of their Kafka timestamps.
@@ -109,7 +131,9 @@ def test_freshness_does_not_drift_beside_maintenance(
             "ratio_last_to_first": round(last / first, 2),
             "p99_per_minute_s": [round(row["p99"], 2) for row in per_minute],
             "tables_at_end": tables,
-            "batches": batch_phases(reports),
+            "pauses_over_1s": sum(1 for b in phases if b.get("between", 0.0) > 1.0),
+            "longest_pause_s": max((b.get("between", 0.0) for b in phases), default=0.0),
+            "batches": phases,
         },
     )
     series(

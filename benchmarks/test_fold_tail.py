@@ -10,7 +10,7 @@ Here a silver table gets small appends stamped half a second apart, as the strea
 both scans read the rows of the last 60 appends (30 s: the default fold interval), each the median of three. Both
 must count the same rows.
 
-``--full``: ages 120, 600, 1,200 and 2,400 appends; the quick variant: 30 and 120. Result:
+``--full``: ages 120, 600, 1,200 and 2,400 appends; the quick variant: 20 and 70. Result:
 ``benchmarks/results/fold_tail.json`` and ``fold_tail.png``.
 """
 
@@ -75,7 +75,7 @@ def test_the_fold_reads_its_window_at_a_cost_that_does_not_grow_with_the_table(
     catalog = lake.catalog.name
     spec = SILVER[EventType.PAGE_VIEW]
     ensure_tables(spark, catalog, [spec])
-    ages = [120, 600, 1200, 2400] if full else [30, 120]
+    ages = [120, 600, 1200, 2400] if full else [20, 70]
     appended = 0
     rows: list[dict[str, float]] = []
     for age in ages:

@@ -263,6 +263,14 @@ def table_metadata(spark: SparkSession, catalog: str, spec: TableSpec) -> dict[s
     return dict(json.loads(jvm.org.apache.iceberg.TableMetadataParser.toJson(current)))
 
 
+def metadata_file_bytes(spark: SparkSession, catalog: str, spec: TableSpec) -> int:
+    """Bytes of the table's current metadata file (uncompressed JSON): what every commit to it writes again."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    current = _iceberg_table(spark, catalog, spec).operations().current()
+    return len(str(jvm.org.apache.iceberg.TableMetadataParser.toJson(current)).encode())
+
+
 def snapshot_summaries(spark: SparkSession, catalog: str, spec: TableSpec) -> list[dict[str, str]]:
     """The summary of every snapshot the table's metadata holds (the rows of its ``snapshots`` metadata table),
     oldest first."""
