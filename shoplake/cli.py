@@ -27,7 +27,7 @@ from devstack.jars import JarsError
 from devstack.process import ServiceError
 from pipeline.config import load_settings
 from pipeline.errors import ShoplakeError
-from shoplake.runtime import console, with_services
+from shoplake.runtime import command_settings, console, with_services
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -369,7 +369,7 @@ def live(minutes: int, interval: float, once: bool) -> None:
     from pipeline.live import read_live_view
     from shoplake.views import live_renderable
 
-    catalog = pyiceberg_catalog(load_settings())
+    catalog = pyiceberg_catalog(command_settings())
     if once:
         console.print(live_renderable(read_live_view(catalog, minutes), minutes))
         return
@@ -396,7 +396,7 @@ def gold(first: dt.date, last: dt.date | None) -> None:
     """Materialize the daily gold assets through Dagster for a day or a range (one run for the whole range)."""
     from pipeline.orchestration.runs import backfill_gold, dagster_instance, days_between
 
-    settings = load_settings()
+    settings = command_settings()
     days = days_between(first, last or first)
     with _progress("gold runs", 1) as advance:
         backfill_gold(settings, days[0], days[-1], dagster_instance(settings))
@@ -408,9 +408,25 @@ def _table_spec(name: str):  # type: ignore[no-untyped-def]
     from pipeline.tables import table_by_identifier
 
     try:
-        return table_by_identifier(name.removeprefix(load_settings().catalog.name + "."))
+        return table_by_identifier(name.removeprefix(command_settings().catalog.name + "."))
     except KeyError as exc:
         raise click.BadParameter(str(exc.args[0])) from None
+
+
+def _existing_table(spec):  # type: ignore[no-untyped-def]
+    """The table from the commands' catalog; a clear error, naming the catalog, when nothing created it yet."""
+    from pyiceberg.exceptions import NoSuchTableError
+
+    from pipeline.catalog import pyiceberg_catalog
+
+    settings = command_settings()
+    try:
+        return pyiceberg_catalog(settings).load_table(spec.identifier)
+    except NoSuchTableError:
+        raise click.ClickException(
+            f"{spec.identifier} has no data yet in the catalog at {settings.catalog_uri}: the stream creates the "
+            "streaming tables when it starts, and `shoplake gold` the gold tables"
+        ) from None
 
 
 @main.command()
@@ -420,10 +436,8 @@ def history(table: str) -> None:
     """List a table's snapshots (id, time, operation, records added), oldest first."""
     from rich.table import Table
 
-    from pipeline.catalog import pyiceberg_catalog
-
     spec = _table_spec(table)
-    loaded = pyiceberg_catalog(load_settings()).load_table(spec.identifier)
+    loaded = _existing_table(spec)
     out = Table(title=f"{spec.identifier} snapshots")
     out.add_column("snapshot_id", no_wrap=True, min_width=19)
     out.add_column("committed_at (UTC)", no_wrap=True)
@@ -461,10 +475,10 @@ def show(table: str, as_of: int | dt.datetime | None, day: dt.date | None, limit
     """Print rows of a table, now or as of an older snapshot (Iceberg time travel)."""
     from rich.table import Table
 
-    from pipeline.catalog import SnapshotNotFoundError, pyiceberg_catalog, snapshot_as_of
+    from pipeline.catalog import SnapshotNotFoundError, snapshot_as_of
 
     spec = _table_spec(table)
-    loaded = pyiceberg_catalog(load_settings()).load_table(spec.identifier)
+    loaded = _existing_table(spec)
     try:
         snapshot_id = snapshot_as_of(loaded, as_of)
     except SnapshotNotFoundError as exc:
@@ -514,7 +528,7 @@ def quarantine_summary(since: dt.date | None, until: dt.date | None) -> None:
 
     if since is not None and until is not None and until < since:
         raise click.BadParameter(f"{until} is before --since {since}", param_hint="--until")
-    settings = load_settings()
+    settings = command_settings()
     records = read_quarantine(pyiceberg_catalog(settings), since, until)
     console.print(quarantine_renderable(summarize(records), settings.kafka.topic_prefix, since, until))
 
@@ -537,7 +551,7 @@ def quarantine_replay(rule: str, since: dt.date | None, until: dt.date | None, d
 
     if since is not None and until is not None and until < since:
         raise click.BadParameter(f"{until} is before --since {since}", param_hint="--until")
-    settings = load_settings()
+    settings = command_settings()
     catalog = pyiceberg_catalog(settings)
     try:
         records = read_replay(catalog, rule, since, until)
@@ -566,11 +580,13 @@ def ui(port: int) -> None:
     """Open Dagster's UI on 127.0.0.1 for the project's definitions."""
     from pipeline.orchestration.runs import dagster_instance
 
-    dagster_instance(load_settings())  # sets DAGSTER_HOME
+    settings = command_settings()
+    dagster_instance(settings)  # sets DAGSTER_HOME
     module = "pipeline.orchestration.definitions"
-    # This interpreter's Dagster, whether or not its environment's scripts are on PATH.
+    # This interpreter's Dagster, whether or not its environment's scripts are on PATH; its code loads the same
+    # settings (the running services' catalog included) from the environment.
     cmd = [sys.executable, "-m", "dagster", "dev", "-m", module, "-h", "127.0.0.1", "-p", str(port)]
-    sys.exit(subprocess.call(cmd, env=os.environ.copy()))
+    sys.exit(subprocess.call(cmd, env=os.environ | settings.to_env()))
 
 
 @main.command()

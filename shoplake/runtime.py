@@ -20,7 +20,7 @@ from rich.progress import (
 )
 
 from devstack.services import running_services
-from pipeline.config import ConfigurationError, Settings
+from pipeline.config import ConfigurationError, Settings, load_settings
 from pipeline.errors import ShoplakeError
 from pipeline.kafka_topics import ensure_topics
 from pipeline.streaming.plan import BatchReport
@@ -31,17 +31,39 @@ from simulation.sinks import make_producer, send
 console = Console(stderr=True, soft_wrap=True)
 
 
-def with_services(settings: Settings) -> Settings:
-    """Fill in the broker (and object store) of `shoplake services up` when the configuration names none."""
-    if settings.kafka.bootstrap_servers:
-        return settings
+# Catalog settings that say where the lake is: a configuration that sets any of them keeps its own catalog.
+_CATALOG_LOCATION = frozenset({"type", "uri", "warehouse", "s3_endpoint"})
+
+
+def with_services(settings: Settings, *, kafka_required: bool = True) -> Settings:
+    """The settings a `shoplake` command uses: the configuration, and where it names no broker or no catalog, the
+    ones `shoplake services up` started (its state in ``<home>/services``).
+
+    The configuration wins section by section: a configured broker (``SHOPLAKE_KAFKA__BOOTSTRAP_SERVERS``) is
+    kept, and so is a catalog configured by its type, URI, warehouse or object store. A command that needs Kafka
+    (``kafka_required``) fails, saying how to give it one, when neither names a broker.
+    """
     services = running_services(settings.home)
-    if services is None:
+    if services is not None:
+        served = services.apply(settings)
+        update: dict[str, object] = {}
+        if not settings.kafka.bootstrap_servers:
+            update["kafka"] = served.kafka
+        if not settings.catalog.model_fields_set & _CATALOG_LOCATION:
+            update["catalog"] = served.catalog
+        settings = settings.model_copy(update=update)
+    if kafka_required and not settings.kafka.bootstrap_servers:
         raise ConfigurationError(
             "no Kafka broker configured and no local services running: run `shoplake services up` "
             "or set SHOPLAKE_KAFKA__BOOTSTRAP_SERVERS"
         )
-    return services.apply(settings)
+    return settings
+
+
+def command_settings() -> Settings:
+    """Settings of a command that reads or builds the lake without Kafka (``show``, ``history``, ``live``,
+    ``gold``, ``quarantine``, ``ui``): the same catalog the stream writes to."""
+    return with_services(load_settings(), kafka_required=False)
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,10 @@ def _run_gold(
 def _check_start(settings: Settings, day: dt.date) -> None:
     start = dt.date.fromisoformat(settings.partitions_start)
     if day < start:
-        raise ConfigurationError(f"{day} is before the first daily partition ({start}, partitions_start)")
+        raise ConfigurationError(
+            f"{day} is before the first daily partition, {start}: set SHOPLAKE_PARTITIONS_START (partitions_start "
+            f"in shoplake.toml) to {day} or earlier"
+        )
 
 
 def materialize_gold(

@@ -124,7 +124,7 @@ def test_the_producer_is_closed_when_sending_fails(tmp_path: Path, monkeypatch) 
     def failing_send(*args, **kwargs):
         raise SinkError("3 record(s) were not delivered")
 
-    monkeypatch.setattr("shoplake.runtime.with_services", lambda settings: settings)
+    monkeypatch.setattr("shoplake.runtime.with_services", lambda settings, **_: settings)
     monkeypatch.setattr("shoplake.runtime.ensure_topics", lambda settings: [])
     monkeypatch.setattr("shoplake.runtime.make_producer", lambda servers: producer)
     monkeypatch.setattr("shoplake.runtime.send", failing_send)
@@ -142,7 +142,7 @@ def test_ui_reports_configuration_errors_in_one_line(monkeypatch) -> None:
     def bad_settings():
         raise ConfigurationError("SHOPLAKE_HOME is not a folder")
 
-    monkeypatch.setattr("shoplake.cli.load_settings", bad_settings)
+    monkeypatch.setattr("shoplake.runtime.load_settings", bad_settings)
     result = CliRunner().invoke(main, ["ui"])
     assert result.exit_code == 1
     assert "error: SHOPLAKE_HOME is not a folder" in result.output
