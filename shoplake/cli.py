@@ -88,6 +88,25 @@ def jars(rest_catalog: bool) -> None:
         console.print(f"{profile}: {folder}")
 
 
+@main.group()
+def contract() -> None:
+    """The event contract, for producers: JSON Schema documents of every event type and schema version."""
+
+
+@contract.command("export")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@friendly_errors
+def contract_export(folder: Path) -> None:
+    """Write the JSON Schema documents into FOLDER (v<version>/<event_type>.schema.json)."""
+    from pipeline.contracts.json_schema import export
+
+    try:
+        written = export(folder)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write the documents into {folder}: {exc.strerror or exc}") from None
+    console.print(f"{len(written)} JSON Schema documents written under {folder}", highlight=False)
+
+
 # -- services ---------------------------------------------------------------------------------------------------
 
 
