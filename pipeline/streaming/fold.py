@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -123,24 +122,22 @@ class RollupFolder:
     def fold(self, spark: SparkSession, through: dt.datetime) -> int:
         """Fold every roll-up through ingest time ``through``; returns the partial rows merged.
 
-        Roll-ups folded to the same place read silver's tail once: each type's tail is cached by the first
-        roll-up's job, read from the cache by the next, and released when the fold ends.
+        Roll-ups folded to the same place read silver's tail once: each type's tail is a lazy local checkpoint,
+        written by the first roll-up's job and read back by the next. Not ``persist()``: that registers the scan
+        in Spark's cache manager, and every append to silver (the stream's own, each micro-batch) re-caches the
+        plans that read the table, removing the blocks a fold's running job is reading ("Block ... does not
+        exist"). A local checkpoint is the fold's alone; its blocks go when the fold drops the frames.
         """
         merged = 0
         started = time.monotonic()
         tails: dict[dt.datetime | None, SilverFrames] = {}
-        try:
-            for rollup in ROLLUPS:
-                try:
-                    merged += self._fold_one(spark, rollup, through, tails)
-                except BaseException:
-                    # Where the table is folded to is read from it again: a merge is all or nothing.
-                    self._positions.pop(rollup.table.identifier, None)
-                    raise
-        finally:
-            for tail in tails.values():
-                for frame in tail.values():
-                    frame.unpersist()
+        for rollup in ROLLUPS:
+            try:
+                merged += self._fold_one(spark, rollup, through, tails)
+            except BaseException:
+                # Where the table is folded to is read from it again: a merge is all or nothing.
+                self._positions.pop(rollup.table.identifier, None)
+                raise
         elapsed = time.monotonic() - started
         log.info("folded %d partial rows through %s in %.2f s", merged, through.isoformat(), elapsed)
         return merged
@@ -160,7 +157,7 @@ class RollupFolder:
             return 0
         if after not in tails:
             tails[after] = {
-                event_type: frame.persist(StorageLevel.MEMORY_AND_DISK)
+                event_type: frame.localCheckpoint(eager=False)
                 for event_type, frame in silver_tail(spark, self.catalog, after, through).items()
             }
         partial = rollup.partials(tails[after], F.lit(through)).localCheckpoint()
@@ -173,7 +170,7 @@ class RollupFolder:
                 self.merge(
                     spark,
                     rollup.merge_sql(self.catalog, view),
-                    {"since": stats["oldest"] - self.lookback},
+                    {"since": rollup.oldest_match(stats["oldest"], self.lookback)},
                     rollup.table,
                 )
             finally:

@@ -10,10 +10,10 @@ import pytest
 from pyspark.sql import functions as F
 
 from pipeline.contracts.events import EventType
-from pipeline.iceberg_io import ensure_tables
+from pipeline.iceberg_io import ensure_tables, merge_into
 from pipeline.streaming.commit import INGEST_TIME_PROPERTY, BatchCommitter, BatchMarkers, TableWrite
-from pipeline.streaming.fold import appends_in_ingest_window, ingest_window_snapshots
-from pipeline.tables import SILVER
+from pipeline.streaming.fold import RollupFolder, appends_in_ingest_window, ingest_window_snapshots
+from pipeline.tables import SESSIONS, SILVER, STREAMING_TABLES
 from tests.unit.test_iceberg_io import _rows_of
 
 
@@ -88,3 +88,34 @@ def test_an_ingest_window_reads_only_its_appends_and_every_row_in_it_across_comp
         f"CALL {catalog}.system.expire_snapshots(table => '{spec.identifier}', older_than => now(), retain_last => 1)"
     )
     assert scanned(2, 4) == (window, everything), "its snapshots expired: the whole table, filtered"
+
+
+def test_a_fold_keeps_silvers_tail_out_of_sparks_cache_which_every_append_to_silver_recaches(spark, lake) -> None:
+    """A plan cached with ``persist()`` is re-cached by every append to a table it reads, and the stream appends
+    to silver every micro-batch: a fold's job reading such a cache beside a batch loses its blocks. The fold's
+    tail is checkpointed instead; the cache manager holds nothing of it while the fold merges."""
+    catalog = lake.catalog.name
+    ensure_tables(spark, catalog, STREAMING_TABLES)
+    spec = SILVER[EventType.PAGE_VIEW]
+    rows = _rows_of(
+        spark,
+        spec,
+        event_id=["v1", "v2"],
+        event_type=["page_view"] * 2,
+        session_id=["s1"] * 2,
+        user_id=["u1"] * 2,
+        event_time=[_at(1), _at(2)],
+        event_date=[_at(1).date()] * 2,
+        ingest_time=[_at(3)] * 2,
+    )
+    BatchCommitter(catalog, "stream-f").commit(0, [TableWrite(spec, lambda: rows)], BatchMarkers(ingest_time=_at(3)))
+    spark.catalog.clearCache()
+    cache_empty_at_each_merge = []
+
+    def merge(spark, sql: str, args: dict, table) -> None:  # type: ignore[no-untyped-def]
+        cache_empty_at_each_merge.append(spark._jsparkSession.sharedState().cacheManager().isEmpty())
+        merge_into(spark, sql, args, table)
+
+    assert RollupFolder(catalog, dt.timedelta(days=7), merge).fold(spark, _at(4)) == 3  # a session, two minutes
+    assert cache_empty_at_each_merge == [True, True]
+    assert [r.page_views for r in spark.table(SESSIONS.qualified(catalog)).collect()] == [2]
