@@ -15,13 +15,15 @@ merge also skips rows a fold with the same or a later ``folded_through`` already
 Freshness: a roll-up lags silver by up to the fold interval (``stream.rollup_fold_seconds``); a reader that
 needs it to the second combines the folded rows with the tail's partial rows (``pipeline/live.py``).
 
-Reach: a merge only looks at target rows from ``stream.rollup_lookback_days`` before the tail's oldest event
-(the tables are partitioned by day). An event arriving later than that after its session started opens a
-second row for the session instead of updating the first.
+Reach: a session merge only looks at target rows from ``stream.rollup_lookback_days`` before the tail's oldest
+event (the tables are partitioned by day). An event arriving later than that after its session started opens a
+second row for the session instead of updating the first. A minute merge looks only at the minutes from the
+tail's oldest on: its key is the minute itself, so no older row can match (:meth:`Rollup.oldest_match`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -127,6 +129,15 @@ class Rollup:
     keys: tuple[str, ...]
     time_column: str  # the target is partitioned by its day; the merge prunes to the days it can touch
     combine: dict[str, str]  # column -> SQL expression over t (target) and s (source)
+
+    def oldest_match(self, oldest: dt.datetime, lookback: dt.timedelta) -> dt.datetime:
+        """The oldest ``time_column`` a target row matching partial rows whose oldest is ``oldest`` can hold.
+
+        When the time column is one of the keys (a minute), a matching row holds a partial row's own time: the
+        merge reads only the target rows from the tail's oldest minute on, however large the table has grown.
+        Otherwise (a session started before the tail) it can be up to ``lookback`` older (the reach above).
+        """
+        return oldest if self.time_column in self.keys else oldest - lookback
 
     def partials(self, silver: SilverFrames, folded_through: Column) -> DataFrame:
         if self.table is SESSIONS:

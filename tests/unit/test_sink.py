@@ -34,3 +34,11 @@ def test_the_first_batch_that_is_no_longer_behind_folds_what_the_backlog_left() 
     caught_up = cadence(seconds_since_last_fold=120)
     assert not caught_up.due(batch(waited_s=40))
     assert caught_up.due(batch(waited_s=2))
+
+
+def test_a_minute_merge_reads_from_the_tails_oldest_minute_and_a_session_merge_a_lookback_before() -> None:
+    from pipeline.streaming.rollups import MINUTE_ROLLUP, SESSION_ROLLUP
+
+    oldest, lookback = dt.datetime(2026, 11, 2, 9, 30), dt.timedelta(days=7)
+    assert MINUTE_ROLLUP.oldest_match(oldest, lookback) == oldest
+    assert SESSION_ROLLUP.oldest_match(oldest, lookback) == dt.datetime(2026, 10, 26, 9, 30)
