@@ -17,8 +17,11 @@ from dagster import DagsterInstance
 
 from pipeline.catalog import pyiceberg_catalog
 from pipeline.config import Settings
+from pipeline.contracts.events import EventType
+from pipeline.contracts.json_schema import stated, violations
 from pipeline.live import read_live_view
 from pipeline.orchestration.runs import materialize_gold
+from pipeline.tables import QUARANTINE_EVENTS
 from simulation.scenario import load_scenario
 from tests.integration.helpers import (
     assert_gold_matches,
@@ -56,6 +59,31 @@ def test_dirty_stream_in_many_micro_batches_matches_the_oracle(spark, live, tmp_
         "product_update",
     }
     assert sum(view.minutes.column("events").to_pylist()) > 0
+    _assert_the_published_schema_finds_the_quarantines_rules(settings)
+
+
+def _assert_the_published_schema_finds_the_quarantines_rules(settings: Settings) -> None:
+    """Each quarantined JSON object breaks, by its topic's JSON Schema document, exactly the quarantine rules a
+    schema can state (``pipeline.contracts.json_schema.stated``)."""
+    rows = (
+        pyiceberg_catalog(settings)
+        .load_table(QUARANTINE_EVENTS.identifier)
+        .scan(selected_fields=("kafka_topic", "value", "failed_rules"))
+        .to_arrow()
+        .to_pylist()
+    )
+    compared = 0
+    for row in rows:
+        try:
+            event = json.loads(row["value"])
+        except ValueError:
+            continue  # not JSON: nothing for a schema to say
+        if not isinstance(event, dict):
+            continue
+        topic = EventType(row["kafka_topic"].removeprefix(settings.kafka.topic_prefix + "."))
+        assert violations(topic, event) == {r for r in row["failed_rules"] if stated(r)}, (row["failed_rules"], event)
+        compared += 1
+    assert compared >= 20, f"only {compared} quarantined JSON objects to compare"
 
 
 def test_replaying_a_log_adds_nothing_but_quarantined_duplicates(spark, live, tmp_path: Path) -> None:
