@@ -107,9 +107,14 @@ def _cold_start(data: dict[str, Any]) -> str:
     return _table(header, rows)
 
 
+def _maintenance_runs(run: dict[str, Any]) -> str:
+    failed = len(run.get("maintenance_failures", []))
+    return f"{run['maintenance_runs']}" + (f" (**{failed} failed**)" if failed else "")
+
+
 def _drift(data: dict[str, Any]) -> str:
     rows = [
-        [f"{r['rate_eps']:,.0f}", _achieved(r), f"{r['duration_s'] / 60:g}", r["maintenance_runs"],
+        [f"{r['rate_eps']:,.0f}", _achieved(r), f"{r['duration_s'] / 60:g}", _maintenance_runs(r),
          r["p99_first_window_s"], r["p99_last_window_s"], r["ratio_last_to_first"], r["pauses_over_1s"],
          r["longest_pause_s"]]
         for r in data["runs"]
@@ -271,7 +276,8 @@ def _drift_ratio(data: dict[str, Any]) -> Figure:
     run = data["runs"][-1]
     reached = f", {run['achieved_eps']:,.0f} events/s reached" if "achieved_eps" in run else ""
     text = f"**{run['ratio_last_to_first']:.2f}×** (p99 {run['p99_first_window_s']:.2f} s first, "
-    return Figure(run["ratio_last_to_first"], f"{text}{run['p99_last_window_s']:.2f} s last{reached})")
+    failed = "; **a maintenance round failed**" if run.get("maintenance_failures") else ""
+    return Figure(run["ratio_last_to_first"], f"{text}{run['p99_last_window_s']:.2f} s last{reached}{failed})")
 
 
 def _millions(events: int) -> str:
