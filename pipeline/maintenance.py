@@ -217,18 +217,25 @@ def maintain(
     expired_count = retrying_races(
         "snapshot expiry", name, lambda: expire_snapshots(spark, catalog, spec, snapshot_retention, retain_last, now)
     )
-    # Listed through the table's FileIO (prefix listing), not a Hadoop file system: an s3:// warehouse has no
-    # Hadoop file system here (S3FileIO needs none), and a local one lists the same either way.
-    orphans = retrying_races(
-        "orphan removal",
-        name,
-        lambda: spark.sql(
-            f"CALL {call}.remove_orphan_files(table => :table, older_than => :cutoff, prefix_listing => true)",
-            args={"table": name, "cutoff": now - orphan_age},
-        ).count(),
-    )
+    orphans = retrying_races("orphan removal", name, lambda: remove_orphans(spark, catalog, spec, now - orphan_age))
     after = retrying_races("reading the shape", name, lambda: table_shape(spark, name))
     return MaintenanceResult(spec.identifier, before, after, rewritten, expired_count, orphans, "; ".join(skipped))
+
+
+def remove_orphans(spark: SparkSession, catalog: str, spec: TableSpec, older_than: dt.datetime) -> int:
+    """Delete the files under the table's location that no snapshot references and that are older than
+    ``older_than``; returns how many went. Listed through the table's FileIO (prefix listing): an s3:// warehouse
+    has no Hadoop file system here, and a local one lists the same either way.
+
+    Known limit: a local warehouse is listed by Hadoop's local file system, which asks ``ls`` for each file's
+    permissions after listing its folder, and a running stream deletes a metadata file at every commit. Beside a
+    stream committing several times a second, every listing can meet a file deleted in between, and the step
+    fails after :data:`STEP_ATTEMPTS` (``docs/operations.md``).
+    """
+    return spark.sql(
+        f"CALL {catalog}.system.remove_orphan_files(table => :table, older_than => :cutoff, prefix_listing => true)",
+        args={"table": spec.qualified(catalog), "cutoff": older_than},
+    ).count()
 
 
 def maintenance_rows(spark: SparkSession, results: list[MaintenanceResult]) -> DataFrame:

@@ -65,3 +65,32 @@ def test_an_error_fails_the_step_at_once_and_a_race_lost_every_time_fails_it_aft
     with pytest.raises(RuntimeError, match="FileNotFoundException"):
         retrying_races("snapshot expiry", "silver.page_views", races, attempts=3, backoff_s=0)
     assert races.calls == 3
+
+
+def test_orphans_older_than_the_cutoff_go_and_newer_files_and_the_tables_own_stay(spark, lake) -> None:
+    import datetime as dt
+    import os
+    import time
+
+    from pipeline.contracts.events import EventType
+    from pipeline.iceberg_io import ensure_tables, table_location
+    from pipeline.maintenance import remove_orphans
+    from pipeline.tables import SILVER
+    from tests.unit.test_iceberg_io import _rows_of
+
+    catalog = lake.catalog.name
+    spec = SILVER[EventType.PAGE_VIEW]
+    ensure_tables(spark, catalog, [spec])
+    _rows_of(spark, spec, event_id=["a", "b"]).writeTo(spec.qualified(catalog)).append()
+    data = os.path.join(table_location(spark, catalog, spec).removeprefix("file:"), "data")
+    old, new = os.path.join(data, "left-by-a-failed-write.parquet"), os.path.join(data, "being-written.parquet")
+    for path in (old, new):
+        with open(path, "wb") as out:
+            out.write(b"not referenced by any snapshot")
+    four_days_ago = time.time() - 4 * 86400
+    os.utime(old, (four_days_ago, four_days_ago))
+
+    assert remove_orphans(spark, catalog, spec, dt.datetime.now() - dt.timedelta(days=3)) == 1
+    assert not os.path.exists(old)
+    assert os.path.exists(new)
+    assert sorted(r.event_id for r in spark.table(spec.qualified(catalog)).collect()) == ["a", "b"]
