@@ -416,6 +416,9 @@ def gold(first: dt.date, last: dt.date | None) -> None:
     from pipeline.orchestration.runs import backfill_gold, dagster_instance, days_between
 
     settings = command_settings()
+    # The run's resources load their settings again, and take secrets (a catalog's password) only from the
+    # environment, never from run config: the services' catalog reaches them this way.
+    os.environ.update(settings.to_env())
     days = days_between(first, last or first)
     with _progress("gold runs", 1) as advance:
         backfill_gold(settings, days[0], days[-1], dagster_instance(settings))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -69,7 +70,10 @@ def test_reading_a_table_nothing_has_written_yet_says_so_and_names_the_catalog(h
     assert "Traceback" not in result.output
 
 
-def test_a_day_before_the_first_partition_names_the_setting_to_change(home: Path) -> None:
+def test_a_day_before_the_first_partition_names_the_setting_to_change(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("os.environ", dict(os.environ))  # `gold` exports its settings for the run's resources
     result = CliRunner().invoke(main, ["gold", "--date", "2018-02-06"])
     assert result.exit_code == 1
     assert "set SHOPLAKE_PARTITIONS_START (partitions_start in shoplake.toml) to 2018-02-06 or earlier" in (
