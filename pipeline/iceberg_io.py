@@ -111,11 +111,6 @@ def _iceberg_table(spark: SparkSession, catalog: str, spec: TableSpec) -> Any:
     return jvm.org.apache.iceberg.spark.Spark3Util.loadIcebergTable(spark._jsparkSession, spec.qualified(catalog))
 
 
-def table_location(spark: SparkSession, catalog: str, spec: TableSpec) -> str:
-    """The table's base location (``file:/...``, ``s3://...``), from its metadata."""
-    return str(_iceberg_table(spark, catalog, spec).location())
-
-
 def current_snapshot_id(spark: SparkSession, catalog: str, spec: TableSpec) -> int | None:
     """The table's current snapshot id: the head of its ``main`` branch (None for a never written table)."""
     snapshot = _iceberg_table(spark, catalog, spec).currentSnapshot()
@@ -260,20 +255,22 @@ def merge_into(spark: SparkSession, sql: str, args: dict[str, object], table: Ta
             time.sleep(0.5 * attempt)
 
 
-def table_metadata(spark: SparkSession, catalog: str, spec: TableSpec) -> dict[str, Any]:
-    """The table's current metadata file as Iceberg's Java API loaded it: one call, no Spark job."""
+def _metadata_json(spark: SparkSession, catalog: str, spec: TableSpec) -> str:
+    """The table's current metadata file as Iceberg's Java API loaded it, as JSON: one call, no Spark job."""
     jvm = spark.sparkContext._jvm
     assert jvm is not None
     current = _iceberg_table(spark, catalog, spec).operations().current()
-    return dict(json.loads(jvm.org.apache.iceberg.TableMetadataParser.toJson(current)))
+    return str(jvm.org.apache.iceberg.TableMetadataParser.toJson(current))
+
+
+def table_metadata(spark: SparkSession, catalog: str, spec: TableSpec) -> dict[str, Any]:
+    """The table's current metadata file, parsed."""
+    return dict(json.loads(_metadata_json(spark, catalog, spec)))
 
 
 def metadata_file_bytes(spark: SparkSession, catalog: str, spec: TableSpec) -> int:
     """Bytes of the table's current metadata file (uncompressed JSON): what every commit to it writes again."""
-    jvm = spark.sparkContext._jvm
-    assert jvm is not None
-    current = _iceberg_table(spark, catalog, spec).operations().current()
-    return len(str(jvm.org.apache.iceberg.TableMetadataParser.toJson(current)).encode())
+    return len(_metadata_json(spark, catalog, spec).encode())
 
 
 def snapshot_summaries(spark: SparkSession, catalog: str, spec: TableSpec) -> list[dict[str, str]]:

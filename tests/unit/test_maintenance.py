@@ -72,8 +72,9 @@ def test_orphans_older_than_the_cutoff_go_and_newer_files_and_the_tables_own_sta
     import os
     import time
 
+    from pipeline.catalog import pyiceberg_catalog
     from pipeline.contracts.events import EventType
-    from pipeline.iceberg_io import ensure_tables, table_location
+    from pipeline.iceberg_io import ensure_tables
     from pipeline.maintenance import remove_orphans
     from pipeline.tables import SILVER
     from tests.unit.test_iceberg_io import _rows_of
@@ -82,7 +83,8 @@ def test_orphans_older_than_the_cutoff_go_and_newer_files_and_the_tables_own_sta
     spec = SILVER[EventType.PAGE_VIEW]
     ensure_tables(spark, catalog, [spec])
     _rows_of(spark, spec, event_id=["a", "b"]).writeTo(spec.qualified(catalog)).append()
-    data = os.path.join(table_location(spark, catalog, spec).removeprefix("file:"), "data")
+    location = pyiceberg_catalog(lake).load_table(spec.identifier).location()
+    data = os.path.join(location.removeprefix("file:"), "data")
     old, new = os.path.join(data, "left-by-a-failed-write.parquet"), os.path.join(data, "being-written.parquet")
     for path in (old, new):
         with open(path, "wb") as out:
