@@ -227,15 +227,28 @@ def remove_orphans(spark: SparkSession, catalog: str, spec: TableSpec, older_tha
     ``older_than``; returns how many went. Listed through the table's FileIO (prefix listing): an s3:// warehouse
     has no Hadoop file system here, and a local one lists the same either way.
 
-    Known limit: a local warehouse is listed by Hadoop's local file system, which asks ``ls`` for each file's
-    permissions after listing its folder, and a running stream deletes a metadata file at every commit. Beside a
-    stream committing several times a second, every listing can meet a file deleted in between, and the step
-    fails after :data:`STEP_ATTEMPTS` (``docs/operations.md``).
+    A local warehouse is listed by Hadoop's local file system, which by default reads a listed file's permissions
+    later, with ``ls``: beside a stream that deletes its oldest metadata file at every commit, that ``ls`` finds
+    the file gone and the listing fails (five commits a second failed every attempt). :func:`stat_when_listing`
+    makes the listing read each file's status as it lists it, and skip a file that is gone by then.
     """
+    stat_when_listing(spark)
     return spark.sql(
         f"CALL {catalog}.system.remove_orphan_files(table => :table, older_than => :cutoff, prefix_listing => true)",
         args={"table": spec.qualified(catalog), "cutoff": older_than},
     ).count()
+
+
+def stat_when_listing(spark: SparkSession) -> None:
+    """Switch this JVM's Hadoop local file system to read a file's whole status (``stat``) when it lists it.
+
+    Its default status reads permissions lazily, by running ``ls`` on the file when first asked, which a recursive
+    listing does for every file after listing the folder: a file deleted in between fails the listing with
+    ``ls: cannot access``. With ``stat`` at listing time, a file already gone is skipped, as Hadoop's listing
+    intends. JVM-wide and one-way; object stores are not affected. The maintenance job runs in its own process,
+    not the stream's.
+    """
+    spark.sparkContext._jvm.org.apache.hadoop.fs.RawLocalFileSystem.useStatIfAvailable()  # type: ignore[union-attr]
 
 
 def maintenance_rows(spark: SparkSession, results: list[MaintenanceResult]) -> DataFrame:

@@ -13,12 +13,15 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from pathlib import Path
 
 import pytest
+from pyspark.sql import functions as F
 
 from pipeline.contracts.events import EventType
-from pipeline.maintenance import MaintenanceResult, StreamHygiene, maintain
+from pipeline.iceberg_io import ensure_tables
+from pipeline.maintenance import MaintenanceResult, StreamHygiene, maintain, remove_orphans
 from pipeline.spark_session import in_background_pool
 from pipeline.streaming.job import start_stream
 from pipeline.tables import BRONZE_EVENTS, SILVER, STREAMING_TABLES
@@ -72,3 +75,53 @@ def test_maintenance_rounds_complete_while_the_stream_expires_snapshots(
     races = [r.getMessage() for r in caplog.records if "lost a race" in r.getMessage()]
     print(f"{len(rounds)} maintenance rounds, {hygiene_rounds} hygiene rounds, {len(races)} races run again:")
     print("\n".join(races))
+
+
+@pytest.mark.extended
+def test_orphan_listing_of_a_table_committed_five_times_a_second(spark, lake) -> None:
+    """A table's oldest metadata file goes at every commit: no orphan listing of its local folder fails for it.
+
+    Hadoop's local listing used to read each file's permissions after listing the folder, with ``ls``; beside
+    this writer every listing met a file deleted in between. Each listing here runs once, without the
+    maintenance job's retries.
+    """
+    catalog = lake.catalog.name
+    spec = SILVER[EventType.PAGE_VIEW]
+    ensure_tables(spark, catalog, [spec])
+    rows = spark.range(5).select(
+        *[(F.col("id").cast("string") if f.name == "event_id" else F.lit(None)).cast(f.dataType).alias(f.name)
+          for f in spec.schema.fields]
+    )  # fmt: skip
+    writing = threading.Event()
+    writing.set()
+    commits = 0
+
+    def commit_back_to_back() -> None:
+        nonlocal commits
+        while writing.is_set():
+            rows.writeTo(spec.qualified(catalog)).append()
+            commits += 1
+
+    writer = threading.Thread(target=commit_back_to_back, name="writer", daemon=True)
+    writer.start()
+    listings, failures = 0, []
+    during = 0
+    try:
+        kept = int(spec.properties["write.metadata.previous-versions-max"])
+        while commits <= kept:  # past the metadata versions the table keeps: every commit now deletes one
+            time.sleep(0.5)
+        started = commits
+        for _ in range(3):
+            try:
+                remove_orphans(spark, catalog, spec, dt.datetime.now() - dt.timedelta(days=3))
+                listings += 1
+            except Exception as exc:
+                java = getattr(exc, "java_exception", None)
+                failures.append(str(java.toString()) if java is not None else repr(exc))
+        during = commits - started
+    finally:
+        writing.clear()
+        writer.join(timeout=60)
+    print(f"{listings} listings, {len(failures)} failed, beside {during} commits")
+    assert failures == []
+    assert during >= 3 * 10, "the writer kept committing (and deleting metadata files) through the listings"
