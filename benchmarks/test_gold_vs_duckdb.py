@@ -27,10 +27,9 @@ from benchmarks.harness import Results, best_of_two, step_seconds
 from benchmarks.plots import bars
 from devstack.pytest_plugin import make_settings
 from pipeline.batch import gold
-from pipeline.batch.inputs import silver_day
 from pipeline.catalog import equals, pyiceberg_catalog
 from pipeline.contracts.events import EventType
-from pipeline.iceberg_io import ensure_table, ensure_tables
+from pipeline.iceberg_io import ensure_table, ensure_tables, read_day
 from pipeline.orchestration.runs import materialize_gold
 from pipeline.spark_session import build_spark_session
 from pipeline.tables import SILVER, STREAMING_TABLES
@@ -86,7 +85,7 @@ def test_gold_day_spark_vs_duckdb(full: bool, results: Results, spark: SparkSess
         build_spark_session(settings)
         catalog = settings.catalog.name
         _write_silver(spark, catalog, seeds, max(1, events // base))
-        frames = {e: silver_day(spark, catalog, e, day) for e in EventType}
+        frames = {e: read_day(spark, catalog, SILVER[e], day) for e in EventType}
 
         summary_df = gold.daily_sales_summary(
             frames[EventType.PURCHASE],

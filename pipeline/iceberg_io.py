@@ -134,8 +134,8 @@ def _day_partition(spec: TableSpec) -> int:
 
 def _files_by_day(
     spark: SparkSession, catalog: str, spec: TableSpec, first: dt.date, last: dt.date | None, snapshot_id: int | None
-) -> Generator[tuple[dt.date, int]]:
-    """(day, records) of every data file Iceberg plans for the days ``first`` .. ``last`` (None: no upper bound)
+) -> Generator[tuple[dt.date, int, int]]:
+    """(day, records, bytes) of every data file Iceberg plans for the days ``first`` .. ``last`` (None: no upper bound)
     in snapshot ``snapshot_id`` (None: the current one; a never written table has no file). Manifests are read,
     no data file is, and no Spark job runs."""
     position = _day_partition(spec)
@@ -157,7 +157,8 @@ def _files_by_day(
         while files.hasNext():
             data_file = files.next().file()
             # An identity partition on a date holds days since 1970-01-01.
-            yield _EPOCH + dt.timedelta(days=data_file.partition().get(position, value)), data_file.recordCount()
+            day = _EPOCH + dt.timedelta(days=data_file.partition().get(position, value))
+            yield day, data_file.recordCount(), data_file.fileSizeInBytes()
     finally:
         tasks.close()
 
@@ -172,14 +173,20 @@ def days_with_rows(
 ) -> set[dt.date]:
     """The days ``first`` .. ``last`` that hold rows in snapshot ``snapshot_id`` (None: the current one) of a
     table partitioned by the day in its date column, from the data files Iceberg plans for them."""
-    return {day for day, records in _files_by_day(spark, catalog, spec, first, last, snapshot_id) if records > 0}
+    return {day for day, records, _ in _files_by_day(spark, catalog, spec, first, last, snapshot_id) if records > 0}
 
 
 def holds_rows_since(spark: SparkSession, catalog: str, spec: TableSpec, first: dt.date) -> bool:
     """Whether the table's current snapshot holds rows on day ``first`` or later (planning stops at the first
     data file that does)."""
     with contextlib.closing(_files_by_day(spark, catalog, spec, first, None, None)) as files:
-        return any(records > 0 for _, records in files)
+        return any(records > 0 for _, records, _ in files)
+
+
+def planned_bytes(spark: SparkSession, catalog: str, spec: TableSpec, first: dt.date, last: dt.date) -> int:
+    """The size of the data files a read of the days ``first`` .. ``last`` of the table plans (0 for a table never
+    written), from its manifests: no data file is read."""
+    return sum(size for _, _, size in _files_by_day(spark, catalog, spec, first, last, None))
 
 
 def append_rows(df: DataFrame, catalog: str, spec: TableSpec) -> int:

@@ -23,6 +23,29 @@ REQUIRED_JAR_PREFIXES = (
 )
 
 
+ADVISORY_PARTITION_BYTES = 64 * 1024 * 1024
+"""What a batch job's shuffle partition aims to hold once adaptive execution has coalesced it (Spark's default)."""
+MAX_SHUFFLE_PARTITIONS = 200
+
+
+def batch_shuffle_conf(input_bytes: int, cores: int) -> dict[str, str]:
+    """Shuffle settings for a batch job (a gold run) that reads ``input_bytes`` of Parquet on ``cores`` cores.
+
+    Spark's defaults are a cluster's: 200 shuffle partitions, which adaptive execution coalesces down to no fewer
+    than the cores (``parallelismFirst``). Here a job starts from one shuffle partition per
+    :data:`ADVISORY_PARTITION_BYTES` of input, at least one per core and at most :data:`MAX_SHUFFLE_PARTITIONS`,
+    and adaptive execution coalesces by size alone (``parallelismFirst=false``): a shuffle of a few megabytes
+    becomes one task rather than one per core, each paying a task's fixed cost for almost no rows, while a large
+    one keeps a partition per 64 MiB.
+    """
+    partitions = min(MAX_SHUFFLE_PARTITIONS, max(cores, -(-input_bytes // ADVISORY_PARTITION_BYTES)))
+    return {
+        "spark.sql.shuffle.partitions": str(partitions),
+        "spark.sql.adaptive.coalescePartitions.parallelismFirst": "false",
+        "spark.sql.adaptive.advisoryPartitionSizeInBytes": str(ADVISORY_PARTITION_BYTES),
+    }
+
+
 class JarsMissingError(ConfigurationError):
     """The Spark jars folder lacks a jar the pipeline needs."""
 

@@ -413,13 +413,14 @@ def live(minutes: int, interval: float, once: bool) -> None:
 @friendly_errors
 def gold(first: dt.date, last: dt.date | None) -> None:
     """Materialize the daily gold assets through Dagster for a day or a range (one run for the whole range)."""
-    from pipeline.orchestration.runs import backfill_gold, dagster_instance, days_between
+    from pipeline.batch.inputs import run_days
+    from pipeline.orchestration.runs import backfill_gold, dagster_instance
 
     settings = command_settings()
     # The run's resources load their settings again, and take secrets (a catalog's password) only from the
     # environment, never from run config: the services' catalog reaches them this way.
     os.environ.update(settings.to_env())
-    days = days_between(first, last or first)
+    days = run_days(first, last or first)
     with _progress("gold runs", 1) as advance:
         backfill_gold(settings, days[0], days[-1], dagster_instance(settings))
         advance(1)

@@ -7,6 +7,8 @@ the row; the rules themselves live here, beside the gold transforms, and are uni
 from __future__ import annotations
 
 import datetime as dt
+import functools
+from collections.abc import Mapping, Sequence
 
 from pyspark.sql import DataFrame, Row
 from pyspark.sql import functions as F
@@ -56,6 +58,29 @@ def needs_exact_recount(verdict: Row) -> bool:
     return not verdict["is_ok"] and verdict["bad_rows"] == 0
 
 
+def silver_contract_verdicts(silver_dfs: Mapping[str, DataFrame]) -> tuple[dict[str, Row], list[str]]:
+    """:func:`silver_contract_verdict` of each silver table (by name), the run's days in its rows' ``event_date``,
+    and the tables whose ids were recounted exactly.
+
+    Every table's verdict comes from one query with ids told apart by their hashes; a table failing on its id
+    count alone is then recounted exactly, so a hash collision never fails a table.
+    """
+    hashed = functools.reduce(
+        DataFrame.unionByName,
+        [
+            silver_contract_verdict(frame, exact_ids=False).withColumn("table_name", F.lit(name))
+            for name, frame in silver_dfs.items()
+        ],
+    ).collect()
+    verdicts: dict[str, Row] = {v["table_name"]: v for v in hashed}
+    recounted = sorted(name for name, verdict in verdicts.items() if needs_exact_recount(verdict))
+    for name in recounted:
+        exact = silver_contract_verdict(silver_dfs[name]).first()
+        assert exact is not None, "an aggregate is one row"
+        verdicts[name] = exact
+    return verdicts, recounted
+
+
 def totals_verdict(
     summary_df: DataFrame, category_sales_df: DataFrame, customer_daily_df: DataFrame, by: tuple[str, ...] = ()
 ) -> DataFrame:
@@ -101,6 +126,15 @@ def revenue_anomaly_verdict(daily_sales_df: DataFrame, day: dt.date) -> DataFram
     mean, revenue = F.col("trailing_mean"), F.col("revenue")
     within = (mean / ANOMALY_FACTOR <= revenue) & (revenue <= mean * ANOMALY_FACTOR)
     return stats.select("revenue", "trailing_mean", (mean.isNull() | (mean == 0) | within).alias("is_ok"))
+
+
+def revenue_anomaly_verdicts(daily_sales_df: DataFrame, days: Sequence[dt.date]) -> DataFrame:
+    """:func:`revenue_anomaly_verdict` of each of ``days`` (``daily_sales_df`` holding them and the 7 days before
+    the first), one row per day with its ``event_date``, in one query."""
+    return functools.reduce(
+        DataFrame.unionByName,
+        [revenue_anomaly_verdict(daily_sales_df, day).withColumn("event_date", F.lit(day)) for day in days],
+    )
 
 
 def rates_verdict(product_daily_df: DataFrame) -> DataFrame:

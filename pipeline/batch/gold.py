@@ -417,6 +417,9 @@ def product_pairs(purchases_df: DataFrame, days: Days) -> DataFrame:
 
 # -- data quality ----------------------------------------------------------------------------------------------
 
+IN_FLIGHT = dt.timedelta(minutes=5)
+"""How long a record ingested into bronze may still be in flight to silver in a running micro-batch."""
+
 
 def data_quality(
     silver_df: DataFrame,
@@ -425,13 +428,13 @@ def data_quality(
     landed_df: DataFrame,
     table_of_topic: dict[str, str],
     days: Days,
-    in_flight_since: dt.datetime | None = None,
+    as_of: dt.datetime | None = None,
 ) -> DataFrame:
     """One row per day of ``days`` and silver table (zeros included).
 
-    Conservation counts a bronze record as missing only if it was ingested before ``in_flight_since``: the
-    stream commits a micro-batch's tables side by side, so a check running beside it may see a record in bronze
-    a moment before it appears in silver.
+    Conservation counts a bronze record as missing only if it was ingested :data:`IN_FLIGHT` or longer before
+    ``as_of`` (the time of the build; None: every record counts): the stream commits a micro-batch's tables side
+    by side, so a build running beside it may see a record in bronze a moment before it appears in silver.
 
     Args:
         silver_df: silver rows of the days: ``table_name``, ``event_date``, ``is_late``, ``latency_s``.
@@ -477,8 +480,8 @@ def data_quality(
     landed = landed_df.groupBy(*coordinates).agg(F.count("*").alias("copies"))
     copies = F.coalesce(F.col("copies"), F.lit(0))
     settled = F.lit(True)
-    if in_flight_since is not None:  # an unknown ingest time is no excuse: such a record counts as settled
-        settled = F.coalesce(F.col("ingest_time") < F.lit(in_flight_since), F.lit(True))
+    if as_of is not None:  # an unknown ingest time is no excuse: such a record counts as settled
+        settled = F.coalesce(F.col("ingest_time") < F.lit(as_of - IN_FLIGHT), F.lit(True))
     accounting = (
         bronze_df.withColumn("event_date", F.to_date("kafka_timestamp"))
         .join(landed, coordinates, "left")

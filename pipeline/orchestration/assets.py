@@ -1,8 +1,9 @@
 """The assets Dagster materializes: the streaming tables it shows for lineage, the daily gold tables, maintenance.
 
-Each gold asset reads its inputs for the run's days (``pipeline.batch.inputs``): one partition, or a backfill's
-whole range, which a single run computes in one pass. It calls the pure transform that defines the table
-(``pipeline.batch.gold``) and returns the DataFrame; the ``iceberg`` IO manager replaces those days. Gold assets
+Each gold asset takes its inputs from the run's :class:`~pipeline.batch.inputs.GoldRun` (one partition, or a
+backfill's whole range, which a single run computes in one pass; each silver table read once for the run). It
+calls the pure transform that defines the table (``pipeline.batch.gold``) and returns the DataFrame; the
+``iceberg`` IO manager replaces those days. Gold assets
 carry no partitions here: ``definitions.py`` gives them the one daily partitioning, built from the settings, and
 the single-run backfill policy.
 ``gold/data_quality`` is built first and carries the blocking checks on silver; every other gold asset depends
@@ -17,11 +18,11 @@ import dagster as dg
 from pyspark.sql import DataFrame
 
 from pipeline.batch import gold
-from pipeline.batch.inputs import USER_EVENT_TYPES, data_quality_inputs, lifetime_inputs, silver_days
+from pipeline.batch.inputs import USER_EVENT_TYPES, GoldRun
 from pipeline.contracts.events import EventType
 from pipeline.iceberg_io import append_rows, ensure_table, ensure_tables
 from pipeline.maintenance import maintain, maintenance_rows
-from pipeline.orchestration.resources import LakehouseResource, asset_key, partition_days
+from pipeline.orchestration.resources import GoldInputsResource, LakehouseResource, asset_key
 from pipeline.tables import (
     BRONZE_EVENTS,
     GOLD_CUSTOMER_DAILY,
@@ -72,34 +73,26 @@ def _silver_keys(*event_types: EventType) -> list[dg.AssetKey]:
     return [asset_key(SILVER[e]) for e in event_types or tuple(EventType)]
 
 
-def _days(context: dg.AssetExecutionContext) -> list[dt.date]:
-    """The run's days: its partition, or every day of a backfill's range."""
-    first, last = partition_days(context.partition_key_range)
-    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
-
-
-def _silver_days(
-    context: dg.AssetExecutionContext, lake: LakehouseResource, *event_types: EventType
-) -> list[DataFrame]:
-    first, last = partition_days(context.partition_key_range)
-    spark, catalog = lake.spark(), lake.catalog()
-    return [silver_days(spark, catalog, e, first, last) for e in event_types]
+def gold_run(
+    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, gold_inputs: GoldInputsResource
+) -> GoldRun:
+    """The run's inputs, for the days of its partition or backfill range."""
+    return gold_inputs.run(context.run.run_id, context.partition_key_range)
 
 
 @dg.asset(key=QUALITY_KEY, deps=_silver_keys(), **_GOLD)
-def data_quality(context: dg.AssetExecutionContext, lake: LakehouseResource) -> DataFrame:
+def data_quality(context: dg.AssetExecutionContext, gold_inputs: GoldInputsResource) -> DataFrame:
     """Per silver table: rows, late rows, duplicates, quarantined by reason, freshness, conservation."""
-    first, last = partition_days(context.partition_key_range)
-    inputs = data_quality_inputs(lake.spark(), lake.catalog(), lake.settings().kafka.topic_prefix, first, last)
-    # Records ingested in the last 5 minutes may still be in flight in a running micro-batch.
+    run = gold_run(context, gold_inputs)
+    inputs = run.data_quality()
     return gold.data_quality(
         inputs.silver_df,
         inputs.quarantine_df,
         inputs.bronze_df,
         inputs.landed_df,
         inputs.table_of_topic,
-        _days(context),
-        in_flight_since=dt.datetime.now() - dt.timedelta(minutes=5),
+        run.days,
+        as_of=dt.datetime.now(),
     )
 
 
@@ -107,57 +100,60 @@ _SUMMARY_INPUTS = (EventType.PURCHASE, EventType.PAGE_VIEW, EventType.ADD_TO_CAR
 
 
 @dg.asset(key=asset_key(GOLD_DAILY_SALES_SUMMARY), deps=[QUALITY_KEY, *_silver_keys(*_SUMMARY_INPUTS)], **_GOLD)
-def daily_sales_summary(context: dg.AssetExecutionContext, lake: LakehouseResource) -> DataFrame:
+def daily_sales_summary(context: dg.AssetExecutionContext, gold_inputs: GoldInputsResource) -> DataFrame:
     """Orders, revenue after discounts, units, customers, visitors, sessions, conversion of one day."""
-    purchases, page_views, cart_events, user_sessions = _silver_days(context, lake, *_SUMMARY_INPUTS)
-    return gold.daily_sales_summary(purchases, page_views, cart_events, user_sessions, _days(context))
+    run = gold_run(context, gold_inputs)
+    purchases, page_views, cart_events, user_sessions = [run.silver(e) for e in _SUMMARY_INPUTS]
+    return gold.daily_sales_summary(purchases, page_views, cart_events, user_sessions, run.days)
 
 
 @dg.asset(key=asset_key(GOLD_DAILY_CATEGORY_SALES), deps=[QUALITY_KEY, *_silver_keys(EventType.PURCHASE)], **_GOLD)
-def daily_category_sales(context: dg.AssetExecutionContext, lake: LakehouseResource) -> DataFrame:
+def daily_category_sales(context: dg.AssetExecutionContext, gold_inputs: GoldInputsResource) -> DataFrame:
     """Orders, units and item revenue per category of one day."""
-    (purchases,) = _silver_days(context, lake, EventType.PURCHASE)
-    return gold.daily_category_sales(purchases, _days(context))
+    run = gold_run(context, gold_inputs)
+    return gold.daily_category_sales(run.silver(EventType.PURCHASE), run.days)
 
 
 @dg.asset(key=asset_key(GOLD_CUSTOMER_LIFETIME), deps=[QUALITY_KEY, *_silver_keys(*USER_EVENT_TYPES)], **_GOLD)
-def customer_lifetime(context: dg.AssetExecutionContext, lake: LakehouseResource) -> DataFrame:
+def customer_lifetime(context: dg.AssetExecutionContext, gold_inputs: GoldInputsResource) -> DataFrame:
     """Each user's lifetime state (first seen, orders, LTV, last purchase) as of each day: the day before's plus the
     day's events."""
-    first, last = partition_days(context.partition_key_range)
-    inputs = lifetime_inputs(lake.spark(), lake.catalog(), first, last)
-    if inputs.state_day != first - dt.timedelta(days=1):
-        context.log.info("no lifetime state for %s: starting from %s", first - dt.timedelta(days=1), inputs.state_day)
-    return gold.customer_lifetime(inputs.previous_df, inputs.purchases_df, inputs.activity_df, _days(context))
+    run = gold_run(context, gold_inputs)
+    inputs = run.lifetime()
+    if inputs.state_day != run.first - dt.timedelta(days=1):
+        context.log.info(
+            "no lifetime state for %s: starting from %s", run.first - dt.timedelta(days=1), inputs.state_day
+        )
+    return gold.customer_lifetime(inputs.previous_df, inputs.purchases_df, inputs.activity_df, run.days)
 
 
 @dg.asset(
     key=asset_key(GOLD_CUSTOMER_DAILY),
-    ins={"lifetime_df": dg.AssetIn(key=asset_key(GOLD_CUSTOMER_LIFETIME))},
-    deps=_silver_keys(EventType.PURCHASE),
+    deps=[asset_key(GOLD_CUSTOMER_LIFETIME), *_silver_keys(EventType.PURCHASE)],
     **_GOLD,
 )
-def customer_daily(context: dg.AssetExecutionContext, lake: LakehouseResource, lifetime_df: DataFrame) -> DataFrame:
+def customer_daily(context: dg.AssetExecutionContext, gold_inputs: GoldInputsResource) -> DataFrame:
     """Active customers of one day with lifetime value to date, RFM scores and segment."""
-    (purchases,) = _silver_days(context, lake, EventType.PURCHASE)
-    return gold.customer_daily(lifetime_df, purchases, _days(context))
+    run = gold_run(context, gold_inputs)
+    return gold.customer_daily(run.gold(GOLD_CUSTOMER_LIFETIME), run.silver(EventType.PURCHASE), run.days)
 
 
 _PRODUCT_INPUTS = (EventType.PAGE_VIEW, EventType.ADD_TO_CART, EventType.PURCHASE)
 
 
 @dg.asset(key=asset_key(GOLD_PRODUCT_DAILY), deps=[QUALITY_KEY, *_silver_keys(*_PRODUCT_INPUTS)], **_GOLD)
-def product_daily(context: dg.AssetExecutionContext, lake: LakehouseResource) -> DataFrame:
+def product_daily(context: dg.AssetExecutionContext, gold_inputs: GoldInputsResource) -> DataFrame:
     """Views, carts, purchases, revenue and funnel rates per product of one day."""
-    page_views, cart_events, purchases = _silver_days(context, lake, *_PRODUCT_INPUTS)
-    return gold.product_daily(page_views, cart_events, purchases, _days(context))
+    run = gold_run(context, gold_inputs)
+    page_views, cart_events, purchases = [run.silver(e) for e in _PRODUCT_INPUTS]
+    return gold.product_daily(page_views, cart_events, purchases, run.days)
 
 
 @dg.asset(key=asset_key(GOLD_PRODUCT_PAIRS), deps=[QUALITY_KEY, *_silver_keys(EventType.PURCHASE)], **_GOLD)
-def product_pairs(context: dg.AssetExecutionContext, lake: LakehouseResource) -> DataFrame:
+def product_pairs(context: dg.AssetExecutionContext, gold_inputs: GoldInputsResource) -> DataFrame:
     """Co-purchase recommendations (support, confidence, lift) of one day."""
-    (purchases,) = _silver_days(context, lake, EventType.PURCHASE)
-    return gold.product_pairs(purchases, _days(context))
+    run = gold_run(context, gold_inputs)
+    return gold.product_pairs(run.silver(EventType.PURCHASE), run.days)
 
 
 GOLD_ASSETS: tuple[dg.AssetsDefinition, ...] = (

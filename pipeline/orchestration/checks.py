@@ -1,26 +1,26 @@
-"""The asset checks: read the run's days of the tables, compute the verdict with ``pipeline.batch.checks``, report it.
+"""The asset checks: take the run's frames, compute the verdict with ``pipeline.batch.checks``, report it.
 
 A run builds one day or a backfill's range at once; a check then judges every day of it (and fails when one
-day fails). Checks on ``gold/data_quality`` are blocking (contracts on silver); the others warn or flag
-disagreement. Metadata always carries the counts behind the verdict. The ``freshness`` check on each silver table
-is built from the settings (its objective and window) by :func:`build_freshness_check`.
+day fails). Its frames come from the run's :class:`~pipeline.batch.inputs.GoldRun`: the silver days the assets
+were built from, and the gold days the run wrote, read back once. Checks on ``gold/data_quality`` are blocking
+(contracts on silver); the others warn or flag disagreement. Metadata always carries the counts behind the
+verdict. The ``freshness`` check on each silver table is built from the settings (its objective and window) by
+:func:`build_freshness_check`.
 """
 
 import datetime as dt
-import functools
 from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
 from pyspark.sql import DataFrame, Row
-from pyspark.sql import functions as F
 
 from pipeline.batch import checks
 from pipeline.config import FreshnessSettings
 from pipeline.iceberg_io import read_days
 from pipeline.observability import freshness_verdict, recent_latency_summary
-from pipeline.orchestration.assets import QUALITY_KEY
-from pipeline.orchestration.resources import LakehouseResource, asset_key, partition_days
+from pipeline.orchestration.assets import QUALITY_KEY, gold_run
+from pipeline.orchestration.resources import GoldInputsResource, LakehouseResource, asset_key
 from pipeline.tables import (
     GOLD_CUSTOMER_DAILY,
     GOLD_DAILY_CATEGORY_SALES,
@@ -28,13 +28,7 @@ from pipeline.tables import (
     GOLD_DATA_QUALITY,
     GOLD_PRODUCT_DAILY,
     SILVER,
-    TableSpec,
 )
-
-
-def _day(context: dg.AssetCheckExecutionContext, lake: LakehouseResource, spec: TableSpec) -> DataFrame:
-    """The run's days of a table (one partition, or a backfill's range)."""
-    return read_days(lake.spark(), lake.catalog(), spec, *partition_days(context.partition_key_range))
 
 
 def _only_row(verdict_df: DataFrame) -> Row:
@@ -44,8 +38,8 @@ def _only_row(verdict_df: DataFrame) -> Row:
 
 
 @dg.asset_check(asset=QUALITY_KEY, blocking=True, description="Every Kafka record of the day is in exactly one place.")
-def conservation(context: dg.AssetCheckExecutionContext, lake: LakehouseResource) -> dg.AssetCheckResult:
-    verdict = _only_row(checks.conservation_verdict(_day(context, lake, GOLD_DATA_QUALITY)))
+def conservation(context: dg.AssetCheckExecutionContext, gold_inputs: GoldInputsResource) -> dg.AssetCheckResult:
+    verdict = _only_row(checks.conservation_verdict(gold_run(context, gold_inputs).gold(GOLD_DATA_QUALITY)))
     return dg.AssetCheckResult(
         passed=verdict["is_ok"],
         metadata={
@@ -58,25 +52,12 @@ def conservation(context: dg.AssetCheckExecutionContext, lake: LakehouseResource
 @dg.asset_check(
     asset=QUALITY_KEY, blocking=True, description="Silver holds each event id once and only the day's events."
 )
-def silver_contract(context: dg.AssetCheckExecutionContext, lake: LakehouseResource) -> dg.AssetCheckResult:
-    # Every table's verdict in one query, ids told apart by their hashes; a table failing on its id count alone
-    # is recounted exactly, so a hash collision never fails the check.
-    hashed = functools.reduce(
-        DataFrame.unionByName,
-        [
-            checks.silver_contract_verdict(_day(context, lake, spec), exact_ids=False).withColumn(
-                "table_name", F.lit(spec.name)
-            )
-            for spec in SILVER.values()
-        ],
-    ).collect()
-    verdict_of = {v["table_name"]: v for v in hashed}
-    for spec in SILVER.values():
-        if checks.needs_exact_recount(verdict_of[spec.name]):
-            context.log.info("%s: ids recounted exactly", spec.name)
-            verdict_of[spec.name] = _only_row(checks.silver_contract_verdict(_day(context, lake, spec)))
-    metadata: dict[str, Any] = {f"{spec.name}_rows": verdict_of[spec.name]["rows"] for spec in SILVER.values()}
-    return dg.AssetCheckResult(passed=all(v["is_ok"] for v in verdict_of.values()), metadata=metadata)
+def silver_contract(context: dg.AssetCheckExecutionContext, gold_inputs: GoldInputsResource) -> dg.AssetCheckResult:
+    run = gold_run(context, gold_inputs)
+    verdicts, recounted = checks.silver_contract_verdicts({spec.name: run.silver(e) for e, spec in SILVER.items()})
+    metadata: dict[str, Any] = {f"{name}_rows": verdict["rows"] for name, verdict in verdicts.items()}
+    metadata["ids_recounted_exactly"] = ", ".join(recounted) or "none"
+    return dg.AssetCheckResult(passed=all(v["is_ok"] for v in verdicts.values()), metadata=metadata)
 
 
 @dg.asset_check(
@@ -84,11 +65,12 @@ def silver_contract(context: dg.AssetCheckExecutionContext, lake: LakehouseResou
     additional_deps=[asset_key(GOLD_DAILY_CATEGORY_SALES), asset_key(GOLD_CUSTOMER_DAILY)],
     description="Gold tables of the day agree with each other.",
 )
-def totals_reconcile(context: dg.AssetCheckExecutionContext, lake: LakehouseResource) -> dg.AssetCheckResult:
+def totals_reconcile(context: dg.AssetCheckExecutionContext, gold_inputs: GoldInputsResource) -> dg.AssetCheckResult:
+    run = gold_run(context, gold_inputs)
     verdicts = checks.totals_verdict(
-        _day(context, lake, GOLD_DAILY_SALES_SUMMARY),
-        _day(context, lake, GOLD_DAILY_CATEGORY_SALES),
-        _day(context, lake, GOLD_CUSTOMER_DAILY),
+        run.gold(GOLD_DAILY_SALES_SUMMARY),
+        run.gold(GOLD_DAILY_CATEGORY_SALES),
+        run.gold(GOLD_CUSTOMER_DAILY),
         by=("event_date",),
     ).collect()
     failing = sorted(v["event_date"].isoformat() for v in verdicts if not v["is_ok"])
@@ -105,17 +87,17 @@ def totals_reconcile(context: dg.AssetCheckExecutionContext, lake: LakehouseReso
 
 
 @dg.asset_check(asset=asset_key(GOLD_DAILY_SALES_SUMMARY), description="Revenue within 3x of the trailing 7-day mean.")
-def revenue_anomaly(context: dg.AssetCheckExecutionContext, lake: LakehouseResource) -> dg.AssetCheckResult:
-    first, last = partition_days(context.partition_key_range)
-    trailing_from = first - dt.timedelta(days=checks.ANOMALY_TRAILING_DAYS)
-    daily_sales = read_days(lake.spark(), lake.catalog(), GOLD_DAILY_SALES_SUMMARY, trailing_from, last).cache()
-    days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
-    # One verdict per day, computed in one job.
-    verdicts = functools.reduce(
-        DataFrame.unionByName,
-        [checks.revenue_anomaly_verdict(daily_sales, d).withColumn("event_date", F.lit(d)) for d in days],
-    ).collect()
-    daily_sales.unpersist()
+def revenue_anomaly(context: dg.AssetCheckExecutionContext, gold_inputs: GoldInputsResource) -> dg.AssetCheckResult:
+    run = gold_run(context, gold_inputs)
+    trailing = read_days(
+        run.spark,
+        run.catalog,
+        GOLD_DAILY_SALES_SUMMARY,
+        run.first - dt.timedelta(days=checks.ANOMALY_TRAILING_DAYS),
+        run.first - dt.timedelta(days=1),
+    )
+    daily_sales = trailing.unionByName(run.gold(GOLD_DAILY_SALES_SUMMARY))
+    verdicts = checks.revenue_anomaly_verdicts(daily_sales, run.days).collect()
     failing = sorted(v["event_date"].isoformat() for v in verdicts if not v["is_ok"])
     latest = max(verdicts, key=lambda v: v["event_date"])
     mean = latest["trailing_mean"]
@@ -131,8 +113,8 @@ def revenue_anomaly(context: dg.AssetCheckExecutionContext, lake: LakehouseResou
 
 
 @dg.asset_check(asset=asset_key(GOLD_PRODUCT_DAILY), description="Funnel rates are between 0 and 1.")
-def rates_bounded(context: dg.AssetCheckExecutionContext, lake: LakehouseResource) -> dg.AssetCheckResult:
-    verdict = _only_row(checks.rates_verdict(_day(context, lake, GOLD_PRODUCT_DAILY)))
+def rates_bounded(context: dg.AssetCheckExecutionContext, gold_inputs: GoldInputsResource) -> dg.AssetCheckResult:
+    verdict = _only_row(checks.rates_verdict(gold_run(context, gold_inputs).gold(GOLD_PRODUCT_DAILY)))
     return dg.AssetCheckResult(
         passed=verdict["is_ok"], metadata={"products_out_of_range": verdict["products_out_of_range"]}
     )

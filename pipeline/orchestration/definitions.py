@@ -13,7 +13,7 @@ import dagster as dg
 from pipeline.config import Settings, load_settings
 from pipeline.orchestration.assets import GOLD_ASSETS, GOLD_GROUP, MAINTENANCE_GROUP, maintenance, streaming_asset_specs
 from pipeline.orchestration.checks import ASSET_CHECKS, build_freshness_check
-from pipeline.orchestration.resources import IcebergIOManager, LakehouseResource, asset_key
+from pipeline.orchestration.resources import GoldInputsResource, IcebergIOManager, LakehouseResource, asset_key
 from pipeline.orchestration.sensors import build_late_events_sensor
 from pipeline.tables import GOLD_DAILY_SALES_SUMMARY
 
@@ -68,7 +68,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             ),
         ],
         sensors=[build_late_events_sensor(GOLD_JOB, asset_key(GOLD_DAILY_SALES_SUMMARY))],
-        resources={"lake": lake, "iceberg": IcebergIOManager(lake=lake)},
+        resources={"lake": lake, "gold_inputs": GoldInputsResource(lake=lake), "iceberg": IcebergIOManager(lake=lake)},
     )
 
 

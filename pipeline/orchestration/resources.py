@@ -1,8 +1,9 @@
 """Dagster resources: the lakehouse (settings + Spark session) and the Iceberg IO manager.
 
-Gold assets read their inputs with the lakehouse resource and return a DataFrame; the IO manager overwrites
-exactly the run's days of the asset's table, one day or a backfill's range (recording restatements of the days
-rebuilt).
+Gold assets and checks get their frames from the run's :class:`~pipeline.batch.inputs.GoldRun`, which the
+``gold_inputs`` resource keeps for the run (one snapshot of each input) and releases when it ends; assets return a
+DataFrame, and the IO manager overwrites exactly the run's days of the asset's table, one day or a backfill's
+range (recording restatements of the days rebuilt).
 """
 
 import datetime as dt
@@ -11,8 +12,10 @@ from typing import Any
 
 import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from pydantic import PrivateAttr
 from pyspark.sql import DataFrame, SparkSession
 
+from pipeline.batch.inputs import GoldRun
 from pipeline.batch.outputs import write_gold_days
 from pipeline.config import Settings, load_settings
 from pipeline.iceberg_io import read_days, read_table
@@ -78,6 +81,29 @@ class LakehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     def catalog(self) -> str:
         """The Spark catalog name the lakehouse's tables are registered under."""
         return self.settings().catalog.name
+
+
+class GoldInputsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """The inputs of gold runs: one :class:`~pipeline.batch.inputs.GoldRun` per Dagster run, shared by its assets
+    and checks (the in-process executor sets this resource up once per run) and released when the run ends."""
+
+    lake: dg.ResourceDependency[LakehouseResource]
+    _runs: dict[tuple[str, dt.date, dt.date], GoldRun] = PrivateAttr(default_factory=dict)
+
+    def run(self, run_id: str, key_range: dg.PartitionKeyRange) -> GoldRun:
+        """The inputs of run ``run_id``, which builds the days of ``key_range``."""
+        first, last = partition_days(key_range)
+        key = (run_id, first, last)
+        if key not in self._runs:
+            settings = self.lake.settings()
+            spark = build_spark_session(settings)
+            self._runs[key] = GoldRun(spark, settings.catalog.name, settings.kafka.topic_prefix, first, last)
+        return self._runs[key]
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        for run in self._runs.values():
+            run.release()
+        self._runs.clear()
 
 
 def asset_key(spec: TableSpec) -> dg.AssetKey:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from pipeline.batch.inputs import run_days
 from pipeline.config import ConfigurationError, Settings
 from pipeline.errors import ShoplakeError
 from pipeline.orchestration.definitions import GOLD_JOB, build_definitions
@@ -28,12 +29,6 @@ def dagster_instance(settings: Settings) -> dg.DagsterInstance:
         raise ConfigurationError(f"cannot create DAGSTER_HOME {home}: {exc}") from exc
     os.environ["DAGSTER_HOME"] = str(home)
     return dg.DagsterInstance.get()
-
-
-def days_between(first: dt.date, last: dt.date) -> list[dt.date]:
-    if last < first:
-        raise ConfigurationError(f"the range ends ({last}) before it starts ({first})")
-    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
 
 
 def _run_gold(
@@ -91,7 +86,7 @@ def backfill_gold(
 ) -> dg.ExecuteInProcessResult:
     """Run the gold job once for every day of ``first`` .. ``last``: one run, one pass per table over the range,
     replacing exactly those days (and restating those built before)."""
-    days_between(first, last)  # a range that ends before it starts is an error
+    run_days(first, last)  # a range that ends before it starts is an error
     _check_start(settings, first)
     job = build_definitions(settings).resolve_job_def(GOLD_JOB)
     return _run_gold(job, first, last, instance, log_level)

@@ -21,7 +21,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from pipeline.batch.gold import data_quality
-from pipeline.batch.inputs import data_quality_inputs
+from pipeline.batch.inputs import GoldRun
 from pipeline.catalog import pyiceberg_catalog
 from pipeline.config import Settings
 from pipeline.contracts.events import EventType, topic_name
@@ -122,13 +122,15 @@ def test_every_data_quality_column_equals_the_oracle_or_a_recount_of_the_lake(
     log = write_day(tmp_path / "dirty.jsonl", "dirty_stream", seed=5, events=3000)
     _stream_day(spark, lake, log, day, tmp_path / "checkpoint")
 
-    inputs = data_quality_inputs(spark, lake.catalog.name, lake.kafka.topic_prefix, day, day)
+    run = GoldRun(spark, lake.catalog.name, lake.kafka.topic_prefix, day, day)
+    inputs = run.data_quality()
     gold = {
         row["table_name"]: row.asDict()
         for row in data_quality(
             inputs.silver_df, inputs.quarantine_df, inputs.bronze_df, inputs.landed_df, inputs.table_of_topic, day
         ).collect()
     }
+    run.release()
     recount = _recount(lake, day)
     assert set(gold) == set(recount)
     for table, counted in recount.items():

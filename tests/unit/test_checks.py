@@ -64,6 +64,20 @@ def test_a_hashed_silver_contract_is_recounted_exactly_only_when_it_fails_on_its
     assert not checks.needs_exact_recount(passing)
 
 
+def test_silver_contract_verdicts_judge_each_table_over_the_days_its_rows_are_dated(spark) -> None:
+    schema = "event_id string, event_time timestamp, event_date date"
+    noon, next_noon = dt.datetime(2026, 11, 2, 12), dt.datetime(2026, 11, 3, 12)
+    tables = {
+        "two_days": spark.createDataFrame([("e1", noon, DAY), ("e2", next_noon, DAY + dt.timedelta(days=1))], schema),
+        "doubled": spark.createDataFrame([("e1", noon, DAY), ("e1", noon, DAY)], schema),
+        "misdated": spark.createDataFrame([("e1", next_noon, DAY)], schema),
+    }
+    verdicts, recounted = checks.silver_contract_verdicts(tables)
+    counts = {name: (v["rows"], v["distinct_ids"], v["bad_rows"], v["is_ok"]) for name, v in verdicts.items()}
+    assert counts == {"two_days": (2, 2, 0, True), "doubled": (2, 1, 0, False), "misdated": (1, 1, 1, False)}
+    assert recounted == ["doubled"], "failing on its id count alone, a collision could explain it"
+
+
 SUMMARY = "orders long, revenue decimal(18,2), gross_revenue decimal(18,2), units long"
 CATEGORIES = "category string, gross_revenue decimal(18,2), units long"
 CUSTOMERS = "user_id string, revenue decimal(18,2)"
@@ -150,6 +164,20 @@ def test_revenue_exactly_a_third_of_the_trailing_mean_is_normal_and_a_cent_less_
     assertDataFrameEqual(at_third, spark.createDataFrame([(10.0, 30.0, True)], ANOMALY))
     below = checks.revenue_anomaly_verdict(_daily_sales(spark, "9.99", ["30.00"]), DAY)
     assertDataFrameEqual(below, spark.createDataFrame([(9.99, 30.0, False)], ANOMALY))
+
+
+def test_each_day_of_a_range_is_judged_against_its_own_trailing_week(spark) -> None:
+    # DAY: 31.00 against a mean of 10.00 (an anomaly); the day after: 25.00 against the mean of 10.00 and DAY's 31.00.
+    daily_sales = _daily_sales(spark, "31.00", ["10.00"]).unionByName(
+        spark.createDataFrame([(DAY + dt.timedelta(days=1), Decimal("25.00"))], DAILY_SALES)
+    )
+    verdicts = checks.revenue_anomaly_verdicts(daily_sales, [DAY, DAY + dt.timedelta(days=1)])
+    assertDataFrameEqual(
+        verdicts,
+        spark.createDataFrame(
+            [(31.0, 10.0, False, DAY), (25.0, 20.5, True, DAY + dt.timedelta(days=1))], f"{ANOMALY}, event_date date"
+        ),
+    )
 
 
 def test_the_trailing_mean_includes_the_seventh_day_before_and_not_the_eighth(spark) -> None:

@@ -196,3 +196,13 @@ def test_cluster_sizing_reaches_spark_only_when_set(tmp_path: Path) -> None:
     assert (sized["spark.master"], sized["spark.cores.max"], sized["spark.executor.memory"]) == (
         "spark://127.0.0.1:7077", "1", "768m"
     )  # fmt: skip
+
+
+def test_a_batch_job_shuffles_one_partition_per_64_mib_of_input_coalesced_by_size_alone() -> None:
+    from pipeline.spark_session import batch_shuffle_conf
+
+    mib = 1024 * 1024
+    partitions = {size: int(batch_shuffle_conf(size, 2)["spark.sql.shuffle.partitions"]) for size in (0, 640 * mib)}
+    assert partitions == {0: 2, 640 * mib: 10}, "at least one per core, else one per 64 MiB"
+    assert batch_shuffle_conf(10**15, 2)["spark.sql.shuffle.partitions"] == "200"
+    assert batch_shuffle_conf(0, 2)["spark.sql.adaptive.coalescePartitions.parallelismFirst"] == "false"

@@ -190,7 +190,7 @@ def test_spark_gold_equals_the_oracle_for_any_simulated_day(spark, seed: int, ev
     assert sum(r["revenue"] for r in got_users.values()) == summary["revenue"]
 
 
-def _conservation_by_table(spark, cases: dict[str, tuple[dt.datetime | None, int]], since) -> dict[str, bool]:
+def _conservation_by_table(spark, cases: dict[str, tuple[dt.datetime | None, int]], as_of) -> dict[str, bool]:
     """``conservation_ok`` per table, each table holding one bronze record: (ingest time, copies landed)."""
     coordinates = "kafka_topic string, kafka_partition int, kafka_offset long"
     bronze = spark.createDataFrame(
@@ -205,14 +205,15 @@ def _conservation_by_table(spark, cases: dict[str, tuple[dt.datetime | None, int
         [], "kafka_topic string, kafka_timestamp timestamp, event_date date, failed_rules array<string>"
     )
     topics = {table: table for table in cases}  # one topic per table, named alike
-    rows = gold.data_quality(silver, quarantine, bronze, landed, topics, DAY, since).collect()
+    rows = gold.data_quality(silver, quarantine, bronze, landed, topics, DAY, as_of).collect()
     assert all(r["bronze_records"] == 1 for r in rows)
     return {r["table_name"]: r["conservation_ok"] for r in rows}
 
 
 def test_conservation_tolerates_records_in_flight_but_never_gaps_or_doubles(spark) -> None:
-    since = dt.datetime(2026, 11, 2, 12, 0)
-    before, after = since - dt.timedelta(hours=1), since + dt.timedelta(minutes=1)
+    as_of = dt.datetime(2026, 11, 2, 12, 0)  # the build's time: records ingested in the 5 minutes before may fly
+    settled_by = as_of - gold.IN_FLIGHT
+    before, after = settled_by - dt.timedelta(hours=1), settled_by + dt.timedelta(minutes=1)
     cases = {
         "landed_once": (before, 1),
         "lost_long_ago": (before, 0),
@@ -220,14 +221,14 @@ def test_conservation_tolerates_records_in_flight_but_never_gaps_or_doubles(spar
         "doubled_in_flight": (after, 2),
         "lost_unknown_ingest_time": (None, 0),
     }
-    assert _conservation_by_table(spark, cases, since) == {
+    assert _conservation_by_table(spark, cases, as_of) == {
         "landed_once": True,
         "lost_long_ago": False,
         "still_in_flight": True,
         "doubled_in_flight": False,
         "lost_unknown_ingest_time": False,
     }
-    # With nothing allowed in flight (no stream running), a record not landed yet is a gap.
+    # Without a build time (nothing allowed in flight), a record not landed yet is a gap.
     assert _conservation_by_table(spark, {"still_in_flight": (after, 0)}, None) == {"still_in_flight": False}
 
 
