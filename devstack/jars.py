@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROFILES = ("spark", "kafka", "s3proxy")  # what `shoplake jars` resolves by default
-OPTIONAL_PROFILES = ("rest-catalog",)  # resolved on demand (`shoplake jars --rest-catalog`, the cluster suite)
+# Resolved on demand: `shoplake jars --rest-catalog` (the cluster suite), `shoplake jars --comet` (Spark's native
+# engine, SparkSettings.comet).
+OPTIONAL_PROFILES = ("rest-catalog", "comet")
 STAMP = ".pom-sha256"
 # Profiles resolved from a pom of their own (without -P); the others are profiles of jvm/pom.xml.
 OWN_POMS = {"rest-catalog": Path("jvm") / "rest-catalog" / "pom.xml"}

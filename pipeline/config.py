@@ -108,6 +108,15 @@ class SparkSettings(BaseModel):
     shuffle_partitions: int = Field(default=4, ge=1)
     jars_dir: str = Field(default="", description="Folder of resolved Spark jars. Empty: <home>/jars/spark.")
     ui_enabled: bool = False
+    comet: bool = Field(
+        default=False,
+        description="Run Spark's plans on Apache DataFusion Comet, a native engine (`shoplake jars --comet` first): "
+        "gold's day took 25 % less time at 1M events on two cores (docs/benchmarks.md). Applies to the Spark "
+        "session a process starts; evaluated for gold, not for the stream.",
+    )
+    comet_offheap: str = Field(
+        default="2g", pattern=r"^\d+[mMgG]$", description="Off-heap memory Comet's native operators work in."
+    )
     extra_conf: dict[str, str] = Field(default_factory=dict)
 
 
@@ -273,6 +282,11 @@ class Settings(BaseSettings):
     @property
     def spark_jars_dir(self) -> Path:
         return Path(self.spark.jars_dir).resolve() if self.spark.jars_dir else self.home / "jars" / "spark"
+
+    @property
+    def comet_jars_dir(self) -> Path:
+        """Where ``shoplake jars --comet`` puts Comet's jar: beside the Spark jars."""
+        return self.spark_jars_dir.parent / "comet"
 
     @property
     def checkpoint_root(self) -> str:

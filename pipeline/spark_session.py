@@ -113,6 +113,28 @@ def jdbc_url(sqlalchemy_url: str) -> str:
     raise ConfigurationError(f"cannot turn catalog URI {sqlalchemy_url!r} into a JDBC URL")
 
 
+def comet_conf(settings: Settings) -> dict[str, str]:
+    """Apache DataFusion Comet under Spark: its plugin, its native shuffle and the off-heap memory its operators
+    use. Its jar goes on the driver's class path (the shuffle manager is loaded before ``spark.jars``)."""
+    jars = sorted(settings.comet_jars_dir.glob("comet-spark-*.jar"))
+    if not jars:
+        raise JarsMissingError(
+            f"spark.comet is on but {settings.comet_jars_dir} holds no Comet jar: run `shoplake jars --comet`"
+        )
+    return {
+        "spark.driver.extraClassPath": str(jars[-1]),
+        "spark.executor.extraClassPath": str(jars[-1]),
+        "spark.plugins": "org.apache.spark.CometPlugin",
+        "spark.shuffle.manager": "org.apache.spark.sql.comet.execution.shuffle.CometShuffleManager",
+        "spark.comet.enabled": "true",
+        "spark.comet.exec.enabled": "true",
+        "spark.comet.shuffle.enabled": "true",
+        "spark.comet.scan.icebergNative.enabled": "true",
+        "spark.memory.offHeap.enabled": "true",
+        "spark.memory.offHeap.size": settings.spark.comet_offheap,
+    }
+
+
 def session_conf(settings: Settings) -> dict[str, str]:
     jars = spark_jars(settings.spark_jars_dir)
     conf = {
@@ -141,6 +163,8 @@ def session_conf(settings: Settings) -> dict[str, str]:
         # minutes per plan and buys nothing here.
         "spark.sql.constraintPropagation.enabled": "false",
     }
+    if settings.spark.comet:
+        conf |= comet_conf(settings)
     if settings.spark.cores_max is not None:
         conf["spark.cores.max"] = str(settings.spark.cores_max)
     if settings.spark.executor_memory is not None:

@@ -78,12 +78,13 @@ def main(log_level: str) -> None:
 
 @main.command()
 @click.option("--rest-catalog", is_flag=True, help="Also the Iceberg REST catalog server (jvm/rest-catalog/pom.xml).")
+@click.option("--comet", is_flag=True, help="Also Apache DataFusion Comet, Spark's native engine (spark.comet).")
 @friendly_errors
-def jars(rest_catalog: bool) -> None:
+def jars(rest_catalog: bool, comet: bool) -> None:
     """Resolve the pinned JVM dependencies (jvm/pom.xml) with Maven, once, and build the project's own jars."""
-    from devstack.jars import OPTIONAL_PROFILES, PROFILES, resolve
+    from devstack.jars import PROFILES, resolve
 
-    profiles = PROFILES + OPTIONAL_PROFILES if rest_catalog else PROFILES
+    profiles = PROFILES + (("rest-catalog",) if rest_catalog else ()) + (("comet",) if comet else ())
     for profile, folder in resolve(load_settings().home, profiles, log=console.print).items():
         console.print(f"{profile}: {folder}")
 

@@ -206,3 +206,23 @@ def test_a_batch_job_shuffles_one_partition_per_64_mib_of_input_coalesced_by_siz
     assert partitions == {0: 2, 640 * mib: 10}, "at least one per core, else one per 64 MiB"
     assert batch_shuffle_conf(10**15, 2)["spark.sql.shuffle.partitions"] == "200"
     assert batch_shuffle_conf(0, 2)["spark.sql.adaptive.coalescePartitions.parallelismFirst"] == "false"
+
+
+def test_comet_reaches_spark_only_when_on_and_its_jar_is_resolved(tmp_path: Path) -> None:
+    from pipeline.spark_session import REQUIRED_JAR_PREFIXES, session_conf
+
+    spark_jars = tmp_path / "jars" / "spark"
+    spark_jars.mkdir(parents=True)
+    for prefix in REQUIRED_JAR_PREFIXES:
+        (spark_jars / f"{prefix}0.jar").touch()
+    assert "spark.plugins" not in session_conf(Settings(home=tmp_path))
+    on = Settings(home=tmp_path, spark={"comet": True, "comet_offheap": "3g"})
+    with pytest.raises(JarsMissingError, match="shoplake jars --comet"):
+        session_conf(on)
+    jar = tmp_path / "jars" / "comet" / "comet-spark-spark4.1_2.13-1.2.0.jar"
+    jar.parent.mkdir()
+    jar.touch()
+    conf = session_conf(on)
+    assert (conf["spark.plugins"], conf["spark.driver.extraClassPath"], conf["spark.memory.offHeap.size"]) == (
+        "org.apache.spark.CometPlugin", str(jar), "3g"
+    )  # fmt: skip
