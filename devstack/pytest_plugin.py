@@ -48,6 +48,8 @@ def make_settings(home: Path, jars_home: Path, **overrides: Any) -> Settings:
             "jars_dir": str(jars_home / "jars" / "spark"),
             "driver_memory": "3g",
             "shuffle_partitions": 2,
+            # SHOPLAKE_TEST_COMET=1 runs a suite on Apache DataFusion Comet (`shoplake jars --comet` first).
+            "comet": os.environ.get("SHOPLAKE_TEST_COMET") == "1",
         },
         "stream": {"trigger_seconds": 0.5},
         "kafka": {"topic_prefix": "t" + uuid.uuid4().hex[:8]},
