@@ -15,8 +15,8 @@ A gold run builds the days ``first`` .. ``last``: one daily partition, or a back
 The run also sizes the session's shuffles from the bytes of silver it reads (``batch_shuffle_conf``).
 :meth:`GoldRun.release` puts the session's settings back when the run ends. Frames are not cached: on two cores
 caching a day of page views (730,000 rows) took 4.3 s and saved 0.3 s per later scan, which reads only the
-columns a step needs (``docs/benchmarks.md``). Every read filters on a partition column; dates are bound as
-literals in DataFrame filters, never formatted into SQL text.
+columns a step needs (``docs/benchmarks/log/2026-12-06-gold-one-way-in-and-comet.md``). Every read filters on a
+partition column; dates are bound as literals in DataFrame filters, never formatted into SQL text.
 """
 
 from __future__ import annotations

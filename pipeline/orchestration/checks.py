@@ -2,7 +2,7 @@
 
 A run builds one day or a backfill's range at once; a check then judges every day of it (and fails when one
 day fails). Its frames come from the run's :class:`~pipeline.batch.inputs.GoldRun`: the silver days the assets
-were built from, and the gold days the run wrote, read back once. Checks on ``gold/data_quality`` are blocking
+were built from, and the gold days the run wrote, read back. Checks on ``gold/data_quality`` are blocking
 (contracts on silver); the others warn or flag disagreement. Metadata always carries the counts behind the
 verdict. The ``freshness`` check on each silver table is built from the settings (its objective and window) by
 :func:`build_freshness_check`.
