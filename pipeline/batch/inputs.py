@@ -180,7 +180,7 @@ class GoldRun:
         if state_day is None:
             previous = self.spark.createDataFrame([], GOLD_CUSTOMER_LIFETIME.schema)
         else:
-            previous = read_day(self.spark, catalog=self.catalog, spec=GOLD_CUSTOMER_LIFETIME, day=state_day)
+            previous = read_day(self.spark, self.catalog, GOLD_CUSTOMER_LIFETIME, state_day)
 
         def events(event_type: EventType) -> DataFrame:
             rows = self.silver(event_type)
