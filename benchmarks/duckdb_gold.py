@@ -2,7 +2,7 @@
 
 DuckDB's side of ``benchmarks/test_gold_vs_duckdb.py``: one SQL text per gold table (named after it), each the
 definition of ``docs/metrics.md`` as ``pipeline.batch.gold`` computes it, to the cent and to the same rounding.
-Every value is a bound ``$name`` parameter (the day, the file lists, the snapshot commits), never SQL text.
+Every value is a bound ``$name`` parameter (the day, the file lists, the micro-batches' commits), never SQL text.
 
 Scope, a one-day build from scratch:
 
@@ -13,10 +13,10 @@ Scope, a one-day build from scratch:
   previous state;
 - bronze and quarantine are empty, so in ``data_quality`` ``duplicates``, ``quarantined``,
   ``undated_quarantined`` and ``bronze_records`` are 0, ``quarantine_reasons`` is empty and ``conservation_ok``
-  is true; ``rows`` and ``late_rows`` come from silver. The latency percentiles come from the snapshot commits
-  given as :class:`Commit` rows per silver table (what Spark reads from each table's ``snapshots`` table); a row
-  whose commit is not given has no latency, like a row whose snapshot has expired. Without commits both
-  percentiles are null, and a comparison with Spark must skip ``p50_latency_s`` and ``p95_latency_s``.
+  is true; ``rows`` and ``late_rows`` come from silver. The latency percentiles come from the micro-batches'
+  commits given as :class:`Commit` rows (what Spark reads from ``ops.stream_batches``); a row whose batch's commit
+  is not given has no latency, like a row whose batch was never recorded. Without commits both percentiles are
+  null, and a comparison with Spark must skip ``p50_latency_s`` and ``p95_latency_s``.
 
 Exactness: money is ``DECIMAL(18,2)``, rates ``DECIMAL(12,6)``, and ratios round half up from exact integers,
 as ``gold.ratio`` and ``gold.money_ratio`` do (the macros of :data:`MACROS_SQL`); the percentiles interpolate as
@@ -268,18 +268,17 @@ WITH silver AS (
 ),
 commits AS (
     SELECT unnest(
-        CAST($commits AS STRUCT(table_name VARCHAR, batch_id BIGINT, ingest_us BIGINT, committed_us BIGINT)[]),
+        CAST($commits AS STRUCT(batch_id BIGINT, ingest_us BIGINT, committed_us BIGINT)[]),
         recursive := true
     )
 ),
-latencies AS (  -- pipeline.observability.with_latency: the commit of the snapshot that added the row
+latencies AS (  -- pipeline.observability.with_latency: the commit of the micro-batch that added the row
     SELECT silver.table_name, silver.is_late,
            CAST(commits.committed_us - epoch_us(silver.kafka_timestamp) AS DOUBLE) / CAST(1000000 AS DOUBLE)
                AS latency_s
     FROM silver
     LEFT JOIN commits
-        ON commits.table_name = silver.table_name
-        AND commits.batch_id = silver.batch_id
+        ON commits.batch_id = silver.batch_id
         AND commits.ingest_us = epoch_us(silver.ingest_time)
     WHERE silver.event_date = $day
 ),
@@ -320,8 +319,8 @@ _PARAMETER = re.compile(r"\$([a-z_]+)")
 
 
 class Commit(NamedTuple):
-    """A silver snapshot's commit: the micro-batch id and ingest time in its summary, and when it committed
-    (naive datetimes are UTC)."""
+    """A micro-batch's commit, as ``ops.stream_batches`` records it: its id, its ingest time (``started_at``, on every
+    row it wrote) and when its commit ended (naive datetimes are UTC)."""
 
     batch_id: int
     ingest_time: dt.datetime
@@ -343,21 +342,15 @@ def epoch_us(moment: dt.datetime) -> int:
 
 
 def gold_parameters(
-    files: Mapping[str, Sequence[str]], day: dt.date, commits: Mapping[str, Iterable[Commit]] | None = None
+    files: Mapping[str, Sequence[str]], day: dt.date, commits: Iterable[Commit] | None = None
 ) -> dict[str, Any]:
-    """Every parameter of :data:`GOLD_SQL`: the day, each silver table's file list, the commits per table."""
+    """Every parameter of :data:`GOLD_SQL`: the day, each silver table's file list, the micro-batches' commits."""
     missing = [t for t in SILVER_TABLES if not files.get(t)]
     if missing:  # read_parquet cannot read an empty list of files
         raise ValueError(f"silver tables without a data file: {', '.join(missing)}")
     commit_rows = [
-        {
-            "table_name": table,
-            "batch_id": c.batch_id,
-            "ingest_us": epoch_us(c.ingest_time),
-            "committed_us": epoch_us(c.committed_at),
-        }
-        for table, table_commits in (commits or {}).items()
-        for c in table_commits
+        {"batch_id": c.batch_id, "ingest_us": epoch_us(c.ingest_time), "committed_us": epoch_us(c.committed_at)}
+        for c in commits or ()
     ]
     return {"day": day, "commits": commit_rows, **{t: list(files[t]) for t in SILVER_TABLES}}
 
@@ -371,7 +364,7 @@ def duckdb_gold(
     con: duckdb.DuckDBPyConnection,
     files: Mapping[str, Sequence[str]],
     day: dt.date,
-    commits: Mapping[str, Iterable[Commit]] | None = None,
+    commits: Iterable[Commit] | None = None,
 ) -> dict[str, GoldTable]:
     """The seven gold tables of ``day``, by name (:data:`GOLD_SQL`), from each silver table's Parquet files.
 
@@ -379,8 +372,8 @@ def duckdb_gold(
         con: a DuckDB connection; the macros of :data:`MACROS_SQL` are created on it (temporary).
         files: silver table name (:data:`SILVER_TABLES`) -> its data files; none may be empty.
         day: the day built.
-        commits: silver table name -> its snapshots' commits, for the latency percentiles of ``data_quality``;
-            None: the percentiles are null.
+        commits: the micro-batches' commits (``ops.stream_batches``), for the latency percentiles of
+            ``data_quality``; None: the percentiles are null.
     """
     con.execute(MACROS_SQL)
     parameters = gold_parameters(files, day, commits)

@@ -1,11 +1,14 @@
 """Freshness: how long each event took from Kafka to being visible in silver.
 
-Every silver row carries its Kafka timestamp, its micro-batch id and ingest time; the Iceberg snapshot that
-added it records the same batch id and ingest time in its summary, and its commit time. An event's latency is
-that snapshot's commit time minus the event's Kafka timestamp: the moment a reader could first see it.
+Every silver row carries its Kafka timestamp, its micro-batch id and ingest time; the batch's row in
+``ops.stream_batches`` records the same batch id and ingest time (``started_at``), and when its commit ended
+(``committed_at``). An event's latency is that commit time minus the event's Kafka timestamp: the moment a reader
+could see it in every table of its batch. The batch rows outlive the tables' snapshots, which the stream expires
+after minutes (``stream.snapshot_retention_minutes``), so a day's latency stays known for as long as the day.
 
-The same computation serves the benchmarks, the demo and the ``freshness`` asset check on silver, which judges
-the events made visible in a recent window against an objective (:func:`freshness_verdict`).
+The same computation serves the benchmarks, the demo, the ``data_quality`` gold table and the ``freshness``
+asset check on silver, which judges the events made visible in a recent window against an objective
+(:func:`freshness_verdict`).
 """
 
 from __future__ import annotations
@@ -17,21 +20,19 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pipeline.streaming.commit import BATCH_ID_PROPERTY, INGEST_TIME_PROPERTY
-from pipeline.tables import SILVER, TableSpec
+from pipeline.iceberg_io import read_table
+from pipeline.tables import SILVER, STREAM_BATCHES, TableSpec
 
 
-def with_latency(silver_df: DataFrame, snapshots_df: DataFrame) -> DataFrame:
-    """Add ``visible_at`` and ``latency_s`` (Kafka timestamp -> commit of the snapshot that added the row).
+def with_latency(silver_df: DataFrame, batches_df: DataFrame) -> DataFrame:
+    """Add ``visible_at`` and ``latency_s`` (Kafka timestamp -> the commit of the batch that added the row).
 
-    Every row is kept: where table maintenance has expired the snapshot that added a row, its latency is no
-    longer known and both columns are null.
+    ``batches_df`` holds ``ops.stream_batches`` rows. Every silver row is kept: where its batch's row is missing (a
+    stream stopped between committing a batch and recording it), its latency is not known and both columns are
+    null.
     """
-    summary = F.col("summary")
-    commits = snapshots_df.select(
-        summary[BATCH_ID_PROPERTY].cast("long").alias("batch_id"),
-        F.to_timestamp(summary[INGEST_TIME_PROPERTY]).alias("ingest_time"),
-        F.col("committed_at").alias("visible_at"),
+    commits = batches_df.select(
+        "batch_id", F.col("started_at").alias("ingest_time"), F.col("committed_at").alias("visible_at")
     )
     return silver_df.join(commits, on=["batch_id", "ingest_time"], how="left").withColumn(
         "latency_s",
@@ -46,11 +47,9 @@ def filter_visible_since(latencies_df: DataFrame, since: dt.datetime) -> DataFra
 
 def silver_latencies(spark: SparkSession, catalog: str, tables: tuple[TableSpec, ...] | None = None) -> DataFrame:
     """One row per silver event: ``kafka_timestamp``, ``visible_at``, ``latency_s``, ``batch_id``."""
+    batches = read_table(spark, catalog, STREAM_BATCHES)
     frames = [
-        with_latency(
-            spark.table(spec.qualified(catalog)).select("batch_id", "ingest_time", "kafka_timestamp"),
-            spark.table(f"{spec.qualified(catalog)}.snapshots"),
-        )
+        with_latency(read_table(spark, catalog, spec).select("batch_id", "ingest_time", "kafka_timestamp"), batches)
         for spec in (tables or tuple(SILVER.values()))
     ]
     return functools.reduce(DataFrame.unionByName, frames)
@@ -116,17 +115,12 @@ def recent_latency_summary(
     id). Rows of an earlier stream with higher batch ids pass that filter and are then left out by their commit
     time, like every row committed before ``since``.
     """
-    name = spec.qualified(catalog)
-    snapshots = spark.table(f"{name}.snapshots")
-    oldest = (
-        snapshots.filter(F.col("committed_at") >= F.lit(since))
-        .agg(F.min(F.col("summary")[BATCH_ID_PROPERTY].cast("long")).alias("batch_id"))
-        .first()
-    )
+    batches = read_table(spark, catalog, STREAM_BATCHES).filter(F.col("committed_at") >= F.lit(since))
+    oldest = batches.agg(F.min("batch_id").alias("batch_id")).first()
     if oldest is None or oldest["batch_id"] is None:
         return None  # no micro-batch committed since then
-    rows = spark.table(name).filter(F.col("batch_id") >= F.lit(oldest["batch_id"]))
-    latencies = with_latency(rows.select("batch_id", "ingest_time", "kafka_timestamp"), snapshots)
+    rows = read_table(spark, catalog, spec).filter(F.col("batch_id") >= F.lit(oldest["batch_id"]))
+    latencies = with_latency(rows.select("batch_id", "ingest_time", "kafka_timestamp"), batches)
     return summarize(filter_visible_since(latencies, since))
 
 

@@ -217,7 +217,9 @@ STREAM_BATCHES = TableSpec(
         ]
     ),
     (),
-    "One row per committed micro-batch: what it read, what it wrote, when it became visible.",
+    "One row per committed micro-batch: what it read, what it wrote, when it became visible. ``started_at`` is the "
+    "batch's ingest time (the ``ingest_time`` of every row it wrote), ``committed_at`` the end of its last table's "
+    "commit: an event's Kafka -> silver latency is read from here, after the snapshots have expired.",
     _STREAMING_PROPERTIES,
 )
 

@@ -41,6 +41,7 @@ from pipeline.tables import (
     KAFKA_COORDINATES,
     QUARANTINE_EVENTS,
     SILVER,
+    STREAM_BATCHES,
     TableSpec,
 )
 
@@ -169,6 +170,17 @@ class GoldRun:
         """Silver rows of ``event_type`` dated on the run's days."""
         return self._silver_read(event_type).filter(self._dated)
 
+    def stream_batches(self) -> DataFrame:
+        """Every ``ops.stream_batches`` row (one per micro-batch: when it became visible); none on a lake no stream
+        has written."""
+
+        def read() -> DataFrame:
+            if not self.spark.catalog.tableExists(STREAM_BATCHES.qualified(self.catalog)):
+                return self.spark.createDataFrame([], STREAM_BATCHES.schema)
+            return read_table(self.spark, self.catalog, STREAM_BATCHES)
+
+        return self._once(STREAM_BATCHES.identifier, read)
+
     def gold(self, spec: TableSpec) -> DataFrame:
         """The run's days of a gold table the run has written."""
         return self._once(spec.identifier, lambda: read_days(self.spark, self.catalog, spec, self.first, self.last))
@@ -206,7 +218,7 @@ class GoldRun:
             [
                 with_latency(
                     self.silver(e).select("event_date", "batch_id", "ingest_time", "kafka_timestamp", "is_late"),
-                    self.spark.table(f"{spec.qualified(self.catalog)}.snapshots"),
+                    self.stream_batches(),
                 ).select(F.lit(spec.name).alias("table_name"), "event_date", "is_late", "latency_s")
                 for e, spec in SILVER.items()
             ],

@@ -67,6 +67,7 @@ class BatchReport:
     """What one micro-batch did; logged, passed to callbacks and written to ``ops.stream_batches``."""
 
     batch_id: int
+    ingest_time: dt.datetime | None = None  # every row the batch wrote carries it
     records: int = 0
     silver_rows: dict[str, int] = field(default_factory=dict)
     quarantined: int = 0
@@ -131,6 +132,7 @@ def plan_batch(batch: MaterializedBatch, verdicts: Verdicts, newest_before: dt.d
     per_type = {entry["values"]: entry["counts"] for entry in types}
     report = BatchReport(
         batch_id=batch.batch_id,
+        ingest_time=batch.ingest_time,
         records=narrow.num_rows,
         silver_rows={SILVER[t].identifier: per_type.get(t.value, 0) for t in EventType},
         quarantined=narrow.num_rows - unique.num_rows,

@@ -147,7 +147,7 @@ class StreamBackground:
         values = (
             committer.stream_id,
             report.batch_id,
-            dt.datetime.fromtimestamp(report.started_at, dt.UTC),
+            report.ingest_time,
             dt.datetime.fromtimestamp(report.committed_at, dt.UTC),
             report.records,
             report.kafka_ts_min,

@@ -2,8 +2,8 @@
 
 Both engines read the very same Parquet files: one simulated day of silver, as the stream makes it, written by
 Spark. The day is built from scratch (no earlier lifetime state, empty bronze and quarantine), as the gold
-benchmark builds it; the silver rows carry the lineage of several micro-batches, one of whose snapshots has
-expired, so that ``late_rows`` and the latency percentiles of ``data_quality`` are compared too.
+benchmark builds it; the silver rows carry the lineage of several micro-batches, one of which was never recorded
+in ``ops.stream_batches``, so that ``late_rows`` and the latency percentiles of ``data_quality`` are compared too.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from benchmarks.duckdb_gold import Commit, duckdb_gold
 from pipeline.batch import gold
 from pipeline.contracts.events import EventType, topic_name
 from pipeline.observability import with_latency
-from pipeline.streaming.commit import BATCH_ID_PROPERTY, INGEST_TIME_PROPERTY, iso
 from pipeline.tables import (
     GOLD_CUSTOMER_DAILY,
     GOLD_CUSTOMER_LIFETIME,
@@ -68,30 +67,27 @@ def with_lineage(frame: DataFrame) -> DataFrame:
     )
 
 
-def commits_of(table_index: int) -> list[Commit]:
-    """A silver table's snapshot commits: one per micro-batch but the last (expired by maintenance), each a
-    table-specific number of milliseconds after its batch's ingest time."""
+def batch_commits() -> list[Commit]:
+    """The micro-batches' commits: every batch but the last (the stream stopped before recording it), each a
+    different number of milliseconds after its ingest time."""
     commits = []
     for batch in range(BATCHES - 1):
         ingest_time = INGESTED + dt.timedelta(minutes=batch)
-        delay = dt.timedelta(seconds=1 + batch, milliseconds=250 * table_index + 7)
+        delay = dt.timedelta(seconds=1 + batch, milliseconds=250 * batch + 7)
         commits.append(Commit(batch, ingest_time, ingest_time + delay))
     return commits
 
 
-def snapshots_frame(spark: SparkSession, commits: list[Commit]) -> DataFrame:
-    """The ``snapshots`` metadata table Spark reads the same commits from (summary properties, commit time)."""
+def stream_batches_frame(spark: SparkSession, commits: list[Commit]) -> DataFrame:
+    """The ``ops.stream_batches`` columns Spark reads the same commits from."""
     return spark.createDataFrame(
-        [
-            ({BATCH_ID_PROPERTY: str(c.batch_id), INGEST_TIME_PROPERTY: iso(c.ingest_time)}, c.committed_at)
-            for c in commits
-        ],
-        "summary map<string,string>, committed_at timestamp",
+        [(c.batch_id, c.ingest_time, c.committed_at) for c in commits],
+        "batch_id long, started_at timestamp, committed_at timestamp",
     )
 
 
 def spark_gold(
-    spark: SparkSession, silver: dict[str, DataFrame], commits: dict[str, list[Commit]], day: dt.date
+    spark: SparkSession, silver: dict[str, DataFrame], commits: list[Commit], day: dt.date
 ) -> dict[str, DataFrame]:
     """Spark's gold of ``day`` by table name, from silver frames by table name, as a run builds it from scratch."""
     p, v, c, s = (silver[t] for t in ("purchases", "page_views", "cart_events", "user_sessions"))
@@ -102,7 +98,7 @@ def spark_gold(
         [
             with_latency(
                 frame.select("event_date", "batch_id", "ingest_time", "kafka_timestamp", "is_late"),
-                snapshots_frame(spark, commits[table]),
+                stream_batches_frame(spark, commits),
             ).select(F.lit(table).alias("table_name"), "event_date", "is_late", "latency_s")
             for table, frame in silver.items()
         ],
@@ -151,7 +147,7 @@ def test_duckdb_gold_equals_spark_gold_row_for_row(
         table = SILVER[event_type].name
         with_lineage(frame.filter(F.col("event_date") == F.lit(day))).write.parquet(str(tmp_path / table))
         files[table] = sorted(str(f) for f in (tmp_path / table).glob("*.parquet"))
-    commits = {table: commits_of(i) for i, table in enumerate(files)}
+    commits = batch_commits()
     silver = {table: spark.read.parquet(*paths) for table, paths in files.items()}
 
     expected = {name: df.collect() for name, df in spark_gold(spark, silver, commits, day).items()}

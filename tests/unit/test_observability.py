@@ -1,4 +1,4 @@
-"""Kafka -> silver latency from silver rows and the snapshots that added them."""
+"""Kafka -> silver latency from silver rows and the micro-batches' rows in ``ops.stream_batches``."""
 
 from __future__ import annotations
 
@@ -14,32 +14,38 @@ from pipeline.observability import (
     summarize,
     with_latency,
 )
-from pipeline.streaming.commit import BATCH_ID_PROPERTY, INGEST_TIME_PROPERTY
 
 T0 = dt.datetime(2026, 11, 2, 12, 0, 0)
 
 
-def test_latency_is_kafka_time_to_the_commit_that_made_a_row_visible_and_null_once_expired(spark) -> None:
+def test_latency_is_kafka_time_to_the_commit_of_the_rows_batch_and_null_when_unrecorded(spark) -> None:
+    earlier = T0 - dt.timedelta(hours=1)
     silver = spark.createDataFrame(
         [
-            (1, T0, T0, "a"),  # its snapshot committed 1.5 s after the Kafka timestamp
-            (2, T0, T0, "b"),  # its snapshot has been expired by maintenance
-            (None, None, T0, "c"),  # a null row
+            (1, T0, T0, "a"),  # its batch committed 1.5 s after the Kafka timestamp
+            (2, T0, T0, "b"),  # its batch was never recorded (the stream stopped first)
+            (1, earlier, earlier, "c"),  # batch 1 of an earlier stream (another checkpoint): its own commit
+            (None, None, T0, "d"),  # a null row
         ],
         "batch_id long, ingest_time timestamp, kafka_timestamp timestamp, event_id string",
     )
-    snapshots = spark.createDataFrame(
-        [({BATCH_ID_PROPERTY: "1", INGEST_TIME_PROPERTY: "2026-11-02T12:00:00+00:00"}, T0 + dt.timedelta(seconds=1.5))],
-        "summary map<string,string>, committed_at timestamp",
+    batches = spark.createDataFrame(
+        [
+            ("s2", 1, T0, T0 + dt.timedelta(seconds=1.5)),
+            ("s1", 1, earlier, earlier + dt.timedelta(seconds=4)),
+        ],
+        "stream_id string, batch_id long, started_at timestamp, committed_at timestamp",
     )
-    got = with_latency(silver, snapshots).select("event_id", "latency_s")
-    expected = spark.createDataFrame([("a", 1.5), ("b", None), ("c", None)], "event_id string, latency_s double")
+    got = with_latency(silver, batches).select("event_id", "latency_s")
+    expected = spark.createDataFrame(
+        [("a", 1.5), ("b", None), ("c", 4.0), ("d", None)], "event_id string, latency_s double"
+    )
     assertDataFrameEqual(got, expected)
 
-    stats = summarize(with_latency(silver, snapshots))
+    stats = summarize(with_latency(silver, batches).filter(F.col("event_id") != "c"))
     assert stats is not None
     assert (stats.events, stats.p50_s, stats.max_s) == (1, 1.5, 1.5)
-    assert summarize(with_latency(silver, snapshots).filter(F.col("event_id") == "b")) is None
+    assert summarize(with_latency(silver, batches).filter(F.col("event_id") == "b")) is None
 
 
 def test_the_window_keeps_events_made_visible_since_its_start_and_drops_unknown_latencies(spark) -> None:
@@ -48,7 +54,7 @@ def test_the_window_keeps_events_made_visible_since_its_start_and_drops_unknown_
             ("old", T0 - dt.timedelta(minutes=20), 9.0),
             ("edge", T0, 2.0),  # visible exactly at the window's start: in
             ("new", T0 + dt.timedelta(minutes=1), 1.0),
-            ("expired", None, None),  # its snapshot expired: latency unknown
+            ("unrecorded", None, None),  # its batch was never recorded: latency unknown
         ],
         "event_id string, visible_at timestamp, latency_s double",
     )
