@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,19 +120,28 @@ def stream_live(
     duration_s: float,
     warmup_events: int = WARMUP_EVENTS,
     drain_timeout_s: float = 900,
+    measuring: threading.Event | None = None,
 ) -> list[BatchReport]:
     """Stream while a producer process sends ``rate`` events/s for ``duration_s``; the reports of the measured
     batches (after a warm-up batch: JIT compilation and first table loads are a one-off cost of starting the
-    stream, reported by the demo, not a steady-state figure)."""
+    stream, reported by the demo, not a steady-state figure). ``measuring`` is set when the first measured batch
+    commits (the producer plans its events before it sends them)."""
     counter = BatchCounter()
     reports: list[BatchReport] = []
-    stream = start_stream(spark, settings, on_batch=[counter, reports.append])
+    producing = threading.Event()
+
+    def first_measured(_: BatchReport) -> None:
+        if measuring is not None and producing.is_set():
+            measuring.set()
+
+    stream = start_stream(spark, settings, on_batch=[counter, reports.append, first_measured])
     producer: subprocess.Popen[bytes] | None = None
     try:
         warm = preload(settings, warmup_events, seed=10_001)
         counter.wait_for(warm, timeout_s=300, failed=stream.exception)
         first_measured_batch = len(reports)
         events = int(rate * duration_s)
+        producing.set()
         producer = producer_process(settings, rate, events, seed=20_002)
         _, stderr = producer.communicate(timeout=duration_s * 4 + 300)
         if producer.returncode != 0:

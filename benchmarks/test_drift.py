@@ -16,23 +16,27 @@ Result: ``benchmarks/results/drift.json`` and ``drift_p99.png`` (p99 per minute 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
+import time
 
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from benchmarks.harness import Results
-from benchmarks.pipeline_runs import WARMUP_EVENTS, batch_phases, stream_live
+from benchmarks.pipeline_runs import ROOT, WARMUP_EVENTS, batch_phases, stream_live
 from benchmarks.plots import series
 from devstack.pytest_plugin import make_settings
 from devstack.services import Services
-from pipeline.iceberg_io import metadata_file_bytes
+from pipeline.iceberg_io import metadata_file_bytes, read_table
 from pipeline.kafka_topics import ensure_topics
-from pipeline.maintenance import MaintenanceResult, maintain, stat_when_listing, table_shape
+from pipeline.maintenance import table_shape
 from pipeline.observability import silver_latencies
-from pipeline.spark_session import build_spark_session, in_background_pool
-from pipeline.tables import STREAMING_TABLES
+from pipeline.spark_session import build_spark_session
+from pipeline.tables import MAINTENANCE_RUNS, STREAMING_TABLES
 
 WINDOW_S = 300.0  # the first and the last five minutes
 
@@ -40,6 +44,14 @@ WINDOW_S = 300.0  # the first and the last five minutes
 def _p99(latencies_df: DataFrame) -> float | None:
     row = latencies_df.agg(F.percentile("latency_s", F.lit(0.99)).alias("p99")).first()
     return round(row["p99"], 3) if row is not None and row["p99"] is not None else None
+
+
+def maintenance_skipped(spark: SparkSession, catalog: str) -> list[dict[str, str]]:
+    """The steps each maintenance round skipped, per table, from ``ops.maintenance_runs`` (empty rounds left out)."""
+    if not spark.catalog.tableExists(MAINTENANCE_RUNS.qualified(catalog)):
+        return []
+    rows = read_table(spark, catalog, MAINTENANCE_RUNS).filter(F.col("skipped") != "").collect()
+    return [{row["table_name"]: row["skipped"]} for row in rows]
 
 
 @pytest.mark.timeout(3 * 3600)
@@ -51,12 +63,13 @@ def test_freshness_does_not_drift_beside_maintenance(
     settings = local_services.apply(make_settings(tmp_path, jars_home, stream={"trigger_seconds": 1.0}))
     ensure_topics(settings)
     build_spark_session(settings)
-    stat_when_listing(spark)
     catalog = settings.catalog.name
 
-    stop = threading.Event()
-    rounds: list[list[MaintenanceResult]] = []  # complete rounds only: every streaming table, in order
+    stop, measuring = threading.Event(), threading.Event()
+    rounds: list[dict[str, object]] = []  # completed rounds: when, how long, whether orphan files were removed
     failures: list[str] = []
+    orphan_round = 2 if full else 1
+    maintenance_env = {**os.environ, **settings.to_env()}
 
     metadata_bytes: dict[str, list[int]] = {spec.identifier: [] for spec in STREAMING_TABLES}
 
@@ -67,13 +80,25 @@ def test_freshness_does_not_drift_beside_maintenance(
                 metadata_bytes[spec.identifier].append(metadata_file_bytes(spark, catalog, spec))
 
     def maintenance_beside() -> None:
-        in_background_pool(spark)
-        try:
-            while not stop.wait(every):
-                rounds.append([maintain(spark, catalog, spec) for spec in STREAMING_TABLES])
-        except BaseException as exc:  # reported by the test, not lost as a thread's warning
-            java = getattr(exc, "java_exception", None)  # a Py4J error's own text is only "calling o78.sql"
-            failures.append(str(java.toString()) if java is not None else f"{type(exc).__name__}: {exc}")
+        while not measuring.wait(1.0):  # from the first measured batch on
+            if stop.is_set():
+                return
+        started = time.monotonic()
+        while not failures and not stop.wait(every):
+            orphans = len(rounds) + 1 == orphan_round
+            command = [sys.executable, "-m", "shoplake.cli", "maintain", "--orphans" if orphans else "--no-orphans"]
+            began = time.monotonic()
+            done = subprocess.run(command, env=maintenance_env, cwd=ROOT, capture_output=True, text=True)
+            if done.returncode != 0:  # reported by the test, with the process's own last words
+                failures.append(f"exit {done.returncode}: {(done.stderr or done.stdout)[-2000:]}")
+                return
+            rounds.append(
+                {
+                    "started_at_s": round(began - started, 1),
+                    "duration_s": round(time.monotonic() - began, 1),
+                    "orphans": orphans,
+                }
+            )
 
     beside = threading.Thread(target=maintenance_beside, name="maintenance", daemon=True)
     beside.start()
@@ -81,7 +106,13 @@ def test_freshness_does_not_drift_beside_maintenance(
     sampler.start()
     try:
         reports = stream_live(
-            spark, settings, rate, duration, warmup_events=WARMUP_EVENTS if full else 500, drain_timeout_s=3600
+            spark,
+            settings,
+            rate,
+            duration,
+            warmup_events=WARMUP_EVENTS if full else 500,
+            drain_timeout_s=3600,
+            measuring=measuring,
         )
     finally:
         stop.set()
@@ -123,8 +154,9 @@ def test_freshness_does_not_drift_beside_maintenance(
             "duration_s": duration,
             "maintenance_every_s": every,
             "maintenance_runs": len(rounds),
+            "maintenance_rounds": rounds,
             "maintenance_failures": failures,
-            "maintenance_steps_skipped": [{r.table: r.skipped for r in done if r.skipped} for done in rounds],
+            "maintenance_steps_skipped": maintenance_skipped(spark, catalog),
             "window_s": window,
             "events": sum(r.records for r in reports),
             # The rate the producer reached: measured events over the span of their Kafka timestamps.

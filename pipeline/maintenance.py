@@ -27,8 +27,9 @@ from typing import TypeVar
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from pipeline.iceberg_io import append_rows, ensure_table, ensure_tables
 from pipeline.streaming.commit import STREAM_ID_PROPERTY
-from pipeline.tables import MAINTENANCE_RUNS, TableSpec
+from pipeline.tables import MAINTENANCE_RUNS, STREAMING_TABLES, TableSpec
 
 log = logging.getLogger(__name__)
 
@@ -186,9 +187,11 @@ def maintain(
     snapshot_retention: dt.timedelta = dt.timedelta(hours=1),
     retain_last: int = 10,
     orphan_age: dt.timedelta = dt.timedelta(days=3),
+    orphans: bool = True,
     now: dt.datetime | None = None,
 ) -> MaintenanceResult:
-    """Compact, rewrite manifests, expire old snapshots (keeping stream markers) and remove old orphans."""
+    """Compact, rewrite manifests, expire old snapshots (keeping stream markers) and, with ``orphans``, remove
+    orphan files older than ``orphan_age``."""
     name = spec.qualified(catalog)
     now = now or dt.datetime.now()
     before = retrying_races("reading the shape", name, lambda: table_shape(spark, name))
@@ -217,9 +220,41 @@ def maintain(
     expired_count = retrying_races(
         "snapshot expiry", name, lambda: expire_snapshots(spark, catalog, spec, snapshot_retention, retain_last, now)
     )
-    orphans = retrying_races("orphan removal", name, lambda: remove_orphans(spark, catalog, spec, now - orphan_age))
+    removed = (
+        retrying_races("orphan removal", name, lambda: remove_orphans(spark, catalog, spec, now - orphan_age))
+        if orphans
+        else 0
+    )
     after = retrying_races("reading the shape", name, lambda: table_shape(spark, name))
-    return MaintenanceResult(spec.identifier, before, after, rewritten, expired_count, orphans, "; ".join(skipped))
+    return MaintenanceResult(spec.identifier, before, after, rewritten, expired_count, removed, "; ".join(skipped))
+
+
+def maintain_tables(
+    spark: SparkSession,
+    catalog: str,
+    snapshot_retention: dt.timedelta,
+    *,
+    orphans: bool,
+    tables: tuple[TableSpec, ...] = STREAMING_TABLES,
+    on_table: Callable[[MaintenanceResult], object] | None = None,
+) -> list[MaintenanceResult]:
+    """One maintenance round over ``tables`` (:func:`maintain`, in order), recorded in ``ops.maintenance_runs``.
+
+    Orphan removal reads every manifest of every snapshot a table keeps, to know which files are live: the most
+    expensive step, and the one with the least to do (a file only becomes an orphan when a writer fails between
+    writing and committing it). The scheduled job runs it once a day and the other steps hourly. ``on_table`` is
+    called with each table's result as it is done (progress).
+    """
+    ensure_tables(spark, catalog, tables)
+    results = []
+    for spec in tables:
+        results.append(maintain(spark, catalog, spec, snapshot_retention=snapshot_retention, orphans=orphans))
+        log.info("maintained %s", spec.identifier)
+        if on_table is not None:
+            on_table(results[-1])
+    ensure_table(spark, catalog, MAINTENANCE_RUNS)
+    append_rows(maintenance_rows(spark, results), catalog, MAINTENANCE_RUNS)
+    return results
 
 
 def remove_orphans(spark: SparkSession, catalog: str, spec: TableSpec, older_than: dt.datetime) -> int:

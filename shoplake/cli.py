@@ -428,6 +428,46 @@ def gold(first: dt.date, last: dt.date | None) -> None:
     console.print(f"gold built for {len(days)} day(s) in one run: {days[0]} .. {days[-1]}")
 
 
+@main.command()
+@click.option(
+    "--orphans/--no-orphans",
+    default=True,
+    show_default=True,
+    help="Also remove orphan files older than three days (reads every manifest the tables keep: the scheduled job "
+    "does it once a day).",
+)
+@friendly_errors
+def maintain(orphans: bool) -> None:
+    """Maintain the streaming tables once, as the scheduled job does: compaction, manifest rewrites, snapshot
+    expiry and orphan removal; safe beside a running stream. Recorded in ops.maintenance_runs."""
+    from rich.table import Table
+
+    from pipeline.maintenance import maintain_tables
+    from pipeline.spark_session import build_spark_session
+    from pipeline.tables import STREAMING_TABLES
+
+    settings = command_settings()
+    spark = build_spark_session(settings)
+    retention = dt.timedelta(minutes=settings.stream.snapshot_retention_minutes)
+    with _progress("maintaining the streaming tables", len(STREAMING_TABLES)) as advance:
+        results = maintain_tables(
+            spark, settings.catalog.name, retention, orphans=orphans, on_table=lambda _: advance(1)
+        )
+    out = Table(title="maintenance")
+    for column in ("table", "data files", "snapshots", "manifests", "orphans removed", "skipped"):
+        out.add_column(column)
+    for r in results:
+        out.add_row(
+            r.table,
+            f"{r.before.data_files} -> {r.after.data_files}",
+            f"{r.before.snapshots} -> {r.after.snapshots}",
+            f"{r.before.manifests} -> {r.after.manifests}",
+            str(r.orphans_removed) if orphans else "-",
+            r.skipped or "",
+        )
+    console.print(out)
+
+
 def _table_spec(name: str):  # type: ignore[no-untyped-def]
     from pipeline.tables import table_by_identifier
 

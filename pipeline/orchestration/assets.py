@@ -20,8 +20,7 @@ from pyspark.sql import DataFrame
 from pipeline.batch import gold
 from pipeline.batch.inputs import USER_EVENT_TYPES, GoldRun
 from pipeline.contracts.events import EventType
-from pipeline.iceberg_io import append_rows, ensure_table, ensure_tables
-from pipeline.maintenance import maintain, maintenance_rows
+from pipeline.maintenance import maintain_tables
 from pipeline.orchestration.resources import GoldInputsResource, LakehouseResource, asset_key
 from pipeline.tables import (
     BRONZE_EVENTS,
@@ -34,7 +33,6 @@ from pipeline.tables import (
     GOLD_PRODUCT_PAIRS,
     MAINTENANCE_RUNS,
     SILVER,
-    STREAMING_TABLES,
 )
 
 GOLD_GROUP = "gold"
@@ -167,14 +165,24 @@ GOLD_ASSETS: tuple[dg.AssetsDefinition, ...] = (
 )
 
 
+class MaintenanceConfig(dg.Config):
+    """What a maintenance run does besides compaction, manifest rewrites and snapshot expiry."""
+
+    remove_orphan_files: bool = True  # the hourly schedule turns it off, the daily one on
+
+
 @dg.asset(key=asset_key(MAINTENANCE_RUNS), group_name=MAINTENANCE_GROUP, kinds={"iceberg", "spark"})
-def maintenance(context: dg.AssetExecutionContext, lake: LakehouseResource) -> dg.MaterializeResult:
+def maintenance(
+    context: dg.AssetExecutionContext, config: MaintenanceConfig, lake: LakehouseResource
+) -> dg.MaterializeResult:
     """Compact, rewrite manifests, expire snapshots (keeping stream markers), remove old orphan files."""
-    spark, catalog = lake.spark(), lake.catalog()
-    ensure_tables(spark, catalog, STREAMING_TABLES)
-    results = [maintain(spark, catalog, spec) for spec in STREAMING_TABLES]
-    ensure_table(spark, catalog, MAINTENANCE_RUNS)
-    append_rows(maintenance_rows(spark, results), catalog, MAINTENANCE_RUNS)
+    settings = lake.settings()
+    results = maintain_tables(
+        lake.spark(),
+        settings.catalog.name,
+        dt.timedelta(minutes=settings.stream.snapshot_retention_minutes),
+        orphans=config.remove_orphan_files,
+    )
     files = {r.table: f"{r.before.data_files} -> {r.after.data_files}" for r in results}
     snapshots = {r.table: f"{r.before.snapshots} -> {r.after.snapshots}" for r in results}
     context.log.info("data files %s; snapshots %s", files, snapshots)
@@ -186,6 +194,9 @@ def maintenance(context: dg.AssetExecutionContext, lake: LakehouseResource) -> d
             "snapshots_after": sum(r.after.snapshots for r in results),
             "bytes_before": sum(r.before.bytes for r in results),
             "bytes_after": sum(r.after.bytes for r in results),
+            "orphan_files_removed": (
+                sum(r.orphans_removed for r in results) if config.remove_orphan_files else "not this run"
+            ),
             "skipped": "; ".join(f"{r.table}: {r.skipped}" for r in results if r.skipped) or "none",
         }
     )

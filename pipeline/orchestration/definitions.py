@@ -11,7 +11,14 @@ and shared by the gold assets, their job, its schedule and backfills.
 import dagster as dg
 
 from pipeline.config import Settings, load_settings
-from pipeline.orchestration.assets import GOLD_ASSETS, GOLD_GROUP, MAINTENANCE_GROUP, maintenance, streaming_asset_specs
+from pipeline.orchestration.assets import (
+    GOLD_ASSETS,
+    GOLD_GROUP,
+    MAINTENANCE_GROUP,
+    MaintenanceConfig,
+    maintenance,
+    streaming_asset_specs,
+)
 from pipeline.orchestration.checks import ASSET_CHECKS, build_freshness_check
 from pipeline.orchestration.resources import GoldInputsResource, IcebergIOManager, LakehouseResource, asset_key
 from pipeline.orchestration.sensors import build_late_events_sensor
@@ -62,7 +69,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         jobs=[gold_job, maintenance_job, freshness_job],
         schedules=[
             dg.build_schedule_from_partitioned_job(gold_job, hour_of_day=1, minute_of_hour=0),
-            dg.ScheduleDefinition(job=maintenance_job, cron_schedule="17 * * * *", execution_timezone="UTC"),
+            *_maintenance_schedules(),
             dg.ScheduleDefinition(
                 job=freshness_job, cron_schedule=_every(settings.freshness.window_minutes), execution_timezone="UTC"
             ),
@@ -70,6 +77,31 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         sensors=[build_late_events_sensor(GOLD_JOB, asset_key(GOLD_DAILY_SALES_SUMMARY))],
         resources={"lake": lake, "gold_inputs": GoldInputsResource(lake=lake), "iceberg": IcebergIOManager(lake=lake)},
     )
+
+
+def _maintenance_schedules() -> list[dg.ScheduleDefinition]:
+    """Compaction, manifest rewrites and snapshot expiry every hour; orphan removal, which reads every manifest of
+    every snapshot kept, with the run at 02:17 only (a file becomes an orphan only when a write fails)."""
+
+    def orphans(on: bool) -> dg.RunConfig:
+        return dg.RunConfig(ops={"ops__maintenance_runs": MaintenanceConfig(remove_orphan_files=on)})
+
+    return [
+        dg.ScheduleDefinition(
+            name=f"{MAINTENANCE_JOB}_hourly",
+            job_name=MAINTENANCE_JOB,
+            cron_schedule="17 0,1,3-23 * * *",
+            execution_timezone="UTC",
+            run_config=orphans(False),
+        ),
+        dg.ScheduleDefinition(
+            name=f"{MAINTENANCE_JOB}_daily_with_orphans",
+            job_name=MAINTENANCE_JOB,
+            cron_schedule="17 2 * * *",
+            execution_timezone="UTC",
+            run_config=orphans(True),
+        ),
+    ]
 
 
 @dg.definitions

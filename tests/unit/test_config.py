@@ -122,6 +122,17 @@ def test_the_freshness_objective_has_defaults_and_rejects_nonsense(tmp_path: Pat
         Settings(home=tmp_path, freshness={"window_minutes": 0})
 
 
+def test_snapshot_retention_must_outlast_a_backlog_fold_and_the_error_names_the_setting(tmp_path: Path) -> None:
+    stream = Settings(home=tmp_path).stream
+    assert stream.snapshot_retention_minutes * 60 > stream.rollup_fold_backlog_seconds
+    with pytest.raises(ValidationError, match="SHOPLAKE_STREAM__SNAPSHOT_RETENTION_MINUTES"):
+        Settings(home=tmp_path, stream={"snapshot_retention_minutes": 5, "rollup_fold_backlog_seconds": 300})
+    shorter_backlog = Settings(
+        home=tmp_path, stream={"snapshot_retention_minutes": 5, "rollup_fold_backlog_seconds": 60}
+    )
+    assert shorter_backlog.stream.snapshot_retention_minutes == 5
+
+
 PG_URI = "postgresql+psycopg2://db.internal:5432/iceberg"
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import dagster as dg
 
 from pipeline.config import Settings
@@ -66,3 +68,26 @@ def test_the_freshness_job_runs_only_the_silver_freshness_checks_on_a_schedule_o
     assert {spec.description for spec in freshness.check_specs} == {
         "Kafka -> silver p99 over the last 10 min is at most 4.5 s."
     }
+
+
+def test_maintenance_runs_every_hour_and_removes_orphan_files_once_a_day(tmp_path) -> None:
+    from dagster._utils.schedules import cron_string_iterator
+
+    defs = build_definitions(Settings(home=tmp_path))
+    job = defs.resolve_job_def(MAINTENANCE_JOB)
+    day = dt.datetime(2026, 12, 7, tzinfo=dt.UTC)
+    runs: dict[dt.datetime, bool] = {}  # tick -> whether its run removes orphan files
+    for schedule in defs.get_repository_def().schedule_defs:
+        if schedule.job_name != MAINTENANCE_JOB:
+            continue
+        (request,) = schedule.evaluate_tick(dg.build_schedule_context(scheduled_execution_time=day)).run_requests
+        dg.validate_run_config(job, request.run_config)  # the config is the job's own
+        orphans = request.run_config["ops"]["ops__maintenance_runs"]["config"]["remove_orphan_files"]
+        ticks = cron_string_iterator(day.timestamp(), schedule.cron_schedule, "UTC")
+        for tick in ticks:
+            if tick >= day + dt.timedelta(days=1):
+                break
+            assert tick not in runs, f"two maintenance runs at {tick}"
+            runs[tick] = orphans
+    assert sorted(t.hour for t in runs) == list(range(24))
+    assert sum(runs.values()) == 1
