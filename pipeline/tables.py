@@ -128,6 +128,30 @@ SILVER: dict[EventType, TableSpec] = {
     for event_type, table_name in SILVER_TABLE_NAMES.items()
 }
 
+_PRODUCT_UPDATE_FIELDS = {f.name: f.dataType for f in SILVER[EventType.PRODUCT_UPDATE].schema.fields}
+
+PRODUCTS = TableSpec(
+    Layer.SILVER,
+    "products",
+    T.StructType(
+        [
+            T.StructField("product_id", T.StringType()),
+            T.StructField("version", T.IntegerType()),
+            T.StructField("valid_from", T.TimestampType()),
+            T.StructField("valid_to", T.TimestampType()),
+            T.StructField("is_current", T.BooleanType()),
+            T.StructField("price", _PRODUCT_UPDATE_FIELDS["new_price"]),
+            T.StructField("stock_level", _PRODUCT_UPDATE_FIELDS["stock_level"]),
+            T.StructField("rating", _PRODUCT_UPDATE_FIELDS["rating"]),
+            T.StructField("event_id", T.StringType()),
+        ]
+    ),
+    (),
+    "The product dimension with its history (type 2): one row per product and version, from its product updates "
+    "in event time. A version is in force from valid_from (inclusive) to valid_to (exclusive; null: current).",
+    _COMMON_PROPERTIES,
+)
+
 SESSIONS = TableSpec(
     Layer.SILVER,
     "sessions",

@@ -449,3 +449,35 @@ def event_minutes(truth: Truth) -> dict[tuple[str, str], dict[str, Any]]:
             row["purchases"] += 1
             row["revenue"] += Decimal(event["total_amount"])
     return dict(out)
+
+
+# The fields a product update sets in the product dimension, by the update's field name.
+_PRODUCT_FIELDS = {"new_price": "price", "stock_level": "stock_level", "rating": "rating"}
+
+
+def products(truth: Truth) -> dict[str, list[dict[str, Any]]]:
+    """docs/metrics.md, ``silver.products``: per product, its versions in order (timestamps as in the events)."""
+    updates: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for event in truth.of_type("product_update"):
+        updates[event["product_id"]].append(event)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for product_id, events in updates.items():
+        state: dict[str, Any] = {"price": None, "stock_level": None, "rating": None}
+        versions: list[dict[str, Any]] = []
+        # Timestamps share one fixed-width format: as text they sort as instants.
+        for event in sorted(events, key=lambda e: (e["timestamp"], e["event_id"])):
+            for field_name, column in _PRODUCT_FIELDS.items():
+                value = event.get(field_name)
+                if value is not None:
+                    state[column] = value if column == "stock_level" else Decimal(value)
+            version = {"valid_from": event["timestamp"], **state, "event_id": event["event_id"]}
+            if versions and versions[-1]["valid_from"] == event["timestamp"]:
+                versions[-1] = version  # a second update of the same instant: one version, the later state
+            else:
+                versions.append(version)
+        for number, (version, following) in enumerate(zip(versions, [*versions[1:], None], strict=True), start=1):
+            version["version"] = number
+            version["valid_to"] = following["valid_from"] if following else None
+            version["is_current"] = following is None
+        out[product_id] = versions
+    return out
