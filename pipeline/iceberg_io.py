@@ -111,6 +111,11 @@ def _iceberg_table(spark: SparkSession, catalog: str, spec: TableSpec) -> Any:
     return jvm.org.apache.iceberg.spark.Spark3Util.loadIcebergTable(spark._jsparkSession, spec.qualified(catalog))
 
 
+def table_location(spark: SparkSession, catalog: str, spec: TableSpec) -> str:
+    """Where the table's files live (``file:/...``, ``s3://...``), from its metadata (no Spark job)."""
+    return str(_iceberg_table(spark, catalog, spec).location())
+
+
 def current_snapshot_id(spark: SparkSession, catalog: str, spec: TableSpec) -> int | None:
     """The table's current snapshot id: the head of its ``main`` branch (None for a never written table)."""
     snapshot = _iceberg_table(spark, catalog, spec).currentSnapshot()

@@ -27,7 +27,7 @@ from typing import TypeVar
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pipeline.iceberg_io import append_rows, ensure_table, ensure_tables
+from pipeline.iceberg_io import append_rows, ensure_table, ensure_tables, table_location
 from pipeline.streaming.commit import STREAM_ID_PROPERTY
 from pipeline.tables import MAINTENANCE_RUNS, STREAMING_TABLES, TableSpec
 
@@ -259,31 +259,21 @@ def maintain_tables(
 
 def remove_orphans(spark: SparkSession, catalog: str, spec: TableSpec, older_than: dt.datetime) -> int:
     """Delete the files under the table's location that no snapshot references and that are older than
-    ``older_than``; returns how many went. Listed through the table's FileIO (prefix listing): an s3:// warehouse
-    has no Hadoop file system here, and a local one lists the same either way.
+    ``older_than``; returns how many went.
 
-    A local warehouse is listed by Hadoop's local file system, which by default reads a listed file's permissions
-    later, with ``ls``: beside a stream that deletes its oldest metadata file at every commit, that ``ls`` finds
-    the file gone and the listing fails (five commits a second failed every attempt). :func:`stat_when_listing`
-    makes the listing read each file's status as it lists it, and skip a file that is gone by then.
+    An object-store warehouse (``s3://``: no Hadoop file system here) is listed through the table's FileIO (prefix
+    listing). A local one is listed by Hadoop's local file system, one folder at a time (``listStatus``), which
+    reads each file's size and time from Java and nothing else: a prefix listing of a local folder builds each
+    file's full status, permissions included, by running ``ls`` (or, after ``useStatIfAvailable``, ``stat``) once
+    per file. Beside a stream that deletes a metadata file at every commit, that ``ls`` failed every listing; and
+    one process started per file made a round over ten streaming tables take longer than ten minutes.
     """
-    stat_when_listing(spark)
+    local = table_location(spark, catalog, spec).startswith(("file:", "/"))
+    listing = "" if local else ", prefix_listing => true"
     return spark.sql(
-        f"CALL {catalog}.system.remove_orphan_files(table => :table, older_than => :cutoff, prefix_listing => true)",
+        f"CALL {catalog}.system.remove_orphan_files(table => :table, older_than => :cutoff{listing})",
         args={"table": spec.qualified(catalog), "cutoff": older_than},
     ).count()
-
-
-def stat_when_listing(spark: SparkSession) -> None:
-    """Switch this JVM's Hadoop local file system to read a file's whole status (``stat``) when it lists it.
-
-    Its default status reads permissions lazily, by running ``ls`` on the file when first asked, which a recursive
-    listing does for every file after listing the folder: a file deleted in between fails the listing with
-    ``ls: cannot access``. With ``stat`` at listing time, a file already gone is skipped, as Hadoop's listing
-    intends. JVM-wide and one-way; object stores are not affected. The maintenance job runs in its own process,
-    not the stream's.
-    """
-    spark.sparkContext._jvm.org.apache.hadoop.fs.RawLocalFileSystem.useStatIfAvailable()  # type: ignore[union-attr]
 
 
 def maintenance_rows(spark: SparkSession, results: list[MaintenanceResult]) -> DataFrame:
