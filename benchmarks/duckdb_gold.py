@@ -7,7 +7,8 @@ Every value is a bound ``$name`` parameter (the day, the file lists, the micro-b
 Scope, a one-day build from scratch:
 
 - each silver table's files hold the day; rows of other days are left out (by ``event_date``), except by
-  ``customer_lifetime``;
+  ``customer_lifetime`` and by the product versions of ``product_daily``, built from every product update of the
+  files as ``pipeline.products.product_versions`` builds them;
 - there is no earlier lifetime state: ``customer_lifetime`` adds up every event of the files up to the day (that
   day's events alone when the files hold only that day), as Spark's ``customer_lifetime`` does from an empty
   previous state;
@@ -36,11 +37,11 @@ import duckdb
 SILVER_TABLES = ("page_views", "cart_events", "purchases", "user_sessions", "product_updates")
 
 MACROS_SQL = """
--- gold.ratio: n / d for whole numbers n >= 0, d > 0, half up to six decimals; null when d is 0.
+-- gold.ratio: n / d for whole numbers, d > 0, half away from zero to six decimals; null when d is 0.
 CREATE OR REPLACE TEMP MACRO gold_rate(n, d) AS
     CASE WHEN d <> 0 THEN CAST(
-        CAST((2 * CAST(n AS HUGEINT) * 1000000 + d) // (2 * CAST(d AS HUGEINT)) AS DECIMAL(38, 0)) * 0.000001
-        AS DECIMAL(12, 6)) END;
+        CAST(sign(n) * ((2 * abs(CAST(n AS HUGEINT)) * 1000000 + d) // (2 * CAST(d AS HUGEINT))) AS DECIMAL(38, 0))
+        * 0.000001 AS DECIMAL(12, 6)) END;
 
 -- gold.money_ratio: an amount >= 0 divided by a count, half up to the cent; null when the count is 0.
 CREATE OR REPLACE TEMP MACRO gold_cents(amount, d) AS
@@ -183,27 +184,71 @@ FROM scored
 )
 
 PRODUCT_DAILY_SQL = """
-WITH orders AS (  -- one row per order and product: an order with the product on two lines is one purchase
+WITH updates AS (SELECT * FROM read_parquet($product_updates)),
+running AS (  -- silver.products: each update's state, the newest value of each field up to it
+    SELECT product_id, event_time, event_id,
+           last_value(new_price IGNORE NULLS) OVER so_far AS price,
+           last_value(stock_level IGNORE NULLS) OVER so_far AS stock_level
+    FROM updates
+    WINDOW so_far AS (PARTITION BY product_id ORDER BY event_time, event_id
+                      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+),
+versions AS (  -- the state after the last update of each instant, in force until the product's next instant
+    SELECT product_id, epoch_us(event_time) AS valid_from_us,
+           epoch_us(lead(event_time) OVER (PARTITION BY product_id ORDER BY event_time)) AS valid_to_us,
+           price, stock_level
+    FROM (SELECT *, row_number() OVER (PARTITION BY product_id, event_time ORDER BY event_id DESC) AS nth
+          FROM running)
+    WHERE nth = 1
+),
+lines AS (
+    SELECT p.event_date, p.event_id, p.session_id, p.discount_percent, p.item, v.price AS list_price
+    FROM (SELECT event_date, event_id, session_id, event_time, discount_percent, unnest(items) AS item
+          FROM read_parquet($purchases) WHERE event_date = $day) AS p
+    LEFT JOIN versions AS v
+        ON v.product_id = p.item.product_id AND v.valid_from_us <= epoch_us(p.event_time)
+        AND (v.valid_to_us IS NULL OR epoch_us(p.event_time) < v.valid_to_us)
+),
+orders AS (  -- one row per order and product: an order with the product on two lines is one purchase
     SELECT event_date, item.product_id AS product_id, session_id, event_id,
-           sum(item.quantity) AS units, sum(item.total_price) AS gross_revenue
-    FROM (SELECT event_date, event_id, session_id, unnest(items) AS item
-          FROM read_parquet($purchases) WHERE event_date = $day)
+           sum(item.quantity) AS units, sum(item.total_price) AS gross_revenue,
+           sum(CASE WHEN list_price > 0 THEN CAST(item.quantity AS HUGEINT) * CAST(list_price * 100 AS HUGEINT)
+               * 10000 END) AS list_value,
+           sum(CASE WHEN list_price > 0 THEN CAST(item.quantity AS HUGEINT) * CAST(item.unit_price * 100 AS HUGEINT)
+               * (10000 - CAST(discount_percent * 100 AS HUGEINT)) END) AS paid_value
+    FROM lines
     GROUP BY event_date, item.product_id, session_id, event_id
+),
+views AS (
+    SELECT pv.event_date, pv.product_id, pv.session_id, v.stock_level
+    FROM (SELECT * FROM read_parquet($page_views) WHERE event_date = $day AND product_id IS NOT NULL) AS pv
+    LEFT JOIN versions AS v
+        ON v.product_id = pv.product_id AND v.valid_from_us <= epoch_us(pv.event_time)
+        AND (v.valid_to_us IS NULL OR epoch_us(pv.event_time) < v.valid_to_us)
 ),
 stacked AS (
     SELECT event_date, product_id, session_id, 1 AS views, NULL AS carts, NULL AS cart_units, NULL AS purchases,
-           NULL AS units, CAST(NULL AS DECIMAL(18, 2)) AS gross_revenue
-    FROM read_parquet($page_views) WHERE event_date = $day AND product_id IS NOT NULL
+           NULL AS units, CAST(NULL AS DECIMAL(18, 2)) AS gross_revenue,
+           CASE WHEN stock_level = 0 THEN 1 ELSE 0 END AS views_out_of_stock, NULL AS price_changes,
+           CAST(NULL AS HUGEINT) AS list_value, CAST(NULL AS HUGEINT) AS paid_value
+    FROM views
     UNION ALL
-    SELECT event_date, product_id, session_id, NULL, 1, quantity, NULL, NULL, NULL
+    SELECT event_date, product_id, session_id, NULL, 1, quantity, NULL, NULL, NULL, NULL, NULL, NULL, NULL
     FROM read_parquet($cart_events) WHERE event_date = $day
     UNION ALL
-    SELECT event_date, product_id, session_id, NULL, NULL, NULL, 1, units, gross_revenue FROM orders
+    SELECT event_date, product_id, session_id, NULL, NULL, NULL, 1, units, gross_revenue, NULL, NULL,
+           list_value, paid_value
+    FROM orders
+    UNION ALL
+    SELECT event_date, product_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+           CASE WHEN update_type = 'price_change' THEN 1 ELSE 0 END, NULL, NULL
+    FROM updates WHERE event_date = $day
 ),
 per_session AS (
     SELECT event_date, product_id, session_id, sum(views) AS views, sum(carts) AS carts,
            sum(cart_units) AS cart_units, sum(purchases) AS purchases, sum(units) AS units,
-           sum(gross_revenue) AS gross_revenue
+           sum(gross_revenue) AS gross_revenue, sum(views_out_of_stock) AS views_out_of_stock,
+           sum(price_changes) AS price_changes, sum(list_value) AS list_value, sum(paid_value) AS paid_value
     FROM stacked
     GROUP BY event_date, product_id, session_id
 ),
@@ -215,19 +260,30 @@ per_product AS (
            CAST(coalesce(sum(purchases), 0) AS BIGINT) AS purchases,
            CAST(coalesce(sum(units), 0) AS BIGINT) AS units,
            CAST(coalesce(sum(gross_revenue), 0) AS DECIMAL(18, 2)) AS gross_revenue,
+           CAST(coalesce(sum(views_out_of_stock), 0) AS BIGINT) AS views_out_of_stock,
+           CAST(coalesce(sum(price_changes), 0) AS BIGINT) AS price_changes,
+           sum(list_value) AS list_value,
+           sum(paid_value) AS paid_value,
            count_if(coalesce(views, 0) > 0) AS viewed,
            -- rows without a session never count as the same session's view and cart
            count_if(coalesce(views, 0) > 0 AND coalesce(carts, 0) > 0 AND session_id IS NOT NULL) AS viewed_carted,
            count_if(coalesce(carts, 0) > 0) AS carted,
            count_if(coalesce(carts, 0) > 0 AND coalesce(purchases, 0) > 0 AND session_id IS NOT NULL)
-               AS carted_bought
+               AS carted_bought,
+           -- the day's last millisecond, in microseconds since the epoch
+           (event_date - DATE '1970-01-01') * 86400000000 + 86400000000 - 1000 AS close_us
     FROM per_session
     GROUP BY event_date, product_id
 )
-SELECT event_date, product_id, views, carts, cart_units, purchases, units, gross_revenue,
+SELECT p.event_date, p.product_id, views, carts, cart_units, purchases, units, gross_revenue,
        gold_rate(viewed_carted, viewed) AS view_to_cart_rate,
-       gold_rate(carted_bought, carted) AS cart_to_purchase_rate
-FROM per_product
+       gold_rate(carted_bought, carted) AS cart_to_purchase_rate,
+       CAST(v.price AS DECIMAL(18, 2)) AS list_price, price_changes, views_out_of_stock,
+       gold_rate(list_value - paid_value, list_value) AS discount_vs_list
+FROM per_product AS p
+LEFT JOIN versions AS v
+    ON v.product_id = p.product_id AND v.valid_from_us <= p.close_us
+    AND (v.valid_to_us IS NULL OR p.close_us < v.valid_to_us)
 """
 
 PRODUCT_PAIRS_SQL = """

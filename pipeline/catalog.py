@@ -9,12 +9,15 @@ import pyarrow as pa
 from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.exceptions import NoSuchTableError, TableAlreadyExistsError
 from pyiceberg.expressions import (
+    And,
     BooleanExpression,
     EqualTo,
     GreaterThan,
     GreaterThanOrEqual,
+    IsNull,
     LessThan,
     LessThanOrEqual,
+    Or,
     Reference,
 )
 from pyiceberg.expressions.literals import literal
@@ -108,6 +111,32 @@ def at_most(column: str, value: Any) -> BooleanExpression:
     return LessThanOrEqual(term=Reference(column), value=literal(value))
 
 
+def in_force_at(moment: dt.datetime) -> BooleanExpression:
+    """A PyIceberg row filter for the rows of a table with history (``valid_from``, ``valid_to``) in force at
+    ``moment`` (naive: UTC): ``valid_from <= moment`` and (``valid_to`` null, or ``moment < valid_to``)."""
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    return And(at_most("valid_from", aware), Or(IsNull(term=Reference("valid_to")), greater_than("valid_to", aware)))
+
+
+def column_equals(spec: TableSpec, column: str, text: str) -> BooleanExpression:
+    """``column = text`` read as the column's type (text, whole number or date); a clear error for another
+    column or type, or a value that is not one."""
+    types = {f.name: f.dataType for f in spec.schema.fields}
+    if column not in types:
+        raise ValueError(f"{spec.identifier} has no column {column!r} (it has {', '.join(types)})")
+    kind = types[column]
+    try:
+        if isinstance(kind, T.StringType):
+            return equals(column, text)
+        if isinstance(kind, T.IntegerType | T.LongType):
+            return equals(column, int(text))
+        if isinstance(kind, T.DateType):
+            return equals(column, dt.date.fromisoformat(text))
+    except ValueError:
+        raise ValueError(f"{column} is a {kind.simpleString()} column: {text!r} is not one") from None
+    raise ValueError(f"{column} is a {kind.simpleString()} column: only text, whole-number and date columns filter")
+
+
 # Small writes without Spark (the CLI's own records): the registry's Spark schema as Arrow, appended by PyIceberg.
 
 _ARROW_TYPES: dict[type[T.DataType], pa.DataType] = {
@@ -127,7 +156,12 @@ def arrow_schema(spec: TableSpec) -> pa.Schema:
         raise ValueError(f"{spec.identifier} is partitioned: Spark writes it (pipeline.iceberg_io)")
     fields = []
     for field in spec.schema.fields:
-        arrow_type = _ARROW_TYPES.get(type(field.dataType))
+        kind = field.dataType
+        arrow_type = (
+            pa.decimal128(kind.precision, kind.scale)
+            if isinstance(kind, T.DecimalType)
+            else _ARROW_TYPES.get(type(kind))
+        )
         if arrow_type is None:
             raise ValueError(f"{spec.identifier}.{field.name}: no Arrow type for {field.dataType.simpleString()}")
         fields.append(pa.field(field.name, arrow_type, nullable=True))
@@ -143,7 +177,8 @@ def append_rows(catalog: Catalog, spec: TableSpec, rows: list[dict[str, Any]]) -
         table = catalog.load_table(spec.identifier)
     except NoSuchTableError:
         try:
-            table = catalog.create_table(spec.identifier, schema=schema, properties=spec.properties)
+            # a copy: PyIceberg takes format-version out of the dict it is given
+            table = catalog.create_table(spec.identifier, schema=schema, properties=dict(spec.properties))
         except TableAlreadyExistsError:  # created meanwhile by another process
             table = catalog.load_table(spec.identifier)
     table.append(pa.Table.from_pylist(rows, schema=schema))

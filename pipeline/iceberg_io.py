@@ -19,6 +19,7 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from pipeline.tables import PartitionField, TableSpec
 
@@ -57,16 +58,27 @@ def create_table_ddl(catalog: str, spec: TableSpec) -> str:
 
 
 def ensure_table(spark: SparkSession, catalog: str, spec: TableSpec) -> None:
-    """Create the table (and its namespace) when it does not exist yet; an existing table is left as is.
+    """Create the table (and its namespace) when it does not exist yet; an existing table gains the columns its
+    spec has added since it was created (nullable: its older rows hold null there), and is otherwise left as is.
 
     One metadata commit and no Spark job: the table starts without a snapshot, as a never written table (an
     empty ``CREATE TABLE AS SELECT`` ran two jobs and committed an empty snapshot, about 0.7 s per table). Columns
     are nullable, as a table created from a DataFrame's schema is.
     """
     if spark.catalog.tableExists(spec.qualified(catalog)):
+        missing = [f for f in spec.schema.fields if f.name not in set(spark.table(spec.qualified(catalog)).columns)]
+        if missing:
+            spark.sql(add_columns_ddl(catalog, spec, missing))
         return
     spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {_identifier(catalog)}.{_identifier(spec.layer.value)}")
     spark.sql(create_table_ddl(catalog, spec))  # IF NOT EXISTS: another process may have created it meanwhile
+
+
+def add_columns_ddl(catalog: str, spec: TableSpec, fields: list[T.StructField]) -> str:
+    """The ``ALTER TABLE ... ADD COLUMNS`` statement adding ``fields`` (registry names, checked) to the table."""
+    name = ".".join(_identifier(part) for part in (catalog, spec.layer.value, spec.name))
+    columns = ", ".join(f"{_identifier(f.name)} {f.dataType.simpleString()}" for f in fields)
+    return f"ALTER TABLE {name} ADD COLUMNS ({columns})"
 
 
 def ensure_tables(spark: SparkSession, catalog: str, specs: tuple[TableSpec, ...] | list[TableSpec]) -> None:
@@ -200,6 +212,14 @@ def append_rows(df: DataFrame, catalog: str, spec: TableSpec) -> int:
     if rows:
         df.select(*spec.schema.fieldNames()).writeTo(spec.qualified(catalog)).append()
     return rows
+
+
+def replace_rows(df: DataFrame, catalog: str, spec: TableSpec) -> int:
+    """Replace every row of the table with ``df``'s, in one commit (readers see the old rows or the new, never a
+    mix); returns how many."""
+    df = df.select(*spec.schema.fieldNames()).localCheckpoint()
+    df.writeTo(spec.qualified(catalog)).overwrite(F.lit(True))
+    return df.count()
 
 
 def overwrite_days(df: DataFrame, catalog: str, spec: TableSpec) -> int:

@@ -314,9 +314,11 @@ GOLD_PRODUCT_DAILY = _gold(
     [
         ("product_id", T.StringType()), ("views", _L), ("carts", _L), ("cart_units", _L), ("purchases", _L),
         ("units", _L), ("gross_revenue", MONEY), ("view_to_cart_rate", RATE), ("cart_to_purchase_rate", RATE),
+        ("list_price", MONEY), ("price_changes", _L), ("views_out_of_stock", _L), ("discount_vs_list", RATE),
     ],
     ("product_id",),
-    "Per day and product: views, carts, purchases, units, revenue, view->cart and cart->purchase rates.",
+    "Per day and product: views, carts, purchases, units, revenue, view->cart and cart->purchase rates, list price "
+    "at the close, price changes, views while out of stock, discount against the list price in force.",
 )  # fmt: skip
 
 GOLD_PRODUCT_PAIRS = _gold(
@@ -431,6 +433,7 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     *SILVER.values(),
     SESSIONS,
     EVENT_MINUTES,
+    PRODUCTS,
     QUARANTINE_EVENTS,
     STREAM_BATCHES,
     MAINTENANCE_RUNS,

@@ -529,31 +529,69 @@ def _as_of(_ctx: click.Context, _param: click.Parameter, value: str | None) -> i
         raise click.BadParameter(f"{value!r} is neither a snapshot id nor an ISO time") from None
 
 
+def _where(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[str, str] | None:
+    if value is None:
+        return None
+    column, sep, text = value.partition("=")
+    if not sep or not column.strip():
+        raise click.BadParameter(f"{value!r} is not COLUMN=VALUE")
+    return column.strip(), text
+
+
 @main.command()
 @click.argument("table")
 @click.option("--as-of", "as_of", callback=_as_of, help="Snapshot id or time (ISO 8601) to read the table as of.")
 @click.option("--date", "day", callback=iso_date, help="Only rows of this day (tables with a date column).")
+@click.option(
+    "--in-force-at",
+    "in_force",
+    callback=_as_of,
+    help="Only the rows in force at this event time (ISO 8601, UTC unless it says otherwise), in a table with "
+    "history (silver.products): a product's state then. Distinct from --as-of, which reads an older snapshot.",
+)
+@click.option("--where", "where", callback=_where, help="Only rows whose COLUMN equals VALUE (e.g. product_id=p-0042).")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
 @friendly_errors
-def show(table: str, as_of: int | dt.datetime | None, day: dt.date | None, limit: int) -> None:
+def show(
+    table: str,
+    as_of: int | dt.datetime | None,
+    day: dt.date | None,
+    in_force: int | dt.datetime | None,
+    where: tuple[str, str] | None,
+    limit: int,
+) -> None:
     """Print rows of a table, now or as of an older snapshot (Iceberg time travel)."""
     from rich.table import Table
 
     from pipeline.catalog import SnapshotNotFoundError, snapshot_as_of
 
     spec = _table_spec(table)
+    if day is not None and spec.date_column is None:
+        raise click.BadParameter(f"{spec.identifier} has no date column", param_hint="--date")
+    if isinstance(in_force, int):
+        raise click.BadParameter(f"{in_force} is not a time", param_hint="--in-force-at")
+    if in_force is not None and "valid_from" not in spec.schema.fieldNames():
+        raise click.BadParameter(
+            f"{spec.identifier} has no history (valid_from, valid_to); silver.products has",
+            param_hint="--in-force-at",
+        )
+    from pyiceberg.expressions import AlwaysTrue, And
+
+    from pipeline.catalog import column_equals, equals, in_force_at
+
+    row_filter = equals(spec.date_column, day) if day is not None and spec.date_column else AlwaysTrue()
+    if isinstance(in_force, dt.datetime):
+        row_filter = And(row_filter, in_force_at(in_force))
+    if where is not None:
+        try:
+            row_filter = And(row_filter, column_equals(spec, *where))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--where") from None
     loaded = _existing_table(spec)
     try:
         snapshot_id = snapshot_as_of(loaded, as_of)
     except SnapshotNotFoundError as exc:
         raise click.BadParameter(str(exc), param_hint="--as-of") from None
-    if day is not None and spec.date_column is None:
-        raise click.BadParameter(f"{spec.identifier} has no date column")
-    from pyiceberg.expressions import AlwaysTrue
-
-    from pipeline.catalog import equals
-
-    row_filter = equals(spec.date_column, day) if day is not None and spec.date_column else AlwaysTrue()
     rows = loaded.scan(row_filter=row_filter, snapshot_id=snapshot_id, limit=limit).to_arrow().to_pylist()
     title = spec.identifier + (f" as of snapshot {snapshot_id}" if snapshot_id else "")
     columns = [f.name for f in spec.schema.fields if f.dataType.typeName() != "binary"]

@@ -16,7 +16,11 @@ simulated too):
   day breaks the tie;
 * **conflicting redeliveries**: each purchase that completes the tie is delivered again under the same event id
   with the other tied method (:meth:`conflicting_copy`); keeping the last delivery instead of the first breaks
-  the tie the other way.
+  the tie the other way;
+* **product versions** (``edge-product``): a price change at 23:59:59.999 of the day (the list price at its
+  close) and one at 00:00:00.000 of the next day (not); a stock-out from 12:00:00.000 with page views at
+  11:59:59.999 (in stock) and at 12:00:00.000 (out of stock: a version starts at its instant); a price change and
+  a rating update of one instant (one version).
 
 Users are named after their edge (``edge-recency-7``, ``edge-ltv-49.99``, ...), so a failing comparison names
 the rule it broke.
@@ -46,6 +50,7 @@ SEGMENT_ORDERS = {
     "new-today": (0, 0, 0),
 }
 TIED_METHODS = ("apple_pay", "paypal")  # the tie must go to the first
+EDGE_PRODUCT = "edge-product"
 FREQUENCY_DAYS_BEFORE = 20
 LTV_DAYS_BEFORE = 1
 
@@ -149,11 +154,39 @@ class EdgeCases:
         out.append(self._active_on_the_day("edge-segment-prospect"))
         # The same product on two lines of one order (and a second product after them).
         out += self._visit(self._at(0, 14 * 3_600_000), "edge-lines", [(1, "3.00"), (2, "3.00"), (1, "4.00")])
+        out += self._product_versions()
         # The first millisecond of the next day: one purchase with the later tied method.
         session = self._session()
         out.append(self._login(self.day_end_ms, "edge-midnight", session))
         out.append(self._purchase(self.day_end_ms, "edge-midnight", session, [(1, "5.00")], TIED_METHODS[1]))
         return out
+
+    def _product_update(self, t: int, **fields: Any) -> Event:
+        body = self.envelope(EventType.PRODUCT_UPDATE)
+        update_type = "price_change" if "new_price" in fields else "inventory_update"
+        if "rating" in fields:
+            update_type = "rating_update"
+        body |= {"product_id": EDGE_PRODUCT, "update_type": update_type, **fields}
+        return (t, EventType.PRODUCT_UPDATE, EDGE_PRODUCT, body)
+
+    def _product_view(self, t: int) -> list[Event]:
+        user, session = "edge-product-viewer", self._session()
+        body = self.envelope(EventType.PAGE_VIEW)
+        body |= {"user_id": user, "session_id": session, "page_type": "product", "product_id": EDGE_PRODUCT,
+                 "device_type": "desktop"}  # fmt: skip
+        return [self._login(t, user, session), (t, EventType.PAGE_VIEW, user, body)]
+
+    def _product_versions(self) -> list[Event]:
+        noon = self.day_start_ms + 12 * 3_600_000
+        return [
+            self._product_update(self.day_start_ms + 8 * 3_600_000, new_price="10.00"),
+            self._product_update(self.day_start_ms + 8 * 3_600_000, rating="4.50"),  # the same instant
+            self._product_update(noon, stock_level=0),
+            *self._product_view(noon - 1),
+            *self._product_view(noon),
+            self._product_update(self.day_end_ms - 1, new_price="12.00"),
+            self._product_update(self.day_end_ms, new_price="15.00"),
+        ]
 
     @property
     def tie_ms(self) -> int:

@@ -203,7 +203,8 @@ class Shop:
                 self.price_values.setdefault(product.product_id, []).append(new_price)
                 body["new_price"] = format_decimal(new_price)
             elif update_type == "inventory_update":
-                body["stock_level"] = rand.integer(0, 800)
+                sold_out = rand.chance(s.stock_out_share)
+                body["stock_level"] = 0 if sold_out else rand.integer(1, 800)
             else:
                 body["rating"] = format_decimal(money(Decimal(str(round(rand.between(1.0, 5.0), 2)))))
             events.append((t, body))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from bisect import bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -191,15 +192,16 @@ RATE = Decimal("0.000001")
 
 
 def ratio(numerator: Decimal | int, denominator: Decimal | int, unit: Decimal) -> Decimal | None:
-    """``numerator / denominator`` rounded half up to ``unit``, exactly (integer arithmetic); None for x/0."""
+    """``numerator / denominator`` rounded half away from zero to ``unit``, exactly (integer arithmetic); None for
+    x/0. The denominator is never negative."""
     if not denominator:
         return None
     # Scale everything to integers: n / d in units of `unit` is (n / unit) / d.
     scale = 10 ** max(-Decimal(numerator).as_tuple().exponent, -Decimal(denominator).as_tuple().exponent, 0)  # type: ignore[operator]
     n, d = int(Decimal(numerator) * scale), int(Decimal(denominator) * scale)
     steps = int(1 / unit)
-    quotient = (2 * n * steps + d) // (2 * d)  # half up, for n >= 0 and d > 0
-    return (Decimal(quotient) / steps).quantize(unit)
+    quotient = (2 * abs(n) * steps + d) // (2 * d)  # half up, for |n| >= 0 and d > 0
+    return (Decimal(quotient if n >= 0 else -quotient) / steps).quantize(unit)
 
 
 def _by_day(truth: Truth) -> dict[dt.date, list[dict[str, Any]]]:
@@ -331,8 +333,16 @@ def customer_daily(truth: Truth) -> dict[tuple[dt.date, str], dict[str, Any]]:
     return out
 
 
+def _in_force(history: list[dict[str, Any]], stamp: str) -> dict[str, Any] | None:
+    """The version of a product in force at ``stamp`` (an event timestamp), None before its first version."""
+    starts = [v["valid_from"] for v in history]
+    i = bisect_right(starts, stamp)
+    return history[i - 1] if i else None
+
+
 def product_daily(truth: Truth) -> dict[tuple[dt.date, str], dict[str, Any]]:
     """docs/metrics.md, ``gold.product_daily``."""
+    histories = products(truth)
     out: dict[tuple[dt.date, str], dict[str, Any]] = {}
     for day, events in _by_day(truth).items():
         rows: dict[str, dict[str, Any]] = defaultdict(
@@ -343,16 +353,23 @@ def product_daily(truth: Truth) -> dict[tuple[dt.date, str], dict[str, Any]]:
                 "purchases": 0,
                 "units": 0,
                 "gross_revenue": Decimal("0.00"),
+                "price_changes": 0,
+                "views_out_of_stock": 0,
                 "viewed": set(),
                 "carted": set(),
                 "bought": set(),
+                "list_value": 0,  # Σ quantity x list price in force, of lines with a known list price (cent-bp)
+                "paid_value": 0,  # Σ quantity x unit price x (1 - order discount), of the same lines (cent-bp)
             }
         )
         for event in events:
             kind = event["event_type"]
             if kind == "page_view" and event.get("product_id"):
-                rows[event["product_id"]]["views"] += 1
-                rows[event["product_id"]]["viewed"].add(event["session_id"])
+                row = rows[event["product_id"]]
+                row["views"] += 1
+                row["viewed"].add(event["session_id"])
+                version = _in_force(histories.get(event["product_id"], []), event["timestamp"])
+                row["views_out_of_stock"] += version is not None and version["stock_level"] == 0
             elif kind == "add_to_cart":
                 row = rows[event["product_id"]]
                 row["carts"] += 1
@@ -362,13 +379,26 @@ def product_daily(truth: Truth) -> dict[tuple[dt.date, str], dict[str, Any]]:
                 for product_id in {i["product_id"] for i in event["items"]}:
                     rows[product_id]["purchases"] += 1
                     rows[product_id]["bought"].add(event["session_id"])
+                kept_bp = 10000 - int(Decimal(event["discount_percent"]) * 100)  # basis points paid
                 for item in event["items"]:
-                    rows[item["product_id"]]["units"] += item["quantity"]
-                    rows[item["product_id"]]["gross_revenue"] += Decimal(item["total_price"])
+                    row = rows[item["product_id"]]
+                    row["units"] += item["quantity"]
+                    row["gross_revenue"] += Decimal(item["total_price"])
+                    version = _in_force(histories.get(item["product_id"], []), event["timestamp"])
+                    if version is not None and version["price"]:
+                        row["list_value"] += item["quantity"] * int(version["price"] * 100) * 10000
+                        row["paid_value"] += item["quantity"] * int(Decimal(item["unit_price"]) * 100) * kept_bp
+            elif kind == "product_update":
+                rows[event["product_id"]]["price_changes"] += event["update_type"] == "price_change"
+        day_end = f"{day.isoformat()}T23:59:59.999Z"
         for product_id, row in rows.items():
             viewed, carted, bought = row.pop("viewed"), row.pop("carted"), row.pop("bought")
+            list_value, paid_value = row.pop("list_value"), row.pop("paid_value")
             row["view_to_cart_rate"] = ratio(len(viewed & carted), len(viewed), RATE)
             row["cart_to_purchase_rate"] = ratio(len(carted & bought), len(carted), RATE)
+            at_close = _in_force(histories.get(product_id, []), day_end)
+            row["list_price"] = at_close["price"] if at_close is not None else None
+            row["discount_vs_list"] = ratio(list_value - paid_value, list_value, RATE)
             out[(day, product_id)] = row
     return out
 

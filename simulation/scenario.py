@@ -83,6 +83,9 @@ class Scenario(_Strict):
     users: int = Field(default=2000, ge=1)
     price_changes_per_day: int = Field(default=20, ge=0)
     inventory_updates_per_day: int = Field(default=30, ge=0)
+    stock_out_share: float = Field(
+        default=0.2, ge=0, le=1, description="Inventory updates that set the stock to 0 (the product sold out)."
+    )
     rating_updates_per_day: int = Field(default=10, ge=0)
     traffic: Traffic = Field(default_factory=Traffic)
     funnel: Funnel = Field(default_factory=Funnel)

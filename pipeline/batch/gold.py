@@ -37,13 +37,16 @@ RATE_SCALE = 6
 
 
 def ratio(numerator: Column, denominator: Column, scale: int = RATE_SCALE) -> Column:
-    """``numerator / denominator`` for non-negative whole numbers, rounded half up to ``scale`` decimals, exactly
-    (integer arithmetic, no floating point); null when the denominator is zero."""
+    """``numerator / denominator`` for whole numbers (the denominator never negative), rounded half away from zero
+    to ``scale`` decimals, exactly (integer arithmetic in ``decimal(38,0)``, no floating point); null when the
+    denominator is zero."""
     steps = 10**scale
-    n, d = numerator.cast("long"), denominator.cast("long")
-    x = F.lit(2) * n * F.lit(steps) + d
+    whole = T.DecimalType(38, 0)
+    n, d = numerator.cast(whole), denominator.cast(whole)
+    x = F.lit(2) * F.abs(n) * F.lit(steps) + d
     y = F.lit(2) * d
-    quotient = ((x - F.pmod(x, y)).cast("decimal(38,0)") / y.cast("decimal(38,0)")).cast("decimal(19,0)")
+    magnitude = ((x - F.pmod(x, y)) / y).cast("decimal(19,0)")
+    quotient = F.when(n < 0, -magnitude).otherwise(magnitude)
     unit = F.lit(Decimal(1).scaleb(-scale)).cast(T.DecimalType(scale + 1, scale))
     return F.when(d != 0, (quotient * unit).cast(T.DecimalType(19 + scale, scale)))
 
@@ -315,62 +318,124 @@ def customer_daily(lifetime_df: DataFrame, purchases_df: DataFrame, days: Days) 
 _PRODUCT_DAY = ["event_date", "product_id"]
 
 
-_PRODUCT_SESSION_COUNTS = ("views", "carts", "cart_units", "purchases", "units", "gross_revenue")
+_PRODUCT_SESSION_COUNTS = (
+    "views", "carts", "cart_units", "purchases", "units", "gross_revenue", "views_out_of_stock", "price_changes",
+    "list_value", "paid_value",
+)  # fmt: skip
+_WHOLE = T.DecimalType(38, 0)  # list and paid values of purchase lines, in cents x basis points
 
 
 def _product_session_rows(df: DataFrame, **counts: Column) -> DataFrame:
     """``df``'s (day, product, session) with the given counts and the others of :data:`_PRODUCT_SESSION_COUNTS`
-    null, so that views, carts and purchases stack into one frame."""
-    types = {"gross_revenue": MONEY}
+    null, so that views, carts, purchases and product updates stack into one frame."""
+    types = {"gross_revenue": MONEY, "list_value": _WHOLE, "paid_value": _WHOLE}
     return df.select(
         *_PRODUCT_DAY,
-        "session_id",
+        F.col("session_id") if "session_id" in df.columns else F.lit(None).cast("string").alias("session_id"),
         *[counts.get(c, F.lit(None)).cast(types.get(c, "long")).alias(c) for c in _PRODUCT_SESSION_COUNTS],
     )
 
 
-def product_daily(
-    page_views_df: DataFrame, cart_events_df: DataFrame, purchases_df: DataFrame, days: Days
-) -> DataFrame:
-    """Per day of ``days`` and product with any view, cart or purchase; rates over sessions, never above 1.
+def in_force(events_df: DataFrame, versions_df: DataFrame) -> DataFrame:
+    """``events_df`` (``product_id``, ``event_time``) with ``list_price`` and ``stock_level`` of the product's
+    ``silver.products`` version in force at each event's instant; both null before its first version."""
+    versions = versions_df.select(
+        F.col("product_id").alias("version_product_id"),
+        "valid_from",
+        "valid_to",
+        F.col("price").alias("list_price"),
+        "stock_level",
+    )
+    t = F.col("event_time")
+    in_force_at_t = (
+        (F.col("product_id") == F.col("version_product_id"))
+        & (F.col("valid_from") <= t)
+        & (F.col("valid_to").isNull() | (t < F.col("valid_to")))
+    )
+    return events_df.join(F.broadcast(versions), in_force_at_t, "left").drop(
+        "version_product_id", "valid_from", "valid_to"
+    )
 
-    Views, carts and purchases are stacked and counted per (day, product, session), then per (day, product): two
-    aggregations, where a join of per-table counts and per-table distinct sessions took ten shuffles.
+
+def product_daily(
+    page_views_df: DataFrame,
+    cart_events_df: DataFrame,
+    purchases_df: DataFrame,
+    product_updates_df: DataFrame,
+    versions_df: DataFrame,
+    days: Days,
+) -> DataFrame:
+    """Per day of ``days`` and product with any view, cart, purchase or product update; rates over sessions, never
+    above 1; prices, stock-outs and discounts against ``versions_df`` (``silver.products``: every version of the
+    products, not only the days').
+
+    Views, carts, purchases and updates are stacked and counted per (day, product, session), then per (day,
+    product): two aggregations, where a join of per-table counts and per-table distinct sessions took ten shuffles.
     """
     one = F.lit(1)
-    views = _product_session_rows(page_views_df.filter(F.col("product_id").isNotNull()), views=one)
+    seen = in_force(page_views_df.filter(F.col("product_id").isNotNull()), versions_df)
+    views = _product_session_rows(seen, views=one, views_out_of_stock=(F.col("stock_level") == 0).cast("int"))
     carts = _product_session_rows(cart_events_df, carts=one, cart_units=F.col("quantity"))
-    # One row per order and product: an order with the product on two lines is one purchase.
-    lines = purchases_df.select("event_date", "event_id", "session_id", F.explode("items").alias("item"))
-    orders = lines.groupBy("event_date", F.col("item.product_id").alias("product_id"), "session_id", "event_id").agg(
-        F.sum("item.quantity").alias("units"), F.sum("item.total_price").alias("gross_revenue")
+    changes = _product_session_rows(
+        product_updates_df, price_changes=(F.col("update_type") == "price_change").cast("int")
     )
-    bought = _product_session_rows(orders, purchases=one, units=F.col("units"), gross_revenue=F.col("gross_revenue"))
+    # One row per order and product: an order with the product on two lines is one purchase.
+    lines = in_force(
+        purchases_df.select(
+            "event_date", "event_id", "session_id", "event_time", "discount_percent", F.explode("items").alias("item")
+        ).withColumn("product_id", F.col("item.product_id")),
+        versions_df,
+    )
+    listed = F.col("list_price") > 0
+    quantity = F.col("item.quantity").cast(_WHOLE)
+    list_value = F.when(listed, quantity * (F.col("list_price") * 100).cast(_WHOLE) * F.lit(10000))
+    kept_bp = F.lit(10000) - (F.col("discount_percent") * 100).cast(_WHOLE)
+    paid_value = F.when(listed, quantity * (F.col("item.unit_price") * 100).cast(_WHOLE) * kept_bp)
+    orders = lines.groupBy(*_PRODUCT_DAY, "session_id", "event_id").agg(
+        F.sum("item.quantity").alias("units"),
+        F.sum("item.total_price").alias("gross_revenue"),
+        F.sum(list_value.cast(_WHOLE)).alias("list_value"),
+        F.sum(paid_value.cast(_WHOLE)).alias("paid_value"),
+    )
+    bought = _product_session_rows(
+        orders,
+        purchases=one,
+        **{c: F.col(c) for c in ("units", "gross_revenue", "list_value", "paid_value")},
+    )
     per_session = (
         views.unionByName(carts)
         .unionByName(bought)
+        .unionByName(changes)
         .groupBy(*_PRODUCT_DAY, "session_id")
         .agg(*[F.sum(c).alias(c) for c in _PRODUCT_SESSION_COUNTS])
     )
     viewed, carted, purchased = (F.coalesce(F.col(c), F.lit(0)) > 0 for c in ("views", "carts", "purchases"))
     # Rows without a session (the contract requires one) never count as the same session's view and cart.
     in_one_session = F.col("session_id").isNotNull()
-    counts = ["views", "carts", "cart_units", "purchases", "units"]
+    counts = ["views", "carts", "cart_units", "purchases", "units", "views_out_of_stock", "price_changes"]
     per_product = per_session.groupBy(*_PRODUCT_DAY).agg(
         *[F.sum(c).cast("long").alias(c) for c in counts],
         _money_sum(F.col("gross_revenue")).alias("gross_revenue"),
+        F.sum("list_value").cast(_WHOLE).alias("list_value"),
+        F.sum("paid_value").cast(_WHOLE).alias("paid_value"),
         F.count_if(viewed).alias("viewed"),
         F.count_if(viewed & carted & in_one_session).alias("viewed_carted"),
         F.count_if(carted).alias("carted"),
         F.count_if(carted & purchased & in_one_session).alias("carted_bought"),
     )
+    # The list price at the day's close: the version in force at its last millisecond (event times are whole
+    # milliseconds).
+    last_instant = F.to_timestamp(F.date_add("event_date", 1)) - F.expr("INTERVAL 1 MILLISECOND")
+    closes = filter_days(per_product, days).withColumn("event_time", last_instant)
+    at_close = in_force(closes, versions_df).drop("stock_level")
     return (
-        filter_days(per_product, days)
+        at_close.withColumn("list_price", F.col("list_price").cast(MONEY))
         .fillna(0, subset=counts)
         .withColumns(
             {
                 "view_to_cart_rate": ratio(F.col("viewed_carted"), F.col("viewed")).cast(RATE),
                 "cart_to_purchase_rate": ratio(F.col("carted_bought"), F.col("carted")).cast(RATE),
+                "discount_vs_list": ratio(F.col("list_value") - F.col("paid_value"), F.col("list_value")).cast(RATE),
             }
         )
         .select(*GOLD_PRODUCT_DAILY.schema.fieldNames())

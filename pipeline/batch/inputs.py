@@ -34,6 +34,7 @@ from pipeline.config import ConfigurationError
 from pipeline.contracts.events import EventType, topic_name
 from pipeline.iceberg_io import current_snapshot_id, days_with_rows, planned_bytes, read_day, read_days, read_table
 from pipeline.observability import with_latency
+from pipeline.products import product_versions
 from pipeline.spark_session import batch_shuffle_conf
 from pipeline.tables import (
     BRONZE_EVENTS,
@@ -157,18 +158,26 @@ class GoldRun:
 
     def _silver_read(self, event_type: EventType) -> DataFrame:
         """The one read of a silver table: rows dated on the run's days, or reaching Kafka on them, as of the
-        table's snapshot when first asked (a stream committing meanwhile changes nothing the run sees)."""
+        table's snapshot when first asked (a stream committing meanwhile changes nothing the run sees). Product
+        updates are read whole: a day's product versions start with updates of any earlier day."""
         spec = SILVER[event_type]
 
         def read() -> DataFrame:
             snapshot = current_snapshot_id(self.spark, self.catalog, spec)
-            return read_table(self.spark, self.catalog, spec, snapshot).filter(self._dated | self._arrived)
+            rows = read_table(self.spark, self.catalog, spec, snapshot)
+            return rows if event_type is EventType.PRODUCT_UPDATE else rows.filter(self._dated | self._arrived)
 
         return self._once(spec.identifier, read)
 
     def silver(self, event_type: EventType) -> DataFrame:
         """Silver rows of ``event_type`` dated on the run's days."""
         return self._silver_read(event_type).filter(self._dated)
+
+    def product_versions(self) -> DataFrame:
+        """Every version of every product (``silver.products``), from the run's one read of the product updates
+        (all of them: a day's versions start with updates of earlier days). The ``silver/products`` asset of the
+        run writes these rows, so the table and the run's gold agree."""
+        return product_versions(self._silver_read(EventType.PRODUCT_UPDATE))
 
     def stream_batches(self) -> DataFrame:
         """Every ``ops.stream_batches`` row (one per micro-batch: when it became visible); none on a lake no stream

@@ -20,8 +20,10 @@ from pyspark.sql import DataFrame
 from pipeline.batch import gold
 from pipeline.batch.inputs import USER_EVENT_TYPES, GoldRun
 from pipeline.contracts.events import EventType
+from pipeline.iceberg_io import ensure_tables, read_table, replace_rows
 from pipeline.maintenance import maintain_tables
-from pipeline.orchestration.resources import GoldInputsResource, LakehouseResource, asset_key
+from pipeline.orchestration.resources import GoldInputsResource, LakehouseResource, asset_key, run_partition_range
+from pipeline.products import product_versions
 from pipeline.tables import (
     BRONZE_EVENTS,
     GOLD_CUSTOMER_DAILY,
@@ -32,6 +34,7 @@ from pipeline.tables import (
     GOLD_PRODUCT_DAILY,
     GOLD_PRODUCT_PAIRS,
     MAINTENANCE_RUNS,
+    PRODUCTS,
     SILVER,
 )
 
@@ -136,15 +139,49 @@ def customer_daily(context: dg.AssetExecutionContext, gold_inputs: GoldInputsRes
     return gold.customer_daily(run.gold(GOLD_CUSTOMER_LIFETIME), run.silver(EventType.PURCHASE), run.days)
 
 
-_PRODUCT_INPUTS = (EventType.PAGE_VIEW, EventType.ADD_TO_CART, EventType.PURCHASE)
+PRODUCTS_GROUP = "products"
 
 
-@dg.asset(key=asset_key(GOLD_PRODUCT_DAILY), deps=[QUALITY_KEY, *_silver_keys(*_PRODUCT_INPUTS)], **_GOLD)
+@dg.asset(
+    key=asset_key(PRODUCTS),
+    # After the run's silver contract check: a silver that broke its contract builds nothing from it.
+    deps=[QUALITY_KEY, *_silver_keys(EventType.PRODUCT_UPDATE)],
+    group_name=PRODUCTS_GROUP,
+    kinds={"iceberg", "spark"},
+    description=PRODUCTS.description,
+)
+def products(
+    context: dg.AssetExecutionContext, lake: LakehouseResource, gold_inputs: GoldInputsResource
+) -> dg.MaterializeResult:
+    """The product dimension with history, rebuilt from every product update in one commit (a pure function of
+    them: a replay, a late update or a redelivery gives the rows the definition says). In a gold run, from the
+    run's own read of the updates, so that the table and the run's ``product_daily`` agree."""
+    spark, catalog = lake.spark(), lake.catalog()
+    ensure_tables(spark, catalog, (SILVER[EventType.PRODUCT_UPDATE], PRODUCTS))
+    key_range = run_partition_range(context.run.tags)
+    if key_range is None:  # materialized on its own
+        versions = product_versions(read_table(spark, catalog, SILVER[EventType.PRODUCT_UPDATE]))
+    else:
+        versions = gold_inputs.run(context.run.run_id, key_range).product_versions()
+    rows = replace_rows(versions, catalog, PRODUCTS)
+    context.log.info("%s: %d versions", PRODUCTS.identifier, rows)
+    return dg.MaterializeResult(metadata={"versions": rows})
+
+
+_PRODUCT_INPUTS = (EventType.PAGE_VIEW, EventType.ADD_TO_CART, EventType.PURCHASE, EventType.PRODUCT_UPDATE)
+
+
+@dg.asset(
+    key=asset_key(GOLD_PRODUCT_DAILY),
+    deps=[QUALITY_KEY, asset_key(PRODUCTS), *_silver_keys(*_PRODUCT_INPUTS)],
+    **_GOLD,
+)
 def product_daily(context: dg.AssetExecutionContext, gold_inputs: GoldInputsResource) -> DataFrame:
-    """Views, carts, purchases, revenue and funnel rates per product of one day."""
+    """Views, carts, purchases, revenue, funnel rates, list price, price changes, views while out of stock and
+    discount against the list price, per product of one day."""
     run = gold_run(context, gold_inputs)
-    page_views, cart_events, purchases = [run.silver(e) for e in _PRODUCT_INPUTS]
-    return gold.product_daily(page_views, cart_events, purchases, run.days)
+    page_views, cart_events, purchases, product_updates = [run.silver(e) for e in _PRODUCT_INPUTS]
+    return gold.product_daily(page_views, cart_events, purchases, product_updates, run.product_versions(), run.days)
 
 
 @dg.asset(key=asset_key(GOLD_PRODUCT_PAIRS), deps=[QUALITY_KEY, *_silver_keys(EventType.PURCHASE)], **_GOLD)

@@ -15,8 +15,10 @@ from pipeline.orchestration.assets import (
     GOLD_ASSETS,
     GOLD_GROUP,
     MAINTENANCE_GROUP,
+    PRODUCTS_GROUP,
     MaintenanceConfig,
     maintenance,
+    products,
     streaming_asset_specs,
 )
 from pipeline.orchestration.checks import ASSET_CHECKS, build_freshness_check
@@ -54,7 +56,9 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     # steps in the run's one process, so a run is one Spark application with one session. Dagster's default
     # executor would start a process, hence a Spark driver, per step when launched from the UI.
     in_process = dg.in_process_executor
-    gold_job = dg.define_asset_job(GOLD_JOB, selection=dg.AssetSelection.groups(GOLD_GROUP), executor_def=in_process)
+    gold_job = dg.define_asset_job(
+        GOLD_JOB, selection=dg.AssetSelection.groups(GOLD_GROUP, PRODUCTS_GROUP), executor_def=in_process
+    )
     maintenance_job = dg.define_asset_job(
         MAINTENANCE_JOB, selection=dg.AssetSelection.groups(MAINTENANCE_GROUP), executor_def=in_process
     )
@@ -64,7 +68,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     )
     lake = LakehouseResource.from_settings(settings)
     return dg.Definitions(
-        assets=[*streaming_asset_specs(), *gold_assets, maintenance],
+        assets=[*streaming_asset_specs(), products, *gold_assets, maintenance],
         asset_checks=[*ASSET_CHECKS, freshness_check],
         jobs=[gold_job, maintenance_job, freshness_job],
         schedules=[

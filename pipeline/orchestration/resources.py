@@ -7,11 +7,16 @@ range (recording restatements of the days rebuilt).
 """
 
 import datetime as dt
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    PARTITION_NAME_TAG,
+)
 from pydantic import PrivateAttr
 from pyspark.sql import DataFrame, SparkSession
 
@@ -136,6 +141,16 @@ def partition_range_tags(first: dt.date, last: dt.date) -> dict[str, str]:
     """The run tags that make one run of the gold job build every day of ``first`` .. ``last`` (its assets have
     the single-run backfill policy); the late-events sensor's range requests carry the same."""
     return {ASSET_PARTITION_RANGE_START_TAG: first.isoformat(), ASSET_PARTITION_RANGE_END_TAG: last.isoformat()}
+
+
+def run_partition_range(tags: Mapping[str, str]) -> dg.PartitionKeyRange | None:
+    """The days a run builds, from its tags (one partition, or a range run at once); None for a run of no day,
+    such as an unpartitioned asset materialized on its own."""
+    if PARTITION_NAME_TAG in tags:
+        return dg.PartitionKeyRange(tags[PARTITION_NAME_TAG], tags[PARTITION_NAME_TAG])
+    if ASSET_PARTITION_RANGE_START_TAG in tags and ASSET_PARTITION_RANGE_END_TAG in tags:
+        return dg.PartitionKeyRange(tags[ASSET_PARTITION_RANGE_START_TAG], tags[ASSET_PARTITION_RANGE_END_TAG])
+    return None
 
 
 class IcebergIOManager(dg.ConfigurableIOManager):  # type: ignore[type-arg]

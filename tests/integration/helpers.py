@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterable
 from decimal import Decimal
@@ -173,3 +174,25 @@ def assert_gold_matches(settings: Settings, truth: oracle.Truth, days: list) -> 
             row = quality[(day, table)]
             assert {c: row[c] for c in want} == want, (day, table, {c: row[c] for c in want}, want)
     assert all(row["conservation_ok"] for row in quality.values())
+
+
+def assert_products_match(settings: Settings, truth: oracle.Truth) -> None:
+    """``silver.products`` equals the oracle's product versions, every product and version (decimals exact)."""
+    from pipeline.tables import PRODUCTS
+
+    def stamp(moment: dt.datetime | None) -> str | None:
+        return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z" if moment else None
+
+    got = {
+        (row["product_id"], row["version"]): {
+            **row,
+            "valid_from": stamp(row["valid_from"]),
+            "valid_to": stamp(row["valid_to"]),
+        }
+        for row in gold_rows(settings, PRODUCTS.identifier)
+    }
+    expected = {(product, v["version"]): v for product, history in oracle.products(truth).items() for v in history}
+    assert expected, "the scenario updates products"
+    assert set(got) == set(expected), f"silver.products: versions differ: {sorted(set(got) ^ set(expected))[:5]}"
+    for key, want in expected.items():
+        assert {c: got[key][c] for c in want} == want, f"silver.products {key}"

@@ -28,6 +28,7 @@ from pipeline.tables import (
     GOLD_DAILY_SALES_SUMMARY,
     GOLD_DATA_QUALITY,
     GOLD_TABLES,
+    PRODUCTS,
     RESTATEMENTS,
     SILVER,
     STREAMING_TABLES,
@@ -35,7 +36,16 @@ from pipeline.tables import (
 from shoplake.cli import main
 from simulation import oracle
 from simulation.scenario import load_scenario
-from tests.integration.helpers import assert_gold_matches, catch_up, gold_rows, send_log, split_log, truth_of, write_day
+from tests.integration.helpers import (
+    assert_gold_matches,
+    assert_products_match,
+    catch_up,
+    gold_rows,
+    send_log,
+    split_log,
+    truth_of,
+    write_day,
+)
 
 
 def _content_hash(settings: Settings, day) -> str:
@@ -57,6 +67,7 @@ def test_multi_day_gold_equals_the_oracle_and_a_backfill_reproduces_it(
     backfill_gold(live, scenario.dates[0], scenario.dates[-1], instance)  # the week in one run
     truth = truth_of([log])
     assert_gold_matches(live, truth, scenario.dates)
+    assert_products_match(live, truth)
 
     # The last days again one at a time, each from the lifetime state of the day before (the first of them from
     # the state the range run wrote): the same gold, nothing restated.
@@ -83,7 +94,8 @@ def test_multi_day_gold_equals_the_oracle_and_a_backfill_reproduces_it(
 
 def _assert_materializations_show_the_days(settings: Settings, results: list, days: list, summary: dict) -> None:
     """Each gold materialization of a one-day run carries the rows it wrote; the sales summary's also the oracle's
-    orders and revenue of its day and a preview of the written row."""
+    orders and revenue of its day and a preview of the written row. The run also rebuilds the product dimension
+    (unpartitioned: every version of every product)."""
     tables = (*GOLD_TABLES, GOLD_CUSTOMER_LIFETIME)
     for day, result in zip(days, results, strict=True):
         written = {
@@ -93,6 +105,10 @@ def _assert_materializations_show_the_days(settings: Settings, results: list, da
         for event in result.get_asset_materialization_events():
             materialization = event.materialization
             identifier = ".".join(materialization.asset_key.path)
+            if identifier == PRODUCTS.identifier:
+                assert materialization.partition is None
+                assert materialization.metadata["versions"].value == len(gold_rows(settings, identifier))
+                continue
             assert materialization.partition == day.isoformat()
             assert materialization.metadata["rows"].value == written[identifier], (day, identifier)
             if identifier == GOLD_DAILY_SALES_SUMMARY.identifier:
@@ -103,7 +119,7 @@ def _assert_materializations_show_the_days(settings: Settings, results: list, da
                 assert f"| revenue | {summary[day]['revenue']} |" in preview
             else:
                 assert "revenue" not in materialization.metadata
-        assert len(result.get_asset_materialization_events()) == len(tables)
+        assert len(result.get_asset_materialization_events()) == len(tables) + 1
 
 
 def test_late_events_restate_built_days_and_the_old_version_stays_readable(
@@ -124,6 +140,7 @@ def test_late_events_restate_built_days_and_the_old_version_stays_readable(
     catch_up(spark, live, timeout_s=900)
     materialize_gold(live, scenario.dates, instance)
     assert_gold_matches(live, truth_of([log]), scenario.dates)
+    assert_products_match(live, truth_of([log]))
 
     day = scenario.dates[0]
     restated = [r for r in gold_rows(live, RESTATEMENTS.identifier) if r["event_date"] == day]

@@ -21,6 +21,7 @@ from simulation.sinks import write_lines
 from tests.integration.helpers import (
     assert_gold_matches,
     assert_lake_matches,
+    assert_products_match,
     catch_up,
     gold_rows,
     send_log,
@@ -99,6 +100,7 @@ def test_the_edge_scenario_reaches_gold_equal_to_the_oracle_through_dagster(spar
     edge_day, next_day = scenario.dates[-2:]
     materialize_gold(live, [edge_day, next_day], DagsterInstance.ephemeral())
     assert_gold_matches(live, truth_of([log]), [edge_day, next_day])
+    assert_products_match(live, truth_of([log]))
 
     # The comparison covered the edges (values from docs/metrics.md, not from either implementation).
     summary = {r["event_date"]: r for r in gold_rows(live, GOLD_DAILY_SALES_SUMMARY.identifier)}

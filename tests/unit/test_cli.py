@@ -181,3 +181,57 @@ def test_an_error_line_is_never_broken_however_long_its_path(tmp_path: Path) -> 
     assert result.exit_code == 1
     (line,) = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert f"{other}: not a REES46 Open CDP file" in line
+
+
+def test_show_prints_a_products_state_at_an_event_time_and_refuses_tables_without_history(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import datetime as dt
+    from decimal import Decimal
+
+    from pipeline.catalog import append_rows, pyiceberg_catalog
+    from pipeline.config import Settings
+    from pipeline.tables import PRODUCTS
+
+    monkeypatch.setenv("SHOPLAKE_HOME", str(tmp_path))
+
+    def at(hour: int) -> dt.datetime:
+        return dt.datetime(2026, 11, 2, hour, tzinfo=dt.UTC)
+
+    def version(product: str, number: int, start: int, end: int | None, price: str | None, stock: int) -> dict:
+        return {"product_id": product, "version": number, "valid_from": at(start),
+                "valid_to": at(end) if end else None, "is_current": end is None,
+                "price": Decimal(price) if price else None, "stock_level": stock, "rating": None,
+                "event_id": f"e-{product}-{number}"}  # fmt: skip
+
+    append_rows(
+        pyiceberg_catalog(Settings(home=tmp_path)),
+        PRODUCTS,
+        [
+            version("p1", 1, 9, 10, None, 5),
+            version("p1", 2, 10, None, "10.00", 0),
+            version("p2", 1, 8, None, "3.99", 9),
+        ],
+    )
+
+    def show(*options: str) -> str:
+        result = CliRunner().invoke(main, ["show", "silver.products", *options], terminal_width=200)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    before = show("--in-force-at", "2026-11-02T09:59:59", "--where", "product_id=p1")
+    assert "1 row(s)" in before
+    assert "e-p1-1" in before
+    assert "e-p1-2" not in before
+    at_ten = show("--in-force-at", "2026-11-02T10:00:00+00:00", "--where", "product_id=p1")  # valid_from is inclusive
+    assert "1 row(s)" in at_ten
+    assert "e-p1-2" in at_ten
+    assert "2 row(s)" in show("--in-force-at", "2026-11-02T09:30:00")  # p1's first version and p2's
+    assert "0 row(s)" in show("--in-force-at", "2026-11-02T07:00:00")  # before any version
+
+    no_history = CliRunner().invoke(main, ["show", "silver.purchases", "--in-force-at", "2026-11-02T10:00:00"])
+    assert no_history.exit_code == 2
+    assert "has no history" in no_history.output
+    bad_column = CliRunner().invoke(main, ["show", "silver.products", "--where", "colour=red"])
+    assert bad_column.exit_code == 2
+    assert "no column 'colour'" in bad_column.output

@@ -91,3 +91,20 @@ def test_maintenance_runs_every_hour_and_removes_orphan_files_once_a_day(tmp_pat
             runs[tick] = orphans
     assert sorted(t.hour for t in runs) == list(range(24))
     assert sum(runs.values()) == 1
+
+
+def test_a_runs_days_come_from_its_partition_tags_and_a_run_without_them_builds_none() -> None:
+    from pipeline.orchestration.resources import partition_range_tags, run_partition_range
+
+    assert run_partition_range({"dagster/partition": "2026-11-02"}) == dg.PartitionKeyRange("2026-11-02", "2026-11-02")
+    tags = partition_range_tags(dt.date(2026, 11, 2), dt.date(2026, 11, 8))
+    assert run_partition_range(tags) == dg.PartitionKeyRange("2026-11-02", "2026-11-08")
+    assert run_partition_range({"dagster/backfill": "abc"}) is None
+
+
+def test_every_gold_run_rebuilds_the_product_dimension_before_product_daily(tmp_path) -> None:
+    defs = build_definitions(Settings(home=tmp_path))
+    graph = defs.resolve_job_def(GOLD_JOB).asset_layer.asset_graph
+    products, product_daily = dg.AssetKey(["silver", "products"]), dg.AssetKey(["gold", "product_daily"])
+    assert products in graph.get_all_asset_keys()
+    assert products in graph.get(product_daily).parent_keys

@@ -23,6 +23,7 @@ from benchmarks.duckdb_gold import Commit, duckdb_gold
 from pipeline.batch import gold
 from pipeline.contracts.events import EventType, topic_name
 from pipeline.observability import with_latency
+from pipeline.products import product_versions
 from pipeline.tables import (
     GOLD_CUSTOMER_DAILY,
     GOLD_CUSTOMER_LIFETIME,
@@ -90,7 +91,7 @@ def spark_gold(
     spark: SparkSession, silver: dict[str, DataFrame], commits: list[Commit], day: dt.date
 ) -> dict[str, DataFrame]:
     """Spark's gold of ``day`` by table name, from silver frames by table name, as a run builds it from scratch."""
-    p, v, c, s = (silver[t] for t in ("purchases", "page_views", "cart_events", "user_sessions"))
+    p, v, c, s, u = (silver[t] for t in ("purchases", "page_views", "cart_events", "user_sessions", "product_updates"))
     activity = functools.reduce(DataFrame.unionByName, [f.select("user_id", "event_date") for f in (v, c, p, s)])
     lifetime = gold.customer_lifetime(spark.createDataFrame([], GOLD_CUSTOMER_LIFETIME.schema), p, activity, day)
     latencies = functools.reduce(
@@ -114,7 +115,7 @@ def spark_gold(
         GOLD_DAILY_CATEGORY_SALES.name: gold.daily_category_sales(p, day),
         GOLD_CUSTOMER_LIFETIME.name: lifetime,
         GOLD_CUSTOMER_DAILY.name: gold.customer_daily(lifetime, p, day),
-        GOLD_PRODUCT_DAILY.name: gold.product_daily(v, c, p, day),
+        GOLD_PRODUCT_DAILY.name: gold.product_daily(v, c, p, u, product_versions(u), day),
         GOLD_PRODUCT_PAIRS.name: gold.product_pairs(p, day),
         GOLD_DATA_QUALITY.name: gold.data_quality(
             latencies, no_quarantine, no_bronze, spark.createDataFrame([], coordinates), table_of_topic, day

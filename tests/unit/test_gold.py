@@ -16,6 +16,7 @@ from pyspark.testing import assertDataFrameEqual
 
 from pipeline.batch import gold
 from pipeline.contracts.events import EventType
+from pipeline.products import product_versions
 from pipeline.streaming.bronze import to_bronze
 from pipeline.streaming.silver import EventValidator, filter_valid, to_silver
 from pipeline.tables import GOLD_CUSTOMER_LIFETIME
@@ -164,7 +165,11 @@ def test_spark_gold_equals_the_oracle_for_any_simulated_day(spark, seed: int, ev
     assert {k[1]: v for k, v in oracle.daily_category_sales(truth).items() if k[0] == day} == {
         k: {c: r[c] for c in ("orders", "units", "gross_revenue")} for k, r in categories.items()
     }
-    products = {r.product_id: r.asDict() for r in gold.product_daily(v, c, p, day).collect()}
+    updates = frames[EventType.PRODUCT_UPDATE]
+    versions = product_versions(updates)
+    products = {
+        r.product_id: r.asDict() for r in gold.product_daily(v, c, p, day_of(updates, day), versions, day).collect()
+    }
     expected_products = {k[1]: v for k, v in oracle.product_daily(truth).items() if k[0] == day}
     assert {
         k: {c: r[c] for c in next(iter(expected_products.values()))} for k, r in products.items()
@@ -307,7 +312,9 @@ def test_a_range_built_in_one_pass_equals_the_oracle_on_every_day(spark, three_d
     assert {k: {c: r[c] for c in ("orders", "units", "gross_revenue")} for k, r in categories.items()} == expected(
         oracle.daily_category_sales(truth)
     )
-    products = {(r.event_date, r.product_id): r.asDict() for r in gold.product_daily(v, c, p, days).collect()}
+    updates = frames[EventType.PRODUCT_UPDATE]
+    daily = gold.product_daily(v, c, p, updates.filter(F.col("event_date").isin(days)), product_versions(updates), days)
+    products = {(r.event_date, r.product_id): r.asDict() for r in daily.collect()}
     want_products = expected(oracle.product_daily(truth))
     assert {k: {m: r[m] for m in next(iter(want_products.values()))} for k, r in products.items()} == want_products
     pairs = {(r.event_date, r.antecedent, r.consequent): r.asDict() for r in gold.product_pairs(p, days).collect()}

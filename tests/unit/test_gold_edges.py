@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from pipeline.batch import gold
+from pipeline.products import product_versions
 from pipeline.tables import (
     GOLD_CUSTOMER_DAILY,
     GOLD_CUSTOMER_LIFETIME,
@@ -334,6 +335,28 @@ def test_a_user_without_activity_on_the_day_gets_no_row_and_first_seen_counts_an
 # -- product_daily, category sales, pairs ------------------------------------------------------------------------
 
 
+UPDATES = (
+    "event_id string, event_date date, product_id string, event_time timestamp, update_type string, "
+    "new_price decimal(12,2), stock_level int, rating decimal(3,2)"
+)
+NOON = dt.datetime.combine(DAY, dt.time(12))
+
+
+def at_noon(df: DataFrame) -> DataFrame:
+    """Views or purchases at noon of their day, purchases without an order discount (what product_daily reads
+    besides the columns the rows give)."""
+    stamped = df.withColumn("event_time", F.lit(NOON))
+    return stamped.withColumn("discount_percent", F.lit(Decimal("0.00"))) if "items" in df.columns else stamped
+
+
+def product_daily(spark, views: DataFrame, carts: list[tuple], purchases: DataFrame, updates: list[tuple]) -> DataFrame:
+    changes = frame(spark, updates, UPDATES)
+    return gold.product_daily(
+        views, frame(spark, carts, CARTS), purchases, changes.filter(F.col("event_date") == DAY),
+        product_versions(changes), DAY,
+    )  # fmt: skip
+
+
 def test_product_purchases_count_distinct_orders_when_a_product_has_two_lines(spark) -> None:
     # o1: p1 on two lines (1 x 10.00, 2 x 10.00) and p2; o2: p1 once. p1: 2 orders, 4 units, 40.00.
     o1 = purchase("o1", session_id="s1", total="35.00", items=[item("p1", 1, "10.00"), item("p1", 2, "10.00"),
@@ -342,17 +365,74 @@ def test_product_purchases_count_distinct_orders_when_a_product_has_two_lines(sp
     # s1 viewed and carted p1; s3 viewed p1 only; a home page view (no product) counts for no product.
     views = [("v1", DAY, "u1", "s1", "p1"), ("v2", DAY, "u3", "s3", "p1"), ("v3", DAY, "u3", "s3", None)]
     carts = [("c1", DAY, "u1", "s1", "p1", 3), ("c2", DAY, "u1", "s1", "p1", 1)]
-    got = gold.product_daily(
-        frame(spark, views, PAGE_VIEWS), frame(spark, carts, CARTS), frame(spark, [o1, o2], PURCHASES), DAY
+    got = product_daily(
+        spark, at_noon(frame(spark, views, PAGE_VIEWS)), carts, at_noon(frame(spark, [o1, o2], PURCHASES)), []
     )
     expected = spark.createDataFrame(
         [
-            # views, carts, cart_units, purchases, units, gross_revenue, view->cart (1 of 2), cart->purchase (1 of 1)
-            (DAY, "p1", 2, 2, 4, 2, 4, Decimal("40.00"), Decimal("0.500000"), Decimal("1.000000")),
-            (DAY, "p2", 0, 0, 0, 1, 1, Decimal("5.00"), None, None),
+            # views, carts, cart_units, purchases, units, gross_revenue, view->cart (1 of 2), cart->purchase (1 of 1);
+            # no product update: no list price, no price change, no view out of stock, no discount against a list
+            (DAY, "p1", 2, 2, 4, 2, 4, Decimal("40.00"), Decimal("0.500000"), Decimal("1.000000"), None, 0, 0, None),
+            (DAY, "p2", 0, 0, 0, 1, 1, Decimal("5.00"), None, None, None, 0, 0, None),
         ],
         GOLD_PRODUCT_DAILY.schema,
     )
+    assertDataFrameEqual(got, expected)
+
+
+def test_prices_stock_outs_and_discounts_follow_the_version_in_force_at_each_instant(spark) -> None:
+    def t(hour: int, minute: int = 0, day: dt.date = DAY) -> dt.datetime:
+        return dt.datetime.combine(day, dt.time(hour, minute))
+
+    next_day = DAY + dt.timedelta(days=1)
+    updates = [
+        ("u6", days_ago(1), "p1", t(9, day=days_ago(1)), "price_change", Decimal("18.00"), None, None),
+        ("u1", DAY, "p1", t(8), "price_change", Decimal("20.00"), None, None),
+        ("u2", DAY, "p1", t(10), "inventory_update", None, 0, None),  # sold out from 10:00 ...
+        ("u3", DAY, "p1", t(12), "inventory_update", None, 7, None),  # ... to 12:00
+        ("u4", DAY, "p1", t(18), "price_change", Decimal("25.00"), None, None),
+        ("u5", next_day, "p1", t(0, day=next_day), "price_change", Decimal("30.00"), None, None),  # not D's close
+        ("u7", DAY, "p2", t(13), "inventory_update", None, 5, None),  # p2: an update, no activity, no price
+    ]
+    views = frame(
+        spark,
+        [
+            ("v1", DAY, "u1", "s1", "p1", t(7)),  # stock not known yet: not out of stock
+            ("v2", DAY, "u1", "s1", "p1", t(10)),  # the sold-out version starts at 10:00: out of stock
+            ("v3", DAY, "u1", "s1", "p1", dt.datetime.combine(DAY, dt.time(11, 59, 59, 999000))),  # out of stock
+            ("v4", DAY, "u1", "s1", "p1", t(12)),  # back in stock
+        ],
+        f"{PAGE_VIEWS}, event_time timestamp",
+    )
+
+    def sold(order: tuple, percent: str, when: dt.datetime) -> tuple:
+        return (*order, Decimal(percent), when)
+
+    purchases = frame(
+        spark,
+        [
+            # list 20.00 at 09:00 (u1), paid 20.00 less 10 %: list 20.00, paid 18.00
+            sold(purchase("o1", total="18.00", items=[item("p1", 1, "20.00")]), "10.00", t(9)),
+            # list 18.00 at 07:30 (u6, the day before), 2 x 18.00 paid in full: list 36.00, paid 36.00
+            sold(purchase("o2", total="36.00", items=[item("p1", 2, "18.00")]), "0.00", t(7, 30)),
+            # list 25.00 at 19:00 (u4), sold above it at 30.00: list 25.00, paid 30.00
+            sold(purchase("o3", total="30.00", items=[item("p1", 1, "30.00")]), "0.00", t(19)),
+            # p3 has no version: no list price, no discount
+            sold(purchase("o4", total="5.00", items=[item("p3", 1, "5.00")]), "0.00", t(10)),
+        ],
+        f"{PURCHASES}, discount_percent decimal(5,2), event_time timestamp",
+    )
+    got = product_daily(spark, views, [], purchases, updates)
+    expected = spark.createDataFrame(
+        [
+            # discount against list: 1 - 84.00 / 81.00 = -0.0370370... -> -0.037037 (half away from zero)
+            (DAY, "p1", 4, 0, 0, 3, 4, Decimal("86.00"), Decimal("0.000000"), None, Decimal("25.00"), 2, 2,
+             Decimal("-0.037037")),
+            (DAY, "p2", 0, 0, 0, 0, 0, Decimal("0.00"), None, None, None, 0, 0, None),
+            (DAY, "p3", 0, 0, 0, 1, 1, Decimal("5.00"), None, None, None, 0, 0, None),
+        ],
+        GOLD_PRODUCT_DAILY.schema,
+    )  # fmt: skip
     assertDataFrameEqual(got, expected)
 
 

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from pipeline.catalog import pyiceberg_catalog
 from pipeline.iceberg_io import (
@@ -50,6 +51,23 @@ def test_every_registered_table_is_created_with_its_columns_partitioning_and_pro
         assert properties.items() <= table.properties.items(), spec.identifier
         assert table.current_snapshot() is None, f"{spec.identifier} was created with a snapshot"
         assert spark.table(spec.qualified(catalog)).count() == 0
+
+
+def test_a_table_created_before_its_spec_gained_columns_gains_them_and_keeps_its_rows(spark, lake) -> None:
+    catalog = lake.catalog.name
+    spec = dataclasses.replace(GOLD_DAILY_CATEGORY_SALES, name="category_sales_upgraded")
+    older = dataclasses.replace(spec, schema=T.StructType(spec.schema.fields[:-2]))  # its last two columns are new
+    ensure_tables(spark, catalog, [older])
+    row = spark.createDataFrame([(dt.date(2026, 11, 2), "books", 3)], "event_date date, category string, orders long")
+    row.writeTo(older.qualified(catalog)).append()
+
+    ensure_tables(spark, catalog, [spec])
+    ensure_tables(spark, catalog, [spec])  # nothing left to add
+
+    assert spark.table(spec.qualified(catalog)).schema == spec.schema
+    added = [f.name for f in spec.schema.fields[-2:]]
+    got = spark.table(spec.qualified(catalog)).select("orders", *added).collect()
+    assert [tuple(r) for r in got] == [(3, None, None)]
 
 
 @pytest.mark.parametrize(
