@@ -22,11 +22,12 @@ from pipeline.config import Settings
 from pipeline.orchestration.definitions import GOLD_JOB, build_definitions
 from pipeline.orchestration.resources import partition_range_tags
 from pipeline.orchestration.runs import backfill_gold, materialize_gold
-from pipeline.tables import GOLD_CUSTOMER_DAILY, RESTATEMENTS, SILVER
+from pipeline.tables import GOLD_CUSTOMER_DAILY, GOLD_PRODUCT_DAILY, RESTATEMENTS, SILVER
 from simulation.logfile import to_log_line
 from simulation.scenario import load_scenario
 from tests.integration.helpers import (
     assert_gold_matches,
+    assert_products_match,
     catch_up,
     gold_rows,
     send_log,
@@ -213,3 +214,64 @@ def test_a_late_purchase_restates_its_day_and_every_later_built_day_through_the_
     assert restated[(days[2], "ltv")] == ("8.00", "13.00")
     assert restated[(days[2], "orders_to_date")] == ("2", "3")
     assert not [r for r in gold_rows(live, RESTATEMENTS.identifier) if r["event_date"] == days[0]]
+
+
+def _price_line(day: int, hour: int, price: str) -> str:
+    """A log line: product p90's list price becomes ``price`` on 2026-11-``day`` at ``hour``:00 UTC."""
+    body = {
+        "event_id": f"p90-price-{day}-{hour}",
+        "event_type": "product_update",
+        "schema_version": 1,
+        "timestamp": f"2026-11-{day}T{hour:02d}:00:00.000Z",
+        "product_id": "p90",
+        "update_type": "price_change",
+        "new_price": price,
+    }
+    return to_log_line("product_update", "p90", json.dumps(body).encode())
+
+
+def _p90(settings: Settings) -> dict[dt.date, dict]:
+    return {r["event_date"]: r for r in gold_rows(settings, GOLD_PRODUCT_DAILY.identifier) if r["product_id"] == "p90"}
+
+
+def test_a_late_price_change_restates_the_list_price_and_discounts_of_the_days_it_reaches_through_the_sensor(
+    spark: SparkSession, live: Settings, tmp_path: Path
+) -> None:
+    days = [dt.date(2026, 11, 24), dt.date(2026, 11, 25), dt.date(2026, 11, 26)]
+    on_time, late = tmp_path / "on_time.jsonl", tmp_path / "late.jsonl"
+    # p90 lists at 10.00 from the 24th; u90 buys it at 10.00 on the 24th and the 26th.
+    on_time.write_text(
+        "\n".join([_price_line(24, 8, "10.00"), _purchase_line(24, "10.00"), _purchase_line(26, "10.00")])
+    )
+    late.write_text(_price_line(25, 9, "8.00") + "\n")  # reaches Kafka after the 26th's events: late
+
+    send_log(live, on_time)
+    catch_up(spark, live, timeout_s=600)
+    instance = dg.DagsterInstance.ephemeral()
+    backfill_gold(live, days[0], days[-1], instance)
+    before = _p90(live)
+    assert set(before) == {days[0], days[2]}, "no row for p90 on the 25th: nothing happened to it"
+    assert (before[days[2]]["list_price"], before[days[2]]["discount_vs_list"]) == (Decimal("10.00"), Decimal("0"))
+    defs = build_definitions(live)
+    _, cursor = _tick(defs, instance, None)
+
+    send_log(live, late)
+    catch_up(spark, live, timeout_s=600)
+    requested, _ = _tick(defs, instance, cursor)
+    assert requested == [days[1].isoformat(), days[2].isoformat()], "the 25th and every built day after it"
+    request_tags = partition_range_tags(days[1], days[2])
+    assert defs.resolve_job_def(GOLD_JOB).execute_in_process(instance=instance, tags=request_tags).success
+
+    after = _p90(live)
+    assert (after[days[1]]["list_price"], after[days[1]]["price_changes"]) == (Decimal("8.00"), 1)
+    # Sold at 10.00 against a list price of 8.00 in force since the 25th: 1 - 10.00 / 8.00.
+    assert (after[days[2]]["list_price"], after[days[2]]["discount_vs_list"]) == (Decimal("8.00"), Decimal("-0.25"))
+    assert after[days[0]] == before[days[0]], "the 24th is before the change"
+    assert_gold_matches(live, truth_of([on_time, late]), days)
+    assert_products_match(live, truth_of([on_time, late]))
+    restated = {
+        (r["event_date"], r["metric"]): (r["old_value"], r["new_value"])
+        for r in gold_rows(live, RESTATEMENTS.identifier)
+        if r["table_name"] == GOLD_PRODUCT_DAILY.identifier and r["row_key"] == "product_id=p90"
+    }
+    assert restated[(days[2], "list_price")] == ("10.00", "8.00")
