@@ -43,11 +43,19 @@ def _property(value: str) -> str:
     return f"'{value}'"
 
 
+def _table_name(catalog: str, spec: TableSpec) -> str:
+    return ".".join(_identifier(part) for part in (catalog, spec.layer.value, spec.name))
+
+
+def _column_list(fields: list[T.StructField]) -> str:
+    return ", ".join(f"{_identifier(f.name)} {f.dataType.simpleString()}" for f in fields)
+
+
 def create_table_ddl(catalog: str, spec: TableSpec) -> str:
     """The ``CREATE TABLE IF NOT EXISTS`` statement of a registered table: its columns (all nullable), partition
     transforms and properties, every name checked to be a plain identifier from the registry."""
-    name = ".".join(_identifier(part) for part in (catalog, spec.layer.value, spec.name))
-    columns = ", ".join(f"{_identifier(f.name)} {f.dataType.simpleString()}" for f in spec.schema.fields)
+    name = _table_name(catalog, spec)
+    columns = _column_list(spec.schema.fields)
     transforms = [
         f"days({_identifier(p.column)})" if p.transform == "days" else _identifier(p.column) for p in spec.partition_by
     ]
@@ -66,7 +74,8 @@ def ensure_table(spark: SparkSession, catalog: str, spec: TableSpec) -> None:
     are nullable, as a table created from a DataFrame's schema is.
     """
     if spark.catalog.tableExists(spec.qualified(catalog)):
-        missing = [f for f in spec.schema.fields if f.name not in set(spark.table(spec.qualified(catalog)).columns)]
+        held = set(spark.table(spec.qualified(catalog)).columns)
+        missing = [f for f in spec.schema.fields if f.name not in held]
         if missing:
             spark.sql(add_columns_ddl(catalog, spec, missing))
         return
@@ -76,9 +85,7 @@ def ensure_table(spark: SparkSession, catalog: str, spec: TableSpec) -> None:
 
 def add_columns_ddl(catalog: str, spec: TableSpec, fields: list[T.StructField]) -> str:
     """The ``ALTER TABLE ... ADD COLUMNS`` statement adding ``fields`` (registry names, checked) to the table."""
-    name = ".".join(_identifier(part) for part in (catalog, spec.layer.value, spec.name))
-    columns = ", ".join(f"{_identifier(f.name)} {f.dataType.simpleString()}" for f in fields)
-    return f"ALTER TABLE {name} ADD COLUMNS ({columns})"
+    return f"ALTER TABLE {_table_name(catalog, spec)} ADD COLUMNS ({_column_list(fields)})"
 
 
 def ensure_tables(spark: SparkSession, catalog: str, specs: tuple[TableSpec, ...] | list[TableSpec]) -> None:
