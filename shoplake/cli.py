@@ -529,6 +529,16 @@ def _as_of(_ctx: click.Context, _param: click.Parameter, value: str | None) -> i
         raise click.BadParameter(f"{value!r} is neither a snapshot id nor an ISO time") from None
 
 
+def _instant(_ctx: click.Context, _param: click.Parameter, value: str | None) -> dt.datetime | None:
+    """An ISO time (UTC when no offset is given)."""
+    if value is None:
+        return None
+    try:
+        return dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO time") from None
+
+
 def _where(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[str, str] | None:
     if value is None:
         return None
@@ -545,7 +555,7 @@ def _where(_ctx: click.Context, _param: click.Parameter, value: str | None) -> t
 @click.option(
     "--in-force-at",
     "in_force",
-    callback=_as_of,
+    callback=_instant,
     help="Only the rows in force at this event time (ISO 8601, UTC unless it says otherwise), in a table with "
     "history (silver.products): a product's state then. Distinct from --as-of, which reads an older snapshot.",
 )
@@ -556,7 +566,7 @@ def show(
     table: str,
     as_of: int | dt.datetime | None,
     day: dt.date | None,
-    in_force: int | dt.datetime | None,
+    in_force: dt.datetime | None,
     where: tuple[str, str] | None,
     limit: int,
 ) -> None:
@@ -568,8 +578,6 @@ def show(
     spec = _table_spec(table)
     if day is not None and spec.date_column is None:
         raise click.BadParameter(f"{spec.identifier} has no date column", param_hint="--date")
-    if isinstance(in_force, int):
-        raise click.BadParameter(f"{in_force} is not a time", param_hint="--in-force-at")
     if in_force is not None and "valid_from" not in spec.schema.fieldNames():
         raise click.BadParameter(
             f"{spec.identifier} has no history (valid_from, valid_to); silver.products has",
@@ -580,7 +588,7 @@ def show(
     from pipeline.catalog import column_equals, equals, in_force_at
 
     row_filter = equals(spec.date_column, day) if day is not None and spec.date_column else AlwaysTrue()
-    if isinstance(in_force, dt.datetime):
+    if in_force is not None:
         row_filter = And(row_filter, in_force_at(in_force))
     if where is not None:
         try:
