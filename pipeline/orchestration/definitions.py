@@ -86,25 +86,16 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
 def _maintenance_schedules() -> list[dg.ScheduleDefinition]:
     """Compaction, manifest rewrites and snapshot expiry every hour; orphan removal, which reads every manifest of
     every snapshot kept, with the run at 02:17 only (a file becomes an orphan only when a write fails)."""
-
-    def orphans(on: bool) -> dg.RunConfig:
-        return dg.RunConfig(ops={"ops__maintenance_runs": MaintenanceConfig(remove_orphan_files=on)})
-
+    runs = {"hourly": ("17 0,1,3-23 * * *", False), "daily_with_orphans": ("17 2 * * *", True)}
     return [
         dg.ScheduleDefinition(
-            name=f"{MAINTENANCE_JOB}_hourly",
+            name=f"{MAINTENANCE_JOB}_{name}",
             job_name=MAINTENANCE_JOB,
-            cron_schedule="17 0,1,3-23 * * *",
+            cron_schedule=cron,
             execution_timezone="UTC",
-            run_config=orphans(False),
-        ),
-        dg.ScheduleDefinition(
-            name=f"{MAINTENANCE_JOB}_daily_with_orphans",
-            job_name=MAINTENANCE_JOB,
-            cron_schedule="17 2 * * *",
-            execution_timezone="UTC",
-            run_config=orphans(True),
-        ),
+            run_config=dg.RunConfig(ops={"ops__maintenance_runs": MaintenanceConfig(remove_orphan_files=orphans)}),
+        )
+        for name, (cron, orphans) in runs.items()
     ]
 
 
