@@ -11,6 +11,7 @@ from the local services it started).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from enum import StrEnum
@@ -181,6 +182,11 @@ class StreamSettings(BaseModel):
         description="Values of schema_version the stream accepts; other versions are quarantined "
         "(unsupported_schema_version) and can be replayed once their version is listed here.",
     )
+
+    @property
+    def snapshot_retention(self) -> dt.timedelta:
+        """How long the streaming tables' snapshots are kept (``snapshot_retention_minutes``)."""
+        return dt.timedelta(minutes=self.snapshot_retention_minutes)
 
     @model_validator(mode="after")
     def _check_retention(self) -> StreamSettings:

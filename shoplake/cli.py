@@ -448,10 +448,13 @@ def maintain(orphans: bool) -> None:
 
     settings = command_settings()
     spark = build_spark_session(settings)
-    retention = dt.timedelta(minutes=settings.stream.snapshot_retention_minutes)
     with _progress("maintaining the streaming tables", len(STREAMING_TABLES)) as advance:
         results = maintain_tables(
-            spark, settings.catalog.name, retention, orphans=orphans, on_table=lambda _: advance(1)
+            spark,
+            settings.catalog.name,
+            settings.stream.snapshot_retention,
+            orphans=orphans,
+            on_table=lambda _: advance(1),
         )
     out = Table(title="maintenance")
     for column in ("table", "data files", "snapshots", "manifests", "orphans removed", "skipped"):

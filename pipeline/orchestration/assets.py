@@ -217,7 +217,7 @@ def maintenance(
     results = maintain_tables(
         lake.spark(),
         settings.catalog.name,
-        dt.timedelta(minutes=settings.stream.snapshot_retention_minutes),
+        settings.stream.snapshot_retention,
         orphans=config.remove_orphan_files,
     )
     files = {r.table: f"{r.before.data_files} -> {r.after.data_files}" for r in results}

@@ -197,7 +197,7 @@ class MicroBatchSink:
                 catalog,
                 STREAMING_TABLES,
                 every=dt.timedelta(minutes=stream.hygiene_minutes),
-                retention=dt.timedelta(minutes=stream.snapshot_retention_minutes),
+                retention=stream.snapshot_retention,
             ),
             BackgroundWorker(spark),
         )
