@@ -199,6 +199,29 @@ class StreamSettings(BaseModel):
         return self
 
 
+class MaintenanceSettings(BaseModel):
+    """How the maintenance job (`shoplake maintain`, the scheduled Dagster job) shares the machine with the stream."""
+
+    niceness: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="The maintenance process's CPU priority (Unix nice), set before it starts Spark: beside the "
+        "stream on the same cores, the stream's batches go first and the round takes longer. 0 keeps the priority "
+        "it was started with.",
+    )
+    compacted_file_mb: int = Field(
+        default=32,
+        ge=1,
+        description="Compaction leaves alone data files of at least this size: a file is rewritten once, or a few "
+        "times while small, not again at every round as the day it holds grows.",
+    )
+
+    @property
+    def compacted_file_bytes(self) -> int:
+        return self.compacted_file_mb * 2**20
+
+
 class FreshnessSettings(BaseModel):
     """The freshness objective the ``freshness`` asset check on silver holds the stream to."""
 
@@ -231,6 +254,7 @@ class Settings(BaseSettings):
     catalog: CatalogSettings = Field(default_factory=CatalogSettings)
     spark: SparkSettings = Field(default_factory=SparkSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
+    maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
     freshness: FreshnessSettings = Field(default_factory=FreshnessSettings)
 
     @classmethod

@@ -19,14 +19,17 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TypeVar
 
+from pyspark import SparkContext
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from pipeline.config import MaintenanceSettings
 from pipeline.iceberg_io import append_rows, ensure_table, ensure_tables, table_location
 from pipeline.streaming.commit import STREAM_ID_PROPERTY
 from pipeline.tables import MAINTENANCE_RUNS, STREAMING_TABLES, TableSpec
@@ -34,6 +37,8 @@ from pipeline.tables import MAINTENANCE_RUNS, STREAMING_TABLES, TableSpec
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+COMPACTED_FILE_BYTES = MaintenanceSettings().compacted_file_bytes
 
 STEP_ATTEMPTS = 4
 """How often a maintenance step runs before a race it keeps losing fails the round."""
@@ -179,6 +184,21 @@ class StreamHygiene:
                 log.warning("hygiene of %s skipped this round: %s", name, str(exc).splitlines()[0] if str(exc) else exc)
 
 
+def lower_priority(niceness: int) -> None:
+    """Run this process, and the Spark driver it is about to start, at CPU priority ``niceness`` (Unix nice).
+
+    Maintenance shares the machine with the stream: at a lower priority, a micro-batch gets the cores first and
+    the round takes longer. A JVM's threads take the priority of the thread that starts them, so this must come
+    before Spark starts in this process; when Spark already runs, it says so and changes nothing.
+    """
+    if SparkContext._active_spark_context is not None:
+        log.warning("Spark already runs in this process: maintenance keeps the priority it started with")
+        return
+    current = os.nice(0)
+    if niceness > current:
+        os.nice(niceness - current)
+
+
 def maintain(
     spark: SparkSession,
     catalog: str,
@@ -188,10 +208,17 @@ def maintain(
     retain_last: int = 10,
     orphan_age: dt.timedelta = dt.timedelta(days=3),
     orphans: bool = True,
+    compacted_file_bytes: int = COMPACTED_FILE_BYTES,
     now: dt.datetime | None = None,
 ) -> MaintenanceResult:
     """Compact, rewrite manifests, expire old snapshots (keeping stream markers) and, with ``orphans``, remove
-    orphan files older than ``orphan_age``."""
+    orphan files older than ``orphan_age``.
+
+    Compaction bin-packs the data files under ``compacted_file_bytes``, in each partition with two or more of them.
+    Iceberg's own floor is three quarters of the 512 MB target: every round would rewrite the whole of a day
+    still under it, again and again as the day grows. With a low floor, a round rewrites what the stream added
+    since the previous round and at most that floor of older data per partition.
+    """
     name = spec.qualified(catalog)
     now = now or dt.datetime.now()
     before = retrying_races("reading the shape", name, lambda: table_shape(spark, name))
@@ -202,8 +229,8 @@ def maintain(
     def compact() -> int:
         row = spark.sql(
             f"CALL {call}.rewrite_data_files(table => :table, options => map('partial-progress.enabled', 'true',"
-            " 'min-input-files', '2'))",
-            args={"table": name},
+            " 'min-input-files', '2', 'min-file-size-bytes', :floor))",
+            args={"table": name, "floor": str(compacted_file_bytes)},
         ).first()
         return int(row["rewritten_data_files_count"]) if row is not None else 0
 
@@ -235,6 +262,7 @@ def maintain_tables(
     snapshot_retention: dt.timedelta,
     *,
     orphans: bool,
+    compacted_file_bytes: int = COMPACTED_FILE_BYTES,
     tables: tuple[TableSpec, ...] = STREAMING_TABLES,
     on_table: Callable[[MaintenanceResult], object] | None = None,
 ) -> list[MaintenanceResult]:
@@ -248,7 +276,16 @@ def maintain_tables(
     ensure_tables(spark, catalog, tables)
     results = []
     for spec in tables:
-        results.append(maintain(spark, catalog, spec, snapshot_retention=snapshot_retention, orphans=orphans))
+        results.append(
+            maintain(
+                spark,
+                catalog,
+                spec,
+                snapshot_retention=snapshot_retention,
+                orphans=orphans,
+                compacted_file_bytes=compacted_file_bytes,
+            )
+        )
         log.info("maintained %s", spec.identifier)
         if on_table is not None:
             on_table(results[-1])

@@ -439,14 +439,16 @@ def gold(first: dt.date, last: dt.date | None) -> None:
 @friendly_errors
 def maintain(orphans: bool) -> None:
     """Maintain the streaming tables once, as the scheduled job does: compaction, manifest rewrites, snapshot
-    expiry and orphan removal; safe beside a running stream. Recorded in ops.maintenance_runs."""
+    expiry and orphan removal; safe beside a running stream, at a lower CPU priority than it
+    (maintenance.niceness). Recorded in ops.maintenance_runs."""
     from rich.table import Table
 
-    from pipeline.maintenance import maintain_tables
+    from pipeline.maintenance import lower_priority, maintain_tables
     from pipeline.spark_session import build_spark_session
     from pipeline.tables import STREAMING_TABLES
 
     settings = command_settings()
+    lower_priority(settings.maintenance.niceness)
     spark = build_spark_session(settings)
     with _progress("maintaining the streaming tables", len(STREAMING_TABLES)) as advance:
         results = maintain_tables(
@@ -454,6 +456,7 @@ def maintain(orphans: bool) -> None:
             settings.catalog.name,
             settings.stream.snapshot_retention,
             orphans=orphans,
+            compacted_file_bytes=settings.maintenance.compacted_file_bytes,
             on_table=lambda _: advance(1),
         )
     out = Table(title="maintenance")

@@ -21,7 +21,7 @@ from pipeline.batch import gold
 from pipeline.batch.inputs import USER_EVENT_TYPES, GoldRun
 from pipeline.contracts.events import EventType
 from pipeline.iceberg_io import ensure_tables, read_table, replace_rows
-from pipeline.maintenance import maintain_tables
+from pipeline.maintenance import lower_priority, maintain_tables
 from pipeline.orchestration.resources import GoldInputsResource, LakehouseResource, asset_key, run_partition_range
 from pipeline.products import product_versions
 from pipeline.tables import (
@@ -212,13 +212,16 @@ class MaintenanceConfig(dg.Config):
 def maintenance(
     context: dg.AssetExecutionContext, config: MaintenanceConfig, lake: LakehouseResource
 ) -> dg.MaterializeResult:
-    """Compact, rewrite manifests, expire snapshots (keeping stream markers), remove old orphan files."""
+    """Compact, rewrite manifests, expire snapshots (keeping stream markers), remove old orphan files; at a lower
+    CPU priority than the stream (the run's own process: the maintenance job runs nothing else)."""
     settings = lake.settings()
+    lower_priority(settings.maintenance.niceness)
     results = maintain_tables(
         lake.spark(),
         settings.catalog.name,
         settings.stream.snapshot_retention,
         orphans=config.remove_orphan_files,
+        compacted_file_bytes=settings.maintenance.compacted_file_bytes,
     )
     files = {r.table: f"{r.before.data_files} -> {r.after.data_files}" for r in results}
     snapshots = {r.table: f"{r.before.snapshots} -> {r.after.snapshots}" for r in results}

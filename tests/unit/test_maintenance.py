@@ -96,3 +96,56 @@ def test_orphans_older_than_the_cutoff_go_and_newer_files_and_the_tables_own_sta
     assert not os.path.exists(old)
     assert os.path.exists(new)
     assert sorted(r.event_id for r in spark.table(spec.qualified(catalog)).collect()) == ["a", "b"]
+
+
+def test_compaction_merges_the_files_under_the_floor_and_leaves_a_file_at_or_over_it_alone(spark, lake) -> None:
+    """A day's compacted file is not rewritten again at every round while the stream keeps adding to the day."""
+    import uuid
+
+    from pipeline.contracts.events import EventType
+    from pipeline.iceberg_io import ensure_tables
+    from pipeline.maintenance import maintain
+    from pipeline.tables import SILVER
+    from tests.unit.test_iceberg_io import _rows_of
+
+    catalog = lake.catalog.name
+    spec = SILVER[EventType.PAGE_VIEW]
+    ensure_tables(spark, catalog, [spec])
+    name = spec.qualified(catalog)
+    _rows_of(spark, spec, event_id=[uuid.uuid4().hex for _ in range(3000)]).coalesce(1).writeTo(name).append()
+    [compacted] = spark.table(f"{name}.files").select("file_path", "file_size_in_bytes").collect()
+    for batch in range(3):  # the stream's small appends since
+        _rows_of(spark, spec, event_id=[f"{batch}-a", f"{batch}-b"]).coalesce(1).writeTo(name).append()
+
+    result = maintain(spark, catalog, spec, orphans=False, compacted_file_bytes=compacted["file_size_in_bytes"])
+
+    assert result.rewritten_files == 3
+    files = [r["file_path"] for r in spark.table(f"{name}.files").collect()]
+    assert len(files) == 2
+    assert compacted["file_path"] in files
+    assert spark.table(name).count() == 3006
+
+
+def test_maintenance_keeps_its_priority_when_spark_already_runs_in_its_process(spark, caplog) -> None:
+    import logging
+    import os
+
+    from pipeline.maintenance import lower_priority
+
+    before = os.nice(0)
+    with caplog.at_level(logging.WARNING, logger="pipeline.maintenance"):
+        lower_priority(19)
+    assert os.nice(0) == before
+    assert "Spark already runs in this process" in caplog.text
+
+
+def test_maintenance_lowers_its_priority_before_it_starts_spark() -> None:
+    import os
+    import subprocess
+    import sys
+
+    lowered = "lower_priority(os.nice(0) + 5); print(os.nice(0))"
+    code = f"import os; from pipeline.maintenance import lower_priority; {lowered}"
+    start = os.nice(0)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert int(done.stdout) == min(start + 5, 19)
