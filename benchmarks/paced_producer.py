@@ -26,7 +26,7 @@ from pathlib import Path
 
 from devstack.jars import PACED_PRODUCER, jars_dir
 from devstack.process import java_executable
-from pipeline.config import load_settings
+from pipeline.config import Settings, load_settings
 from pipeline.contracts.events import topic_name
 from simulation.generator import generate
 from simulation.records import SimEvent, SimRecord
@@ -85,6 +85,13 @@ def producer_command(jars_home: Path, bootstrap_servers: str, rate: float, plan:
     ]
 
 
+def producer_environment(settings: Settings) -> dict[str, str]:
+    """This process's environment with the Kafka settings (transport, login) as the Java producer reads them:
+    ``SHOPLAKE_KAFKA__*``, whether they came from the environment or a file."""
+    kafka = {key: value for key, value in settings.to_env().items() if key.startswith("SHOPLAKE_KAFKA__")}
+    return {**os.environ, **kafka}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, required=True, help="records per second")
@@ -101,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     write_plan(records, settings.kafka.topic_prefix, args.plan)
     cmd = producer_command(args.jars_home, settings.kafka.bootstrap_servers, args.rate, args.plan)
     sys.stdout.flush()
-    os.execv(cmd[0], cmd)
+    os.execve(cmd[0], cmd, producer_environment(settings))
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ def preload(settings: Settings, events: int, seed: int, scenario: str = "normal_
     """Send ``events`` simulated events as fast as possible from this process; returns records sent."""
     sc = load_scenario(scenario)
     records, _ = generate(sc, seed, events)
-    producer = make_producer(settings.kafka.bootstrap_servers)
+    producer = make_producer(settings.kafka)
     try:
         return send(producer, simulated_items(records, sc, live=False), settings.kafka.topic_prefix)
     finally:

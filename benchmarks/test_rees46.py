@@ -40,7 +40,7 @@ def test_rees46_replay(
         counter.wait_for(warm, timeout_s=300, failed=stream.exception)
         first_batch = len(reports)
         report = ImportReport()
-        producer = make_producer(settings.kafka.bootstrap_servers)
+        producer = make_producer(settings.kafka)
         started = time.monotonic()
         records = read_records(SAMPLE, report)
         if not full:  # the quick variant proves the harness on the file's first rows

@@ -41,7 +41,7 @@ def test_produce_rate(
     scenario = load_scenario("normal_day")
     records, _ = generate(scenario, 2, events)
     items = list(simulated_items(records, scenario, live=False))
-    producer = make_producer(local_services.kafka_bootstrap)
+    producer = make_producer(live.kafka)
 
     def produce() -> int:
         return send(producer, iter(items), live.kafka.topic_prefix)

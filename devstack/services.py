@@ -30,13 +30,15 @@ from pathlib import Path
 from typing import Any
 
 from devstack.kafka import broker_ready, relaunch_local_kafka, start_local_kafka, start_local_kafka_cluster
+from devstack.kafka_security import KafkaRole, KafkaSecurity, create_kafka_security, grant_event_topics, set_passwords
 from devstack.postgres import PostgresEndpoint, PostgresServer, postgres_bin_dir, server_ready, start_local_postgres
 from devstack.postgres import stop_postgres as _stop_postgres
-from devstack.process import ManagedProcess, ServiceError
+from devstack.process import ManagedProcess, ServiceError, java_executable
 from devstack.rest_catalog import RestCatalog, rest_catalog_ready, start_rest_catalog
 from devstack.s3 import S3Endpoint, relaunch_local_s3, s3_ready, start_local_s3
 from devstack.spark_cluster import alive_workers, master_status, start_spark_cluster
-from pipeline.config import CatalogSettings, CatalogType, Settings
+from pipeline.config import CatalogSettings, CatalogType, KafkaSettings, Settings
+from pipeline.kafka_topics import ensure_topics
 
 WAREHOUSE_BUCKET = "warehouse"
 
@@ -81,6 +83,7 @@ class Services:
     spark_master: str = ""  # spark://127.0.0.1:PORT of the standalone cluster, when one runs
     spark_webui: str = ""  # its master's status page (``/json/`` lists the workers and applications)
     kafka_nodes: int = 1  # Kafka nodes; topics are replicated to each of them
+    kafka_security: KafkaSecurity | None = None  # SASL_SSL, TLS and ACLs, when the brokers are secured
     _owned: list[Any] = field(default_factory=list, repr=False)  # processes or containers to stop
 
     @property
@@ -89,13 +92,14 @@ class Services:
             return CatalogBackend.REST
         return CatalogBackend.POSTGRES if self.postgres is not None else CatalogBackend.SQLITE
 
-    def apply(self, settings: Settings, *, s3_warehouse: bool = False) -> Settings:
-        """Settings pointing at these services: the brokers (topics replicated to each), the catalog server if
-        one runs (the REST catalog when both do), and the object store as the warehouse if asked (the REST
-        catalog's own warehouse always).
+    def apply(
+        self, settings: Settings, *, s3_warehouse: bool = False, kafka_role: KafkaRole = KafkaRole.ADMIN
+    ) -> Settings:
+        """Settings pointing at these services: the brokers (topics replicated to each; on secured brokers,
+        logged in as ``kafka_role``), the catalog server if one runs (the REST catalog when both do), and the
+        object store as the warehouse if asked (the REST catalog's own warehouse always).
         """
-        kafka = {"bootstrap_servers": self.kafka_bootstrap, "replication_factor": self.kafka_nodes}
-        update: dict[str, Any] = {"kafka": settings.kafka.model_copy(update=kafka)}
+        update: dict[str, Any] = {"kafka": self.kafka_client(settings.kafka, kafka_role)}
         catalog: dict[str, Any] = {}
         if s3_warehouse or (self.rest_catalog is not None and self.rest_catalog.warehouse.startswith("s3")):
             if self.s3 is None:
@@ -124,6 +128,22 @@ class Services:
             update["catalog"] = CatalogSettings.model_validate(settings.catalog.model_dump() | catalog)
         return settings.model_copy(update=update)
 
+    def kafka_client(self, kafka: KafkaSettings, role: KafkaRole) -> KafkaSettings:
+        """``kafka`` pointing at these brokers, logged in as ``role`` when they are secured."""
+        kafka = kafka.model_copy(
+            update={"bootstrap_servers": self.kafka_bootstrap, "replication_factor": self.kafka_nodes}
+        )
+        return kafka if self.kafka_security is None else self.kafka_security.client(kafka, role)
+
+    def provision_topics(self, settings: Settings) -> list[str]:
+        """Create ``settings``' event topics as the administrator and, on secured brokers, grant the stream and
+        the producer their ACLs on them; returns the topic names."""
+        admin = settings.model_copy(update={"kafka": self.kafka_client(settings.kafka, KafkaRole.ADMIN)})
+        topics = ensure_topics(admin)
+        if self.kafka_security is not None:
+            grant_event_topics(admin.kafka, settings.kafka.topic_prefix)
+        return topics
+
     def restart_broker(self, home: Path, down_s: float = 0.0) -> None:
         """Stop the local broker, wait ``down_s``, start it again on the same port with the same data.
 
@@ -132,7 +152,12 @@ class Services:
         if self.mode != Mode.LOCAL.value or self.kafka_nodes != 1:
             raise ServiceError("only a single local-process broker can be restarted")
         workdir = Path(self.workdir) / "kafka"
-        self._relaunch("kafka", "kafka", down_s, lambda: relaunch_local_kafka(home, workdir, self.kafka_bootstrap))
+        self._relaunch(
+            "kafka",
+            "kafka",
+            down_s,
+            lambda: relaunch_local_kafka(home, workdir, self.kafka_bootstrap, security=self.kafka_security),
+        )
 
     def pause_object_store(self, home: Path, down_s: float) -> None:
         """Make the object store unreachable for ``down_s`` seconds (stop it, start it again, same data).
@@ -187,6 +212,7 @@ class Services:
             "spark_master": self.spark_master,
             "spark_webui": self.spark_webui,
             "kafka_nodes": self.kafka_nodes,
+            "kafka_security": asdict(self.kafka_security) if self.kafka_security else None,
         }
 
     @classmethod
@@ -194,6 +220,7 @@ class Services:
         s3 = S3Endpoint(**state["s3"]) if state.get("s3") else None
         postgres = PostgresEndpoint(**state["postgres"]) if state.get("postgres") else None
         rest = RestCatalog(**state["rest_catalog"]) if state.get("rest_catalog") else None
+        security = KafkaSecurity(**state["kafka_security"]) if state.get("kafka_security") else None
         return cls(
             state["mode"],
             state["workdir"],
@@ -207,6 +234,7 @@ class Services:
             state.get("spark_master", ""),
             state.get("spark_webui", ""),
             state.get("kafka_nodes", 1),
+            security,
         )
 
 
@@ -253,18 +281,22 @@ def start_services(
     catalog: CatalogBackend = CatalogBackend.SQLITE,
     spark_workers: int = 0,
     kafka_nodes: int = 1,
+    kafka_secure: bool = False,
 ) -> Services:
     """Start a broker, or a cluster of ``kafka_nodes`` (an object store if ``with_s3``, the ``catalog`` server,
     and a Spark standalone cluster of ``spark_workers`` one-core workers if asked); on any failure, stop what was
-    started and raise. The REST catalog keeps its warehouse on the object store when one runs."""
+    started and raise. The REST catalog keeps its warehouse on the object store when one runs. With
+    ``kafka_secure``, the brokers take SASL/SCRAM over TLS and ACLs (:mod:`devstack.kafka_security`): their
+    certificates and users are made here, in ``workdir``."""
     if kafka_nodes < 1:
         raise ServiceError(f"a Kafka cluster needs at least one node, not {kafka_nodes}")
     if kafka_nodes > 1 and kafka_port is not None:
         raise ServiceError("a Kafka cluster's nodes take free ports; a fixed broker port is for one node only")
-    if catalog is not CatalogBackend.SQLITE or spark_workers or kafka_nodes > 1:
+    if catalog is not CatalogBackend.SQLITE or spark_workers or kafka_nodes > 1 or kafka_secure:
         if mode is Mode.CONTAINERS:
             raise ServiceError(
-                "the catalog servers, the Kafka cluster and the Spark cluster run as local processes only; "
+                "the catalog servers, the Kafka cluster, secured Kafka and the Spark cluster run as local processes "
+                "only; "
                 "use --mode local"
             )
         mode = Mode.LOCAL
@@ -276,20 +308,35 @@ def start_services(
         raise ServiceError("no Docker engine answers: containers cannot start here (use --mode local)")
     workdir.mkdir(parents=True, exist_ok=True)
     started: list[ManagedProcess | PostgresServer] = []
+    security = create_kafka_security(workdir / "kafka-tls", kafka_nodes, java_executable()) if kafka_secure else None
     try:
         if kafka_nodes == 1:
-            kafka, bootstrap = start_local_kafka(home, workdir / "kafka", port=kafka_port, detach=detach)
+            kafka, bootstrap = start_local_kafka(
+                home, workdir / "kafka", port=kafka_port, detach=detach, security=security
+            )
             started.append(kafka)
-            services = Services(Mode.LOCAL.value, str(workdir), bootstrap, _owned=started)
+            services = Services(Mode.LOCAL.value, str(workdir), bootstrap, kafka_security=security, _owned=started)
             services.pids["kafka"] = kafka.pid
             services.logs["kafka"] = str(workdir / "kafka" / "server.log")
         else:
-            nodes, bootstrap = start_local_kafka_cluster(home, workdir / "kafka", nodes=kafka_nodes, detach=detach)
+            nodes, bootstrap = start_local_kafka_cluster(
+                home, workdir / "kafka", nodes=kafka_nodes, detach=detach, security=security
+            )
             started.extend(nodes)
-            services = Services(Mode.LOCAL.value, str(workdir), bootstrap, kafka_nodes=kafka_nodes, _owned=started)
+            services = Services(
+                Mode.LOCAL.value,
+                str(workdir),
+                bootstrap,
+                kafka_nodes=kafka_nodes,
+                kafka_security=security,
+                _owned=started,
+            )
             for number, node in enumerate(nodes, start=1):
                 services.pids[f"kafka-{number}"] = node.pid
                 services.logs[f"kafka-{number}"] = str(workdir / "kafka" / f"node-{number}" / "server.log")
+        if security is not None:
+            roles = {role.value: security.passwords[role.value] for role in (KafkaRole.STREAM, KafkaRole.PRODUCER)}
+            set_passwords(services.kafka_client(KafkaSettings(), KafkaRole.ADMIN), roles)
         if with_s3:
             s3, endpoint = start_local_s3(home, workdir / "s3", detach=detach)
             started.append(s3)
@@ -335,8 +382,8 @@ CLUSTER_KAFKA_NODES = 3
 
 def start_cluster_services(home: Path, workdir: Path, *, detach: bool = False) -> Services:
     """The cluster topology's services (``services up --topology cluster`` without the Spark cluster): Kafka on
-    :data:`CLUSTER_KAFKA_NODES` nodes, the object store, and the REST catalog on PostgreSQL with the warehouse on
-    the object store."""
+    :data:`CLUSTER_KAFKA_NODES` nodes secured (SASL/SCRAM over TLS, ACLs), the object store, and the REST catalog
+    on PostgreSQL with the warehouse on the object store."""
     return start_services(
         home,
         workdir,
@@ -345,6 +392,7 @@ def start_cluster_services(home: Path, workdir: Path, *, detach: bool = False) -
         detach=detach,
         catalog=CatalogBackend.REST,
         kafka_nodes=CLUSTER_KAFKA_NODES,
+        kafka_secure=True,
     )
 
 
@@ -363,6 +411,7 @@ def services_up(
     catalog: CatalogBackend = CatalogBackend.SQLITE,
     spark_workers: int = 0,
     kafka_nodes: int = 1,
+    kafka_secure: bool = False,
 ) -> Services:
     path = state_path(home)
     if path.exists():
@@ -372,6 +421,7 @@ def services_up(
         services_down(home)
     workdir = home / "services"
     shutil.rmtree(workdir / "kafka", ignore_errors=True)
+    shutil.rmtree(workdir / "kafka-tls", ignore_errors=True)
     shutil.rmtree(workdir / "spark", ignore_errors=True)
     services = start_services(
         home,
@@ -383,6 +433,7 @@ def services_up(
         catalog=catalog,
         spark_workers=spark_workers,
         kafka_nodes=kafka_nodes,
+        kafka_secure=kafka_secure,
     )
     path.touch(mode=0o600)  # holds the object store's and the database's generated credentials
     path.chmod(0o600)
@@ -405,8 +456,9 @@ def services_status(home: Path) -> dict[str, str]:
     if services.kafka_nodes > 1:
         alive = sum(_alive(pid) for name, pid in services.pids.items() if name.startswith("kafka-"))
         nodes = f" ({alive} of {services.kafka_nodes} nodes running)"
-    up = "up" if broker_ready(services.kafka_bootstrap) else "DOWN"
-    status = {"kafka": f"{services.kafka_bootstrap}{nodes} {up}"}
+    up = "up" if broker_ready(services.kafka_bootstrap, services.kafka_security) else "DOWN"
+    secured = " SASL_SSL" if services.kafka_security is not None else ""
+    status = {"kafka": f"{services.kafka_bootstrap}{nodes}{secured} {up}"}
     if services.s3:
         status["object store"] = f"{services.s3.endpoint} " + ("up" if s3_ready(services.s3.endpoint) else "DOWN")
     if services.postgres:

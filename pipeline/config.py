@@ -16,7 +16,7 @@ import json
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, PositiveInt, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -42,6 +42,13 @@ class CatalogType(StrEnum):
     REST = "rest"  # an Iceberg REST catalog server
 
 
+class KafkaSecurityProtocol(StrEnum):
+    """How clients reach the brokers: in the clear, or authenticated by SASL/SCRAM over TLS."""
+
+    PLAINTEXT = "PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+
 class KafkaSettings(BaseModel):
     bootstrap_servers: str = Field(
         default="",
@@ -50,6 +57,77 @@ class KafkaSettings(BaseModel):
     topic_prefix: str = Field(default="shop", pattern=r"^[A-Za-z0-9_-]+$")
     partitions: int = Field(default=2, ge=1, description="Partitions per topic when shoplake creates topics.")
     replication_factor: int = Field(default=1, ge=1, description="Replicas per topic when shoplake creates topics.")
+    security_protocol: KafkaSecurityProtocol = Field(
+        default=KafkaSecurityProtocol.PLAINTEXT,
+        description="PLAINTEXT, or SASL_SSL: TLS to the brokers (checked against ssl_ca_file) and a SCRAM login "
+        "as sasl_username.",
+    )
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
+    sasl_username: str = Field(default="", description="SASL_SSL: the principal this process logs in as.")
+    sasl_password: SecretStr | None = Field(
+        default=None,
+        description="SASL_SSL: its password; from the environment (SHOPLAKE_KAFKA__SASL_PASSWORD), never a file "
+        "the repository tracks.",
+    )
+    ssl_ca_file: str = Field(
+        default="",
+        description="SASL_SSL: PEM file of the certificate authority that signed the brokers' certificates. Empty: "
+        "the system's trusted authorities.",
+    )
+
+    @model_validator(mode="after")
+    def _check_security(self) -> KafkaSettings:
+        secure = self.security_protocol is KafkaSecurityProtocol.SASL_SSL
+        if secure and not (self.sasl_username and self.sasl_password):
+            raise ValueError(
+                "kafka.security_protocol SASL_SSL needs a login: set SHOPLAKE_KAFKA__SASL_USERNAME and "
+                "SHOPLAKE_KAFKA__SASL_PASSWORD"
+            )
+        if not secure and (self.sasl_username or self.sasl_password or self.ssl_ca_file):
+            raise ValueError(
+                "kafka.sasl_username, sasl_password or ssl_ca_file is set but kafka.security_protocol is PLAINTEXT, "
+                "which sends neither: set SHOPLAKE_KAFKA__SECURITY_PROTOCOL=SASL_SSL"
+            )
+        return self
+
+    def python_client(self) -> dict[str, Any]:
+        """Keyword arguments of kafka-python's clients for these settings' transport and login."""
+        if self.security_protocol is KafkaSecurityProtocol.PLAINTEXT:
+            return {}
+        assert self.sasl_password is not None  # checked by the validator
+        return {
+            "security_protocol": self.security_protocol.value,
+            "sasl_mechanism": self.sasl_mechanism,
+            "sasl_plain_username": self.sasl_username,
+            "sasl_plain_password": self.sasl_password.get_secret_value(),
+            "ssl_cafile": self.ssl_ca_file or None,
+            "ssl_check_hostname": True,
+        }
+
+    def java_client(self) -> dict[str, str]:
+        """The same as Kafka's Java client properties (Spark's Kafka source takes them with a ``kafka.`` prefix).
+
+        The password travels inside ``sasl.jaas.config``, which Kafka's clients log as ``[hidden]`` and Spark
+        redacts.
+        """
+        if self.security_protocol is KafkaSecurityProtocol.PLAINTEXT:
+            return {}
+        assert self.sasl_password is not None
+        props = {
+            "security.protocol": self.security_protocol.value,
+            "sasl.mechanism": self.sasl_mechanism,
+            "sasl.jaas.config": "org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f"username={_jaas_quoted(self.sasl_username)} "
+            f"password={_jaas_quoted(self.sasl_password.get_secret_value())};",
+        }
+        if self.ssl_ca_file:
+            props |= {"ssl.truststore.type": "PEM", "ssl.truststore.location": self.ssl_ca_file}
+        return props
+
+
+def _jaas_quoted(value: str) -> str:
+    """``value`` as a quoted JAAS option value (a backslash escapes a quote or a backslash)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class CatalogSettings(BaseModel):

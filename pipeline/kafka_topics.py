@@ -6,7 +6,7 @@ import contextlib
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import AuthorizationError, KafkaError, TopicAlreadyExistsError
 
 from pipeline.config import ConfigurationError, Settings
 from pipeline.contracts.events import all_topics
@@ -14,6 +14,12 @@ from pipeline.contracts.events import all_topics
 
 class BrokerUnreachableError(ConfigurationError):
     """No Kafka broker answered at the configured bootstrap servers."""
+
+
+def stream_group_prefix(topic_prefix: str) -> str:
+    """The prefix of the consumer groups the stream reads ``topic_prefix``'s topics in (Spark's
+    ``groupIdPrefix``): what a secured broker's ACLs let the stream's principal use."""
+    return f"shoplake-stream-{topic_prefix}"
 
 
 def bootstrap_servers(settings: Settings) -> str:
@@ -35,6 +41,7 @@ def admin_client(settings: Settings, timeout_s: float = 10.0) -> KafkaAdminClien
             # Without these the client keeps retrying for its own 30 s whatever the request timeout says.
             bootstrap_timeout_ms=int(timeout_s * 1000),
             reconnect_backoff_max_ms=1000,
+            **settings.kafka.python_client(),
         )
     except (KafkaError, OSError) as exc:
         raise BrokerUnreachableError(f"no Kafka broker answered at {servers!r} within {timeout_s:g}s: {exc}") from exc
@@ -50,8 +57,15 @@ def ensure_topics(settings: Settings, timeout_s: float = 10.0) -> list[str]:
         if missing:
             kafka = settings.kafka
             new = [NewTopic(t, kafka.partitions, kafka.replication_factor) for t in missing]
-            with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile by another process
-                admin.create_topics(new, timeout_ms=int(timeout_s * 1000))
+            try:
+                with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile by another process
+                    admin.create_topics(new, timeout_ms=int(timeout_s * 1000))
+            except AuthorizationError as exc:
+                raise ConfigurationError(
+                    f"the topics {', '.join(missing)} do not exist and the Kafka user "
+                    f"{kafka.sasl_username or '(anonymous)'} may not create them ({type(exc).__name__}): an "
+                    "administrator creates them (`shoplake services up` creates the configured topic prefix's)"
+                ) from None
     finally:
         admin.close()
     return topics

@@ -153,6 +153,13 @@ def services() -> None:
     help="cluster: the multi-node shape in one go: 3 Kafka nodes, the REST catalog on PostgreSQL with the "
     "warehouse on the object store, and a Spark standalone cluster (options given explicitly still apply).",
 )
+@click.option(
+    "--secure-kafka/--plaintext-kafka",
+    default=None,
+    help="Kafka with SASL/SCRAM-SHA-512 over TLS and ACLs: certificates and users are made in the services' "
+    "folder, and each command logs in as what it is (the stream reads, a sender writes). Default: secure with "
+    "--topology cluster, plaintext otherwise.",
+)
 @click.pass_context
 @friendly_errors
 def services_up(
@@ -164,6 +171,7 @@ def services_up(
     spark_workers: int,
     kafka_nodes: int,
     topology: str,
+    secure_kafka: bool | None,
 ) -> None:
     """Start the services; `shoplake` commands then use them."""
     from devstack.jars import PROFILES, resolve
@@ -180,6 +188,8 @@ def services_up(
         catalog = "rest" if defaulted("catalog") else catalog
         spark = "cluster" if defaulted("spark") else spark
         kafka_nodes = CLUSTER_KAFKA_NODES if defaulted("kafka_nodes") else kafka_nodes
+    if secure_kafka is None:
+        secure_kafka = topology == "cluster"
     settings = load_settings()
     backend = CatalogBackend(catalog)
     resolve(settings.home, PROFILES + (("rest-catalog",) if backend is CatalogBackend.REST else ()), log=console.print)
@@ -190,10 +200,19 @@ def services_up(
         catalog=backend,
         spark_workers=spark_workers if spark == "cluster" else 0,
         kafka_nodes=kafka_nodes,
+        kafka_secure=secure_kafka,
     )
     state = f"{settings.home}/services/state.json"
     replicas = f" ({kafka_nodes} nodes; topics replicated {kafka_nodes}x, producers use acks=all)"
     console.print(f"kafka: {running.kafka_bootstrap}" + (replicas if kafka_nodes > 1 else ""))
+    if running.kafka_security is not None:
+        topics = running.provision_topics(settings)
+        console.print(
+            f"  SASL_SSL (SCRAM-SHA-512), certificate authority {running.kafka_security.ca_file}; users admin, "
+            f"stream (reads), producer (writes) with passwords in {state}; ACLs on {len(topics)} topics "
+            f"{settings.kafka.topic_prefix}.*",
+            highlight=False,
+        )
     if running.s3:
         console.print(f"object store: {running.s3.endpoint} (credentials in {state})")
     if running.postgres:

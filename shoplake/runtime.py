@@ -19,6 +19,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from devstack.kafka_security import KafkaRole
 from devstack.services import running_services
 from pipeline.config import ConfigurationError, Settings, load_settings
 from pipeline.errors import ShoplakeError
@@ -35,19 +36,23 @@ console = Console(stderr=True, soft_wrap=True)
 _CATALOG_LOCATION = frozenset({"type", "uri", "warehouse", "s3_endpoint"})
 
 
-def with_services(settings: Settings, *, kafka_required: bool = True) -> Settings:
+def with_services(
+    settings: Settings, *, kafka_required: bool = True, kafka_role: KafkaRole = KafkaRole.STREAM
+) -> Settings:
     """The settings a `shoplake` command uses: the configuration, and where it names no broker or no catalog, the
     ones `shoplake services up` started (its state in ``<home>/services``).
 
     The configuration wins section by section: a configured broker (``SHOPLAKE_KAFKA__BOOTSTRAP_SERVERS``) is
-    kept, and so is a catalog configured by its type, URI, warehouse or object store. A command that needs Kafka
-    (``kafka_required``) fails, saying how to give it one, when neither names a broker.
+    kept, and so is a catalog configured by its type, URI, warehouse or object store. On the services' secured
+    brokers the command logs in as ``kafka_role``: the stream reads, a sender writes, neither can do more. A
+    command that needs Kafka (``kafka_required``) fails, saying how to give it one, when neither names a broker.
     """
     services = running_services(settings.home)
     if services is not None:
-        served = services.apply(settings)
+        served = services.apply(settings, kafka_role=kafka_role)
         update: dict[str, object] = {}
-        if not settings.kafka.bootstrap_servers:
+        # Settings that already point at these brokers (a sender given a command's settings) take the role's login.
+        if settings.kafka.bootstrap_servers in ("", services.kafka_bootstrap):
             update["kafka"] = served.kafka
         if not settings.catalog.model_fields_set & _CATALOG_LOCATION:
             update["catalog"] = served.catalog
@@ -89,9 +94,9 @@ class KafkaSender:
 def kafka_sender(settings: Settings) -> Iterator[KafkaSender]:
     """Resolve the broker (``with_services``), create the event topics, and yield a sender whose producer is
     closed on the way out, whatever happens inside."""
-    settings = with_services(settings)
+    settings = with_services(settings, kafka_role=KafkaRole.PRODUCER)
     ensure_topics(settings)
-    producer = make_producer(settings.kafka.bootstrap_servers)
+    producer = make_producer(settings.kafka)
     try:
         yield KafkaSender(settings, producer)
     finally:

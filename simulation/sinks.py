@@ -19,6 +19,7 @@ from pathlib import Path
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
+from pipeline.config import KafkaSettings
 from pipeline.contracts.events import EventType, topic_name
 from pipeline.errors import ShoplakeError
 from simulation.logfile import from_log_line, to_log_line
@@ -83,19 +84,21 @@ def write_manifest(manifest: Manifest, log_path: Path) -> Path:
     return manifest_path
 
 
-def make_producer(bootstrap_servers: str) -> KafkaProducer:
+def make_producer(kafka: KafkaSettings) -> KafkaProducer:
+    """A producer to ``kafka``'s brokers, with its transport and login (``acks=all``)."""
     try:
         return KafkaProducer(
-            bootstrap_servers=bootstrap_servers,
+            bootstrap_servers=kafka.bootstrap_servers,
             client_id="shoplake-simulator",
             acks="all",
             linger_ms=10,
             batch_size=1024 * 1024,
             max_request_size=4 * 1024 * 1024,
             retries=10,
+            **kafka.python_client(),
         )
     except (KafkaError, OSError) as exc:
-        raise SinkError(f"cannot reach Kafka at {bootstrap_servers!r}: {exc}") from exc
+        raise SinkError(f"cannot reach Kafka at {kafka.bootstrap_servers!r}: {exc}") from exc
 
 
 class Pacer:

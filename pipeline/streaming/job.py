@@ -16,7 +16,7 @@ from pyspark.sql.streaming import StreamingQuery
 from pipeline.config import ConfigurationError, Settings
 from pipeline.contracts.events import all_topics
 from pipeline.iceberg_io import ensure_tables
-from pipeline.kafka_topics import bootstrap_servers
+from pipeline.kafka_topics import bootstrap_servers, stream_group_prefix
 from pipeline.streaming.bronze import to_bronze
 from pipeline.streaming.checkpoint import local_path, pending_batch
 from pipeline.streaming.lock import StreamLock, hold_stream_lock, lock_file
@@ -82,6 +82,8 @@ def kafka_source(spark: SparkSession, settings: Settings) -> DataFrame:
         # The consumer reads up to each batch's end offsets; with the default 500 ms the broker holds a fetch
         # that finds nothing new, which added ~0.6 s to every micro-batch. Freshness is the point here.
         .option("kafka.fetch.max.wait.ms", "10")
+        .option("groupIdPrefix", stream_group_prefix(settings.kafka.topic_prefix))
+        .options(**{f"kafka.{key}": value for key, value in settings.kafka.java_client().items()})
     )
     if settings.stream.max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", str(settings.stream.max_offsets_per_trigger))

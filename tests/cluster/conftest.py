@@ -20,7 +20,7 @@ from devstack.postgres import PostgresServer, missing_postgres_reason, start_loc
 from devstack.pytest_plugin import make_settings
 from devstack.rest_catalog import RestCatalog, start_rest_catalog
 from devstack.services import WAREHOUSE_BUCKET, Services
-from pipeline.config import Settings
+from pipeline.config import KafkaSettings, Settings
 from pipeline.spark_session import build_spark_session
 
 
@@ -120,9 +120,11 @@ def _settings_from_environment(
     return settings
 
 
-def partition_leaders(bootstrap: str, topic: str, replicas: int) -> dict[int, int]:
+def partition_leaders(kafka: KafkaSettings, topic: str, replicas: int) -> dict[int, int]:
     """Each partition's leader node id; every partition must have ``replicas`` replicas."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    admin = KafkaAdminClient(
+        bootstrap_servers=kafka.bootstrap_servers, request_timeout_ms=10000, **kafka.python_client()
+    )
     try:
         (described,) = admin.describe_topics([topic])
     finally:

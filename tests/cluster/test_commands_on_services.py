@@ -24,8 +24,15 @@ from tests.integration.helpers import assert_gold_matches, truth_of, write_day
 pytestmark = pytest.mark.cluster
 
 
-@pytest.mark.parametrize("catalog", ["postgres", "rest"])
-def test_the_topology_commands_work_in_sequence_on_one_lake(cluster_jars: Path, tmp_path: Path, catalog: str) -> None:
+@pytest.mark.parametrize(
+    ("catalog", "kafka"),
+    [("postgres", "--plaintext-kafka"), ("rest", "--plaintext-kafka"), ("rest", "--secure-kafka")],
+)
+def test_the_topology_commands_work_in_sequence_on_one_lake(
+    cluster_jars: Path, tmp_path: Path, catalog: str, kafka: str
+) -> None:
+    """With ``--secure-kafka`` each command logs in as what it is: ``replay`` as the producer, ``stream`` as the
+    stream (``services up`` made the topics and their ACLs); no command prints a password."""
     if missing_postgres_reason() is not None:
         pytest.skip(missing_postgres_reason() or "")
     home = tmp_path / "home"
@@ -50,13 +57,15 @@ def test_the_topology_commands_work_in_sequence_on_one_lake(cluster_jars: Path, 
     log = write_day(tmp_path / "day.jsonl", "normal_day", seed=9, events=400)
     day = load_scenario("normal_day").dates[0]
     truth = truth_of([log])
-    shoplake("services", "up", "--catalog", catalog)
+    printed = [shoplake("services", "up", "--catalog", catalog, kafka)]
     try:
         state = json.loads((home / "services" / "state.json").read_text())
         served = state["rest_catalog"]["uri"] if catalog == "rest" else "postgresql+psycopg2://"
-        assert f"catalog: {served}" in shoplake("services", "status")
-        shoplake("replay", str(log))
-        shoplake("stream", "--available-now")
+        printed.append(shoplake("services", "status"))
+        assert f"catalog: {served}" in printed[-1]
+        assert ("SASL_SSL up" in printed[-1]) == (kafka == "--secure-kafka")
+        printed.append(shoplake("replay", str(log)))
+        printed.append(shoplake("stream", "--available-now"))
         assert "append" in shoplake("history", "silver.purchases")
         assert truth.of_type("purchase")[0]["event_id"] in shoplake("show", "silver.purchases", "--limit", "10000")
         assert "freshness" in shoplake("live", "--once")
@@ -65,6 +74,9 @@ def test_the_topology_commands_work_in_sequence_on_one_lake(cluster_jars: Path, 
         assert day.isoformat() in shoplake("show", "gold.daily_sales_summary", "--date", day.isoformat())
         # The lake the commands wrote, read through the services' catalog: gold equals the oracle.
         assert_gold_matches(Services.from_state(state).apply(Settings(home=home)), truth, [day])
+        if state["kafka_security"]:
+            secrets = [*state["kafka_security"]["passwords"].values(), state["kafka_security"]["store_password"]]
+            assert not [secret for secret in secrets if any(secret in output for output in printed)]
     finally:
         subprocess.run(
             [sys.executable, "-m", "shoplake.cli", "services", "down"], env=env, capture_output=True, timeout=180

@@ -68,7 +68,7 @@ def test_a_kafka_node_killed_mid_stream_loses_and_doubles_nothing(
         update={"kafka": lake.kafka.model_copy(update={"bootstrap_servers": bootstrap, "replication_factor": NODES})}
     )
     ensure_topics(settings)
-    leaders = partition_leaders(bootstrap, all_topics(settings.kafka.topic_prefix)[0], replicas=NODES)
+    leaders = partition_leaders(settings.kafka, all_topics(settings.kafka.topic_prefix)[0], replicas=NODES)
     first, rest = split_log(write_day(tmp_path / "dirty.jsonl", "dirty_stream", seed=29, events=3000))
 
     committed = Committed()

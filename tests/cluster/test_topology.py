@@ -1,7 +1,8 @@
 """Dirty days on the cluster topology, as a deployment runs them, with a Kafka node and a Spark worker killed.
 
 The topology is what ``shoplake services up --topology cluster`` starts: three Kafka KRaft nodes (topics
-replicated three times, ``min.insync.replicas=2``, producers with ``acks=all``), Iceberg's REST catalog server
+replicated three times, ``min.insync.replicas=2``, producers with ``acks=all``; SASL/SCRAM over TLS with ACLs: the
+stream logs in as ``stream``, which may only read, and the log is sent as ``producer``), Iceberg's REST catalog server
 backed by PostgreSQL with the warehouse on the S3 store, and a Spark standalone cluster (one master, two one-core
 workers). The stream and the gold run are separate ``shoplake`` processes whose Spark driver connects to the
 master (``SHOPLAKE_SPARK__MASTER=spark://...``), each limited to one core (``SHOPLAKE_SPARK__CORES_MAX=1``) so
@@ -34,6 +35,7 @@ from pathlib import Path
 import pytest
 from pyiceberg.exceptions import NoSuchTableError
 
+from devstack.kafka_security import KafkaRole
 from devstack.process import ManagedProcess, ServiceError
 from devstack.pytest_plugin import make_settings
 from devstack.services import Services, start_cluster_services
@@ -41,7 +43,6 @@ from devstack.spark_cluster import SparkCluster, alive_workers, master_status, s
 from pipeline.catalog import pyiceberg_catalog
 from pipeline.config import Settings
 from pipeline.contracts.events import all_topics
-from pipeline.kafka_topics import ensure_topics
 from pipeline.spark_session import build_spark_session
 from pipeline.tables import BRONZE_EVENTS
 from simulation.scenario import load_scenario
@@ -79,7 +80,8 @@ def services(cluster_jars: Path, tmp_path: Path) -> Iterator[Services]:
 def cluster_settings(
     spark, cluster_jars: Path, services: Services, spark_cluster: SparkCluster, tmp_path: Path
 ) -> Settings:
-    """The test's lake on those services (REST catalog, S3 warehouse) with Spark on the standalone master."""
+    """The test's lake on those services (REST catalog, S3 warehouse) with Spark on the standalone master; Kafka
+    logged in as the stream (it reads the event topics and nothing else)."""
     settings = services.apply(
         make_settings(
             tmp_path,
@@ -93,7 +95,8 @@ def cluster_settings(
             },
             # Many micro-batches, so that the node and the worker die while the stream is at work.
             stream={"max_offsets_per_trigger": 250},
-        )
+        ),
+        kafka_role=KafkaRole.STREAM,
     )
     assert settings.kafka.replication_factor == KAFKA_NODES
     build_spark_session(settings)  # registers the catalog on this process's own (local) session, for the audit
@@ -181,7 +184,8 @@ def test_dirty_days_on_the_cluster_topology_survive_a_killed_kafka_node_and_work
     environment = _child_environment(settings, tmp_path)
     # One gold run over the dirty day and the week (the quiet days between included); the scenarios' days compared.
     days = sorted({day for name in SCENARIOS for day in load_scenario(name).dates})
-    ensure_topics(settings)
+    services.provision_topics(settings)  # created by the administrator, with the stream's and producer's ACLs
+    producer = settings.model_copy(update={"kafka": services.kafka_client(settings.kafka, KafkaRole.PRODUCER)})
     dirty = write_day(tmp_path / "dirty.jsonl", SCENARIOS[0], seed=31, events=EVENTS)
     week, week_rest = split_log(write_day(tmp_path / "week.jsonl", SCENARIOS[1], seed=37, events=EVENTS))
     logs = [dirty, week, week_rest]
@@ -201,20 +205,20 @@ def test_dirty_days_on_the_cluster_topology_survive_a_killed_kafka_node_and_work
     stream = start_stream(stream_log)
     restarted = False
     try:
-        sent = send_log(settings, dirty)
+        sent = send_log(producer, dirty)
         _wait_for_bronze(settings, sent, stream, stream_log, timeout_s=600)
         (stream_app,) = (spark_cluster.status() or {})["activeapps"]
         assert stream_app["cores"] == 1, stream_app  # spark.cores.max leaves the other worker free
 
         # A Kafka node dies mid-stream: the leader of a partition the stream reads. The rest goes to the survivors.
         topic = all_topics(settings.kafka.topic_prefix)[0]
-        leader = partition_leaders(settings.kafka.bootstrap_servers, topic, replicas=KAFKA_NODES)[0]
-        sent += send_log(settings, week)
+        leader = partition_leaders(services.kafka_client(settings.kafka, KafkaRole.ADMIN), topic, KAFKA_NODES)[0]
+        sent += send_log(producer, week)
         _wait_for_bronze(settings, sent, stream, stream_log, timeout_s=300, below=True)
         node = services.pids[f"kafka-{leader}"]  # node ids are 1..N in start order
         os.killpg(node, signal.SIGKILL)
         assert _gone(node)
-        sent += send_log(settings, week_rest)  # acks=all: two in-sync replicas are enough
+        sent += send_log(producer, week_rest)  # acks=all: two in-sync replicas are enough
 
         # Then a Spark worker dies mid-batch: the one running the stream's executor.
         victim = _worker_running_executors(spark_cluster)
@@ -290,11 +294,16 @@ def test_services_up_with_the_cluster_topology_prints_every_endpoint_and_down_st
         assert len(state["kafka_bootstrap"].split(",")) == KAFKA_NODES
         assert len(alive_workers(master_status(state["spark_webui"]))) == WORKERS
         status = " ".join(run("services", "status").stderr.split())
-        assert f"({KAFKA_NODES} of {KAFKA_NODES} nodes running) up" in status
         assert f"{WORKERS} worker(s) ALIVE" in status
         assert "rest catalog: " in status
         assert f"catalog: {state['rest_catalog']['uri']}" in status  # what `shoplake` commands will use
         assert "DOWN" not in status
+        assert f"({KAFKA_NODES} of {KAFKA_NODES} nodes running) SASL_SSL up" in status  # secured by default
+        assert "ACLs on 5 topics shop.*" in printed
+        security = state["kafka_security"]
+        for secret in [*security["passwords"].values(), security["store_password"]]:
+            assert secret not in printed
+            assert secret not in status
     finally:
         down = run("services", "down")
     assert down.returncode == 0, down.stderr

@@ -189,7 +189,7 @@ def test_the_lake_survives_kills_outages_maintenance_and_hostile_input(
     # The records go out in one chunk per step, so that every kill lands in a stream that has work in flight.
     chunk = -(-len(items) // KILLS)
     chunks = [items[i : i + chunk] for i in range(0, len(items), chunk)]
-    producer = make_producer(settings.kafka.bootstrap_servers)
+    producer = make_producer(settings.kafka)
 
     def send_next_chunk() -> None:
         if not chunks:

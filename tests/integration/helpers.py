@@ -47,7 +47,7 @@ def split_log(path: Path) -> tuple[Path, Path]:
 
 
 def send_log(settings: Settings, path: Path) -> int:
-    producer = make_producer(settings.kafka.bootstrap_servers)
+    producer = make_producer(settings.kafka)
     try:
         return send(producer, log_items(path), settings.kafka.topic_prefix)
     finally:

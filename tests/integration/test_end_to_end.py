@@ -32,7 +32,7 @@ def _send_day(settings, log_path: Path, scenario_name: str, seed: int) -> int:
     scenario = load_scenario(scenario_name)
     records, manifest = generate(scenario, seed, EVENTS)
     write_log(records, scenario, log_path, manifest)
-    producer = make_producer(settings.kafka.bootstrap_servers)
+    producer = make_producer(settings.kafka)
     send(producer, log_items(log_path), settings.kafka.topic_prefix)
     producer.close()
     return manifest.records

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from kafka import KafkaConsumer
 
-from benchmarks.paced_producer import PLACEHOLDER, producer_command, write_plan
+from benchmarks.paced_producer import PLACEHOLDER, producer_command, producer_environment, write_plan
 from devstack.pytest_plugin import make_settings
 from devstack.services import Services
 from pipeline.contracts.events import EventType, topic_name
@@ -49,7 +49,12 @@ def test_every_planned_record_arrives_paced_stamped_when_sent_and_redeliveries_r
     rate = 2000.0
 
     started = time.time()
-    subprocess.run(producer_command(jars_home, settings.kafka.bootstrap_servers, rate, plan), check=True, timeout=120)
+    subprocess.run(
+        producer_command(jars_home, settings.kafka.bootstrap_servers, rate, plan),
+        env=producer_environment(settings),
+        check=True,
+        timeout=120,
+    )
     ended = time.time()
 
     delivered = _delivered(

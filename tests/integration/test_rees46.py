@@ -81,7 +81,7 @@ def expected() -> dict:
 def test_rees46_sample_through_kafka_stream_and_dagster_equals_duckdb(spark, live, expected: dict) -> None:
     settings = live.model_copy(update={"partitions_start": "2019-10-01"})
     report = ImportReport()
-    producer = make_producer(settings.kafka.bootstrap_servers)
+    producer = make_producer(settings.kafka)
     items = ((r.topic.value, r.key, r.value) for r in read_records(SAMPLE, report))
     sent = send(producer, items, settings.kafka.topic_prefix)
     producer.close()

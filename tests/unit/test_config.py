@@ -237,3 +237,49 @@ def test_comet_reaches_spark_only_when_on_and_its_jar_is_resolved(tmp_path: Path
     assert (conf["spark.plugins"], conf["spark.driver.extraClassPath"], conf["spark.memory.offHeap.size"]) == (
         "org.apache.spark.CometPlugin", str(jar), "3g"
     )  # fmt: skip
+
+
+def test_plaintext_kafka_gives_clients_nothing_to_add() -> None:
+    kafka = Settings().kafka
+    assert (kafka.python_client(), kafka.java_client()) == ({}, {})
+
+
+def test_sasl_ssl_logs_in_from_the_environment_and_the_password_stays_a_secret(monkeypatch) -> None:
+    monkeypatch.setenv("SHOPLAKE_KAFKA__SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("SHOPLAKE_KAFKA__SASL_USERNAME", "stream")
+    monkeypatch.setenv("SHOPLAKE_KAFKA__SASL_PASSWORD", 'p"a\\ss')
+    monkeypatch.setenv("SHOPLAKE_KAFKA__SSL_CA_FILE", "/etc/shoplake/ca.pem")
+    kafka = Settings().kafka
+    assert kafka.python_client() == {
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "stream",
+        "sasl_plain_password": 'p"a\\ss',
+        "ssl_cafile": "/etc/shoplake/ca.pem",
+        "ssl_check_hostname": True,
+    }
+    assert kafka.java_client() == {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        # A quote or a backslash in a JAAS value is escaped by a backslash.
+        "sasl.jaas.config": 'org.apache.kafka.common.security.scram.ScramLoginModule required username="stream" '
+        'password="p\\"a\\\\ss";',
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": "/etc/shoplake/ca.pem",
+    }
+    assert 'p"a' not in repr(kafka)
+
+
+def test_sasl_ssl_without_a_login_is_refused_naming_the_variables(monkeypatch) -> None:
+    monkeypatch.setenv("SHOPLAKE_KAFKA__SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("SHOPLAKE_KAFKA__SASL_USERNAME", "stream")
+    with pytest.raises(ValidationError, match="SHOPLAKE_KAFKA__SASL_PASSWORD"):
+        Settings()
+
+
+def test_a_login_without_sasl_ssl_is_refused_rather_than_silently_unused(monkeypatch) -> None:
+    monkeypatch.setenv("SHOPLAKE_KAFKA__SASL_USERNAME", "stream")
+    monkeypatch.setenv("SHOPLAKE_KAFKA__SASL_PASSWORD", "hunter2")
+    with pytest.raises(ValidationError, match="SHOPLAKE_KAFKA__SECURITY_PROTOCOL=SASL_SSL") as refused:
+        Settings()
+    assert "hunter2" not in str(refused.value)

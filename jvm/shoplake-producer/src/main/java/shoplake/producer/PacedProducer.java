@@ -107,6 +107,48 @@ public final class PacedProducer {
     return new Scan(topics, repeated);
   }
 
+  /**
+   * The transport and login of {@code env}'s {@code SHOPLAKE_KAFKA__*} variables, the ones the Python clients'
+   * settings read: nothing for PLAINTEXT; for SASL_SSL, a SCRAM login (its password only ever in the JAAS
+   * configuration, which Kafka's client logs as hidden) and, if given, the PEM file of the brokers' authority.
+   */
+  static Properties security(Map<String, String> env) {
+    Properties props = new Properties();
+    String protocol = env.getOrDefault("SHOPLAKE_KAFKA__SECURITY_PROTOCOL", "PLAINTEXT");
+    if (protocol.equals("PLAINTEXT")) {
+      return props;
+    }
+    if (!protocol.equals("SASL_SSL")) {
+      throw new IllegalArgumentException(
+          "SHOPLAKE_KAFKA__SECURITY_PROTOCOL must be PLAINTEXT or SASL_SSL, got " + protocol);
+    }
+    String user = env.getOrDefault("SHOPLAKE_KAFKA__SASL_USERNAME", "");
+    String password = env.getOrDefault("SHOPLAKE_KAFKA__SASL_PASSWORD", "");
+    if (user.isEmpty() || password.isEmpty()) {
+      throw new IllegalArgumentException(
+          "SASL_SSL needs SHOPLAKE_KAFKA__SASL_USERNAME and SHOPLAKE_KAFKA__SASL_PASSWORD");
+    }
+    props.put("security.protocol", protocol);
+    props.put("sasl.mechanism", env.getOrDefault("SHOPLAKE_KAFKA__SASL_MECHANISM", "SCRAM-SHA-512"));
+    props.put(
+        "sasl.jaas.config",
+        "org.apache.kafka.common.security.scram.ScramLoginModule required username="
+            + jaasQuoted(user)
+            + " password="
+            + jaasQuoted(password)
+            + ";");
+    String authority = env.getOrDefault("SHOPLAKE_KAFKA__SSL_CA_FILE", "");
+    if (!authority.isEmpty()) {
+      props.put("ssl.truststore.type", "PEM");
+      props.put("ssl.truststore.location", authority);
+    }
+    return props;
+  }
+
+  private static String jaasQuoted(String value) {
+    return "\"" + value.replace("\\", "\\\\").replace("\"", "\\\"") + "\"";
+  }
+
   static boolean send(String bootstrapServers, double rate, Path path, Scan scan)
       throws IOException, InterruptedException {
     Properties config = new Properties();
@@ -118,6 +160,7 @@ public final class PacedProducer {
     config.put(ProducerConfig.MAX_REQUEST_SIZE_CONFIG, 4 * 1024 * 1024);
     config.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
     config.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
+    config.putAll(security(System.getenv()));
 
     Map<Integer, byte[]> stampedOnce = new HashMap<>();
     AtomicReference<Exception> firstFailure = new AtomicReference<>();
