@@ -288,6 +288,14 @@ def _drift_ratio(data: dict[str, Any]) -> Figure:
     return Figure(run["ratio_last_to_first"], f"{text}{run['p99_last_window_s']:.2f} s last{reached}{failed})")
 
 
+def _longest_pause(data: dict[str, Any]) -> Figure | None:
+    run = data["runs"][-1]
+    if "longest_pause_s" not in run:
+        return None
+    text = f"**{run['longest_pause_s']:.2f} s** longest ({run['pauses_over_1s']} over 1 s in the 30 minutes)"
+    return Figure(run["longest_pause_s"], text)
+
+
 def _millions(events: int) -> str:
     return f"{events / 1_000_000:g}M"
 
@@ -340,6 +348,8 @@ MEASURES = [
             "pytest benchmarks/test_cold_start.py -m perf --full", _restart_ratio),
     Measure("no drift over 30 minutes at 5,000 events/s beside maintenance", "last 5 min p99 ≤ 1.2× first 5", 1.2,
             False, "drift", "pytest benchmarks/test_drift.py -m perf --full", _drift_ratio),
+    Measure("the same run: pauses between batches", "none over 1 s", 1.0, False, "drift",
+            "pytest benchmarks/test_drift.py -m perf --full", _longest_pause),
     Measure("one day's sales summary, Spark / DuckDB on the same files", "≤ 3×", 3.0, False, "gold",
             "pytest benchmarks/test_gold_vs_duckdb.py -m perf --full", _spark_over_duckdb),
     Measure("one day's whole gold through Dagster (7 assets, 5 checks)", "≤ 6 s at 1M", 6.0, False, "gold",

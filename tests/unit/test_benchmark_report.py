@@ -197,7 +197,8 @@ def test_every_measure_reads_its_figure_and_says_whether_the_target_is_met(tmp_p
     cold = {"first_visible_s": 8.0, "restart_visible_s": 12.0, "restart_first_batch_s": 3.0, "steady_batch_s": 2.0,
             "restart_ratio": 1.5, "restart_batches": [{"records": 2500}]}  # fmt: skip
     _results(tmp_path, "cold_start", [cold])
-    drift = {"ratio_last_to_first": 1.1, "p99_first_window_s": 2.0, "p99_last_window_s": 2.2, "achieved_eps": 5000}
+    drift = {"ratio_last_to_first": 1.1, "p99_first_window_s": 2.0, "p99_last_window_s": 2.2, "achieved_eps": 5000,
+             "longest_pause_s": 1.4, "pauses_over_1s": 3}  # fmt: skip
     _results(tmp_path, "drift", [drift])
     _results(tmp_path, "gold", [{"events": 1_000_000, "ratio": 2.5, "dagster_day_s": 7.0},
                                 {"events": 10_000_000, "ratio": 3.5, "dagster_day_s": 20.0, "duckdb_gold_s": 5.0,
@@ -219,6 +220,7 @@ def test_every_measure_reads_its_figure_and_says_whether_the_target_is_met(tmp_p
          "**1.50×** (3.00 s for 2,500 records, a steady batch 2.00 s)", "yes |"),
         ("no drift over 30 minutes at 5,000 events/s beside maintenance",
          "**1.10×** (p99 2.00 s first, 2.20 s last, 5,000 events/s reached)", "yes |"),
+        ("the same run: pauses between batches", "**1.40 s** longest (3 over 1 s in the 30 minutes)", "no |"),
         ("one day's sales summary, Spark / DuckDB on the same files",
          "**2.5×** at 1M events, **3.5×** at 10M events", "no |"),  # met at 1M, not at 10M
         ("one day's whole gold through Dagster (7 assets, 5 checks)", "**7 s**", "no |"),
