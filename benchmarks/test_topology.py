@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -68,9 +69,16 @@ def topology_settings(request: pytest.FixtureRequest, cluster_jars: Path, tmp_pa
             return
         services = start_cluster_services(cluster_jars, tmp_path / "services")
         stack.callback(services.stop)
-        cluster = start_spark_cluster(tmp_path / "spark", workers=WORKERS, worker_cores=1, worker_memory="1g")
+        cluster = start_spark_cluster(
+            tmp_path / "spark", workers=WORKERS, worker_cores=1, worker_memory="1g", secret=secrets.token_urlsafe(32)
+        )
         stack.callback(cluster.stop)
-        spark = {"master": cluster.master_url, "cores_max": WORKERS, "executor_memory": "1g"}
+        spark = {
+            "master": cluster.master_url,
+            "auth_secret": cluster.secret,
+            "cores_max": WORKERS,
+            "executor_memory": "1g",
+        }
         yield services.apply(make_settings(tmp_path, cluster_jars, spark=spark))
 
 

@@ -58,7 +58,9 @@ class JavaBuild:
 SPARK_FUNCTIONS = JavaBuild("shoplake-spark", "spark")
 # The benchmarks' load generator: a Kafka producer that paces prepared records (benchmarks/paced_producer.py).
 PACED_PRODUCER = JavaBuild("shoplake-producer", "kafka")
-JAVA_BUILDS = (SPARK_FUNCTIONS, PACED_PRODUCER)
+# Iceberg's REST catalog server behind OAuth2 client credentials (devstack/rest_catalog.py).
+REST_CATALOG_SERVER = JavaBuild("shoplake-rest-catalog", "rest-catalog")
+JAVA_BUILDS = (SPARK_FUNCTIONS, PACED_PRODUCER, REST_CATALOG_SERVER)
 
 
 class JarsError(RuntimeError):

@@ -1,17 +1,23 @@
-"""Iceberg's REST catalog server as a local process, backed by a JDBC catalog on PostgreSQL.
+"""Iceberg's REST catalog server as a local process, backed by a JDBC catalog on PostgreSQL, behind OAuth2 client
+credentials.
 
-The server is ``org.apache.iceberg.rest.RESTCatalogServer`` (the program behind the ``apache/iceberg-rest-fixture``
-image), run from the classpath ``jvm/rest-catalog/pom.xml`` assembles. It takes its backing catalog from
+The server is the servlet of ``org.apache.iceberg.rest.RESTCatalogServer`` (the program behind the
+``apache/iceberg-rest-fixture`` image), from the classpath ``jvm/rest-catalog/pom.xml`` assembles, run by
+``jvm/shoplake-rest-catalog``'s ``AuthenticatingCatalogServer``: the fixture authenticates nothing, so that main
+puts a filter in front of it. A client exchanges the client id and secret for a bearer token at
+``/v1/oauth/tokens``; every other request without a live token gets 401. It takes its backing catalog from
 ``CATALOG_*`` environment variables (``CATALOG_JDBC_USER`` becomes the property ``jdbc.user``, a double underscore
-a dash: ``CATALOG_IO__IMPL`` is ``io-impl``), so the database password reaches it through the environment, never
-the command line. Its Jetty server listens on every interface of the machine (the fixture has no host setting;
-here the only network is loopback); its port is ``rest.port``.
+a dash: ``CATALOG_IO__IMPL`` is ``io-impl``) and its client credentials from ``SHOPLAKE_REST_CLIENT_*``, so the
+secrets reach it through the environment, never the command line. It listens on 127.0.0.1 only, port
+``rest.port``.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +28,8 @@ from devstack.process import ManagedProcess, ServiceError, ensure_port_free, fre
 from devstack.s3 import S3Endpoint
 
 READY_TIMEOUT_S = 90.0
-MAIN_CLASS = "org.apache.iceberg.rest.RESTCatalogServer"
+MAIN_CLASS = "org.apache.iceberg.rest.AuthenticatingCatalogServer"
+CLIENT_ID = "shoplake"
 
 
 @dataclass(frozen=True)
@@ -32,14 +39,28 @@ class RestCatalog:
     uri: str
     warehouse: str
     backend_name: str
+    credential: str = ""  # ``client_id:client_secret`` a client exchanges for a token (a secret: never print it)
 
 
-def rest_catalog_ready(uri: str) -> bool:
-    """``GET /v1/config`` answers with a JSON document (the first call every Iceberg REST client makes)."""
+def access_token(uri: str, credential: str, timeout_s: float = 5.0) -> str:
+    """A bearer token for ``credential`` from the server's token endpoint (OAuth2 client credentials)."""
+    client_id, _, secret = credential.partition(":")
+    form = urllib.parse.urlencode(
+        {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret, "scope": "catalog"}
+    ).encode()
+    with urllib.request.urlopen(uri.rstrip("/") + "/v1/oauth/tokens", data=form, timeout=timeout_s) as response:
+        return str(json.load(response)["access_token"])
+
+
+def rest_catalog_ready(uri: str, credential: str) -> bool:
+    """``GET /v1/config`` answers with a JSON document (the first call every Iceberg REST client makes, after
+    exchanging its credential for a token)."""
     try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/v1/config", timeout=2) as response:
+        token = access_token(uri, credential, timeout_s=2)
+        request = urllib.request.Request(uri.rstrip("/") + "/v1/config", headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=2) as response:
             return isinstance(json.load(response), dict)
-    except (urllib.error.URLError, OSError, ValueError):
+    except (urllib.error.URLError, OSError, ValueError, KeyError):
         return False
 
 
@@ -91,13 +112,15 @@ def start_rest_catalog(
     else:
         ensure_port_free(port, "REST catalog")
     workdir.mkdir(parents=True, exist_ok=True)
-    env = backend_environment(postgres, warehouse, backend_name, s3) | {"CATALOG_REST_PORT": str(port)}
+    secret = secrets.token_urlsafe(32)
+    env = backend_environment(postgres, warehouse, backend_name, s3) | {
+        "CATALOG_REST_PORT": str(port),
+        "SHOPLAKE_REST_CLIENT_ID": CLIENT_ID,
+        "SHOPLAKE_REST_CLIENT_SECRET": secret,
+    }
     cmd = [
         java,
         "-Xmx512m",
-        # The server logs its backing catalog's properties at INFO, the JDBC password among them: keep that
-        # one logger at WARN so the credentials never reach the log.
-        "-Dorg.slf4j.simpleLogger.log.org.apache.iceberg.rest.RESTCatalogServer=warn",
         "-Dorg.slf4j.simpleLogger.showDateTime=true",
         "-cp",
         f"{jars_dir(home, 'rest-catalog')}/*",
@@ -106,6 +129,6 @@ def start_rest_catalog(
     process = ManagedProcess.start(
         "rest-catalog", cmd, workdir / "rest-catalog.log", detach=detach, cwd=workdir, env=env
     )
-    catalog = RestCatalog(f"http://127.0.0.1:{port}", warehouse, backend_name)
-    process.wait_ready(lambda: rest_catalog_ready(catalog.uri), READY_TIMEOUT_S)
+    catalog = RestCatalog(f"http://127.0.0.1:{port}", warehouse, backend_name, f"{CLIENT_ID}:{secret}")
+    process.wait_ready(lambda: rest_catalog_ready(catalog.uri, catalog.credential), READY_TIMEOUT_S)
     return process, catalog

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import time
 from collections.abc import Callable
@@ -82,6 +83,7 @@ class Services:
     postgres_root: str = ""  # the PostgreSQL server's temporary folder (data and log), for a stop from the state
     spark_master: str = ""  # spark://127.0.0.1:PORT of the standalone cluster, when one runs
     spark_webui: str = ""  # its master's status page (``/json/`` lists the workers and applications)
+    spark_secret: str = ""  # the secret its daemons and applications authenticate with (a secret: never print it)
     kafka_nodes: int = 1  # Kafka nodes; topics are replicated to each of them
     kafka_security: KafkaSecurity | None = None  # SASL_SSL, TLS and ACLs, when the brokers are secured
     _owned: list[Any] = field(default_factory=list, repr=False)  # processes or containers to stop
@@ -116,6 +118,7 @@ class Services:
                 "type": CatalogType.REST,
                 "uri": self.rest_catalog.uri,
                 "warehouse": self.rest_catalog.warehouse,
+                "rest_credential": self.rest_catalog.credential,
             }
         elif self.postgres is not None:
             catalog |= {
@@ -211,6 +214,7 @@ class Services:
             "rest_catalog": asdict(self.rest_catalog) if self.rest_catalog else None,
             "spark_master": self.spark_master,
             "spark_webui": self.spark_webui,
+            "spark_secret": self.spark_secret,
             "kafka_nodes": self.kafka_nodes,
             "kafka_security": asdict(self.kafka_security) if self.kafka_security else None,
         }
@@ -233,6 +237,7 @@ class Services:
             state.get("postgres_root", ""),
             state.get("spark_master", ""),
             state.get("spark_webui", ""),
+            state.get("spark_secret", ""),
             state.get("kafka_nodes", 1),
             security,
         )
@@ -362,7 +367,9 @@ def start_services(
             services.pids["rest-catalog"] = rest.pid
             services.logs["rest-catalog"] = str(rest.log_path)
         if spark_workers:
-            cluster = start_spark_cluster(workdir / "spark", workers=spark_workers, detach=detach)
+            secret = secrets.token_urlsafe(32)
+            cluster = start_spark_cluster(workdir / "spark", workers=spark_workers, detach=detach, secret=secret)
+            services.spark_secret = secret
             for spark_process in (cluster.master, *cluster.workers):
                 started.append(spark_process)
                 services.pids[spark_process.name] = spark_process.pid
@@ -465,7 +472,8 @@ def services_status(home: Path) -> dict[str, str]:
         status["postgresql"] = f"{services.postgres.jdbc_url} " + ("up" if server_ready(services.postgres) else "DOWN")
     if services.rest_catalog:
         uri = services.rest_catalog.uri
-        status["rest catalog"] = f"{uri} " + ("up" if rest_catalog_ready(uri) else "DOWN")
+        answers = rest_catalog_ready(uri, services.rest_catalog.credential)
+        status["rest catalog"] = f"{uri} (OAuth2 client credentials) " + ("up" if answers else "DOWN")
     if services.spark_master:
         master = master_status(services.spark_webui)
         alive = len(alive_workers(master))

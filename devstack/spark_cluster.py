@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from devstack.process import ManagedProcess, ServiceError, free_port, java_executable
+from pipeline.spark_session import spark_auth_conf
 
 READY_TIMEOUT_S = 90.0
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
@@ -67,6 +68,7 @@ class SparkCluster:
     worker_cores: int = 1
     worker_memory: str = "1g"
     detach: bool = False
+    secret: str | None = None  # the shared secret every daemon and application authenticates with, if any
 
     def status(self) -> dict[str, Any] | None:
         return master_status(self.webui_url)
@@ -115,7 +117,7 @@ class SparkCluster:
             worker_dir / "worker.log",
             detach=self.detach,
             cwd=worker_dir,
-            env=_daemon_env(),
+            env=_daemon_env(self.workdir),
         )
         self.workers.append(worker)
         self.worker_ports.append(port)
@@ -141,10 +143,12 @@ class SparkCluster:
             raise ServiceError("; ".join(errors))
 
 
-def _daemon_env() -> dict[str, str]:
-    """Environment of the master and workers (and, through the workers, of the executors)."""
+def _daemon_env(workdir: Path) -> dict[str, str]:
+    """Environment of the master and workers (and, through the workers, of the executors): their configuration
+    folder (the shared secret, when the cluster authenticates) is the cluster's own."""
     return {
         "SPARK_HOME": str(spark_home()),
+        "SPARK_CONF_DIR": str(workdir / "conf"),
         "SPARK_LOCAL_IP": "127.0.0.1",
         "SPARK_DAEMON_MEMORY": "512m",
         # The REST submission server would take port 6066 on every master; applications connect over RPC.
@@ -159,15 +163,20 @@ def start_spark_cluster(
     worker_cores: int = 1,
     worker_memory: str = "1g",
     detach: bool = False,
+    secret: str | None = None,
 ) -> SparkCluster:
     """Start a master and ``workers`` workers under ``workdir`` (logs there too); wait until all are ALIVE.
 
-    On any failure, what was started is stopped and the error names the process and its last log lines.
+    With ``secret``, the daemons authenticate every application and one another with it and encrypt their RPC
+    (:func:`~pipeline.spark_session.spark_auth_conf`): it is in their configuration file, owner-only, never on a
+    command line. On any failure, what was started is stopped and the error names the process and its last
+    log lines.
     """
     if workers < 1:
         raise ServiceError("a Spark standalone cluster needs at least one worker")
     java_executable(17)  # spark-class runs JAVA_HOME's or PATH's java: fail early and clearly if it is missing
     workdir.mkdir(parents=True, exist_ok=True)
+    _write_daemon_conf(workdir / "conf", secret)
     port, webui_port = free_port(), free_port()
     master_dir = workdir / "master"
     master_dir.mkdir(exist_ok=True)
@@ -182,7 +191,7 @@ def start_spark_cluster(
         str(webui_port),
     ]
     master = ManagedProcess.start(
-        "spark-master", cmd, master_dir / "master.log", detach=detach, cwd=master_dir, env=_daemon_env()
+        "spark-master", cmd, master_dir / "master.log", detach=detach, cwd=master_dir, env=_daemon_env(workdir)
     )
     cluster = SparkCluster(
         f"spark://127.0.0.1:{port}",
@@ -192,6 +201,7 @@ def start_spark_cluster(
         worker_cores=worker_cores,
         worker_memory=worker_memory,
         detach=detach,
+        secret=secret,
     )
     try:
         master.wait_ready(lambda: cluster.status() is not None, READY_TIMEOUT_S)
@@ -203,3 +213,14 @@ def start_spark_cluster(
             cluster.stop()
         raise
     return cluster
+
+
+def _write_daemon_conf(conf_dir: Path, secret: str | None) -> None:
+    """The daemons' ``spark-defaults.conf``: the authentication settings with ``secret``, else nothing."""
+    conf_dir.mkdir(parents=True, exist_ok=True)
+    conf_dir.chmod(0o700)
+    conf = conf_dir / "spark-defaults.conf"
+    conf.touch(mode=0o600)
+    conf.chmod(0o600)
+    lines = [f"{key} {value}" for key, value in spark_auth_conf(secret).items()] if secret is not None else []
+    conf.write_text("".join(line + "\n" for line in lines))

@@ -58,7 +58,7 @@ def catalog_properties(settings: Settings) -> dict[str, Any]:
     cat = settings.catalog
     props: dict[str, Any] = {"warehouse": settings.warehouse_uri}
     if cat.type is CatalogType.REST:
-        props |= {"type": "rest", "uri": settings.catalog_uri}
+        props |= {"type": "rest", "uri": settings.catalog_uri, **cat.rest_auth_properties()}
     else:
         props |= {"type": "sql", "uri": sql_catalog_url(settings)}
     if settings.warehouse_uri.startswith("s3"):

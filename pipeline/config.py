@@ -146,12 +146,31 @@ class CatalogSettings(BaseModel):
         description="PostgreSQL catalog: the user's password; from the environment "
         "(SHOPLAKE_CATALOG__JDBC_PASSWORD), never a file or the URL.",
     )
+    rest_credential: SecretStr | None = Field(
+        default=None,
+        description="REST catalog: OAuth2 client credentials `client_id:client_secret`, from the environment "
+        "(SHOPLAKE_CATALOG__REST_CREDENTIAL), exchanged for a bearer token at rest_oauth2_uri.",
+    )
+    rest_oauth2_uri: str = Field(
+        default="", description="REST catalog: the OAuth2 token endpoint. Empty: <uri>/v1/oauth/tokens."
+    )
     warehouse: str = Field(default="", description="file:// or s3:// URI. Empty: <home>/warehouse.")
     s3_endpoint: str = ""
     s3_region: str = "us-east-1"
     s3_access_key_id: SecretStr | None = None
     s3_secret_access_key: SecretStr | None = None
     s3_path_style_access: bool = True
+
+    def rest_auth_properties(self) -> dict[str, str]:
+        """The REST catalog's login as Iceberg's client properties (Spark's and PyIceberg's alike), empty when
+        there is none: the credential, the token endpoint, the scope."""
+        if self.type is not CatalogType.REST or self.rest_credential is None:
+            return {}
+        return {
+            "credential": self.rest_credential.get_secret_value(),
+            "oauth2-server-uri": self.rest_oauth2_uri or self.uri.rstrip("/") + "/v1/oauth/tokens",
+            "scope": "catalog",
+        }
 
     def jdbc_properties(self) -> dict[str, str]:
         """The Iceberg JDBC catalog's login properties (``jdbc.user``, ``jdbc.password``), empty when unset.
@@ -187,6 +206,12 @@ class SparkSettings(BaseModel):
     shuffle_partitions: int = Field(default=4, ge=1)
     jars_dir: str = Field(default="", description="Folder of resolved Spark jars. Empty: <home>/jars/spark.")
     ui_enabled: bool = False
+    auth_secret: SecretStr | None = Field(
+        default=None,
+        description="The shared secret of an authenticated Spark standalone cluster (spark.authenticate), from the "
+        "environment (SHOPLAKE_SPARK__AUTH_SECRET): set, the application authenticates to the master and its "
+        "executors, and their RPC is encrypted (AES). `shoplake services up --spark cluster` makes one.",
+    )
     comet: bool = Field(
         default=False,
         description="Run Spark's plans on Apache DataFusion Comet, a native engine (`shoplake jars --comet` first): "

@@ -75,6 +75,9 @@ def catalog_conf(settings: Settings) -> dict[str, str]:
     }
     if settings.catalog.type is CatalogType.REST:
         conf |= {f"{prefix}.type": "rest", f"{prefix}.uri": settings.catalog_uri}
+        if settings.catalog.rest_credential is not None:
+            conf[f"{prefix}.rest.auth.type"] = "oauth2"
+        conf |= {f"{prefix}.{key}": value for key, value in settings.catalog.rest_auth_properties().items()}
     else:
         conf |= {
             f"{prefix}.type": "jdbc",
@@ -162,6 +165,8 @@ def session_conf(settings: Settings) -> dict[str, str]:
         # Validation builds wide expressions (one per contract rule); inferring constraints over them costs
         # minutes per plan and buys nothing here.
         "spark.sql.constraintPropagation.enabled": "false",
+        # Spark's default redaction, and the REST catalog's `credential`, which it does not match.
+        "spark.redaction.regex": "(?i)secret|password|token|access[.]?key|credential",
     }
     if settings.spark.comet:
         conf |= comet_conf(settings)
@@ -169,9 +174,26 @@ def session_conf(settings: Settings) -> dict[str, str]:
         conf["spark.cores.max"] = str(settings.spark.cores_max)
     if settings.spark.executor_memory is not None:
         conf["spark.executor.memory"] = settings.spark.executor_memory
+    if settings.spark.auth_secret is not None:
+        conf |= spark_auth_conf(settings.spark.auth_secret.get_secret_value())
     conf |= catalog_conf(settings)
     conf |= settings.spark.extra_conf
     return conf
+
+
+def spark_auth_conf(secret: str) -> dict[str, str]:
+    """What a standalone cluster's master, workers and applications all set to authenticate one another with
+    ``secret`` and encrypt their RPC: AES (Spark's default CTR mode) after a key exchange of the second version,
+    no fallback to SASL. Spark's GCM mode (``spark.network.crypto.cipher``) kept a worker from registering with
+    its master here (Spark 4.1.1). Spark redacts the secret wherever it shows configuration; a worker hands it to
+    its executors in their environment, not their command line."""
+    return {
+        "spark.authenticate": "true",
+        "spark.authenticate.secret": secret,
+        "spark.network.crypto.enabled": "true",
+        "spark.network.crypto.authEngineVersion": "2",
+        "spark.network.crypto.saslFallback": "false",
+    }
 
 
 def in_background_pool(spark: SparkSession) -> None:

@@ -225,7 +225,9 @@ def services_up(
             f"{running.spark_webui}/json/)\n"
             f"  submit to it: SHOPLAKE_SPARK__MASTER={running.spark_master} SHOPLAKE_SPARK__CORES_MAX=1 "
             "SHOPLAKE_SPARK__EXECUTOR_MEMORY=1g (one core per application, so the stream and a gold run share it;"
-            " use the object store as the warehouse so executors need no shared disk)",
+            " use the object store as the warehouse so executors need no shared disk). It authenticates every "
+            f"application with a shared secret (in {state}; `shoplake` commands add it themselves) and "
+            "encrypts its RPC",
             highlight=False,
         )
 

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from kafka import KafkaProducer
+from pydantic import SecretStr
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -56,6 +57,9 @@ def with_services(
             update["kafka"] = served.kafka
         if not settings.catalog.model_fields_set & _CATALOG_LOCATION:
             update["catalog"] = served.catalog
+        if services.spark_secret and settings.spark.master == services.spark_master and not settings.spark.auth_secret:
+            # The services' Spark cluster authenticates every application with its secret.
+            update["spark"] = settings.spark.model_copy(update={"auth_secret": SecretStr(services.spark_secret)})
         settings = settings.model_copy(update=update)
     if kafka_required and not settings.kafka.bootstrap_servers:
         raise ConfigurationError(

@@ -96,10 +96,12 @@ def rest_catalog_server(
 def rest_catalog(
     spark, cluster_jars: Path, rest_catalog_server: RestCatalog, local_services: Services, tmp_path: Path, monkeypatch
 ) -> Settings:
-    """Settings for the REST catalog, chosen through the environment (no database login on this side)."""
+    """Settings for the REST catalog, chosen through the environment (no database login on this side; the
+    server's client credentials)."""
     environment = {
         "SHOPLAKE_CATALOG__TYPE": "rest",
         "SHOPLAKE_CATALOG__URI": rest_catalog_server.uri,
+        "SHOPLAKE_CATALOG__REST_CREDENTIAL": rest_catalog_server.credential,
         "SHOPLAKE_CATALOG__WAREHOUSE": rest_catalog_server.warehouse,
         "SHOPLAKE_KAFKA__BOOTSTRAP_SERVERS": local_services.kafka_bootstrap,
         **s3_environment(local_services),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 
 from devstack.postgres import PostgresServer, missing_postgres_reason, start_local_postgres
 from devstack.process import ServiceError
+from devstack.rest_catalog import access_token
 from devstack.services import CatalogBackend, Mode, start_services
 from pipeline.catalog import pyiceberg_catalog
 from pipeline.config import CatalogType, Settings
@@ -20,18 +22,24 @@ from tests.integration.test_services import _gone
 pytestmark = pytest.mark.cluster
 
 
-def test_postgres_refuses_a_wrong_password(postgres: PostgresServer) -> None:
+def test_postgres_refuses_a_wrong_password_and_no_password_and_trusts_no_one(postgres: PostgresServer) -> None:
     endpoint = postgres.endpoint
+    login = {"host": endpoint.host, "port": endpoint.port, "dbname": endpoint.database, "user": endpoint.user}
     with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
-        psycopg2.connect(
-            host=endpoint.host, port=endpoint.port, dbname=endpoint.database, user=endpoint.user, password="wrong"
-        )
+        psycopg2.connect(**login, password="wrong")
+    with pytest.raises(psycopg2.OperationalError, match="no password supplied"):
+        psycopg2.connect(**login, passfile="/dev/null")
     with (
         contextlib.closing(endpoint.connect()) as conn,
         conn.cursor() as cur,
     ):
         cur.execute("SHOW listen_addresses")
         assert cur.fetchone() == ("127.0.0.1",)
+        cur.execute("SHOW password_encryption")
+        assert cur.fetchone() == ("scram-sha-256",)
+        # Every rule of the host-based authentication file asks for a SCRAM password: no trust entry.
+        cur.execute("SELECT DISTINCT auth_method FROM pg_hba_file_rules")
+        assert {method for (method,) in cur.fetchall()} == {"scram-sha-256"}
 
 
 def test_missing_postgres_binaries_are_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -52,7 +60,19 @@ def test_rest_catalog_services_serve_pyiceberg_and_stop_without_a_trace(cluster_
         assert services.mode == Mode.LOCAL.value
         assert services.rest_catalog is not None
         assert services.postgres is not None
-        with urllib.request.urlopen(services.rest_catalog.uri + "/v1/config", timeout=5) as response:
+        uri, credential = services.rest_catalog.uri, services.rest_catalog.credential
+        # Nobody in without credentials: no token, a made-up token, a wrong secret.
+        for headers in ({}, {"Authorization": "Bearer made-up"}):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(urllib.request.Request(uri + "/v1/config", headers=headers), timeout=5)
+            assert refused.value.code == 401
+        client_id = credential.partition(":")[0]
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            access_token(uri, f"{client_id}:not-the-secret")
+        assert refused.value.code == 401
+        token = access_token(uri, credential)
+        config = urllib.request.Request(uri + "/v1/config", headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(config, timeout=5) as response:
             assert "defaults" in json.load(response)
         settings = services.apply(Settings(home=tmp_path / "home"))
         assert settings.catalog.type is CatalogType.REST
@@ -62,6 +82,7 @@ def test_rest_catalog_services_serve_pyiceberg_and_stop_without_a_trace(cluster_
         assert ("smoke",) in catalog.list_namespaces()
         rest_log = Path(services.logs["rest-catalog"]).read_text()
         assert services.postgres.password not in rest_log, "the database password reached the REST server's log"
+        assert credential.partition(":")[2] not in rest_log, "the client secret reached the REST server's log"
         pids = dict(services.pids)
         postgres_root = Path(services.postgres_root)
     finally:

@@ -17,7 +17,7 @@ import pytest
 from dagster import DagsterInstance
 
 from devstack.postgres import PostgresServer
-from devstack.rest_catalog import RestCatalog
+from devstack.rest_catalog import RestCatalog, access_token
 from pipeline.catalog import pyiceberg_catalog
 from pipeline.config import CatalogType, Settings
 from pipeline.kafka_topics import ensure_topics
@@ -95,7 +95,11 @@ def test_dirty_day_on_the_rest_catalog_is_conserved_and_gold_equals_the_oracle(
     _run_dirty_day(spark, rest_catalog, tmp_path)
 
     # The REST server lists the tables Spark wrote, it keeps them in PostgreSQL, and PyIceberg sees the same.
-    with urllib.request.urlopen(f"{rest_catalog_server.uri}/v1/namespaces/gold/tables", timeout=10) as response:
+    token = access_token(rest_catalog_server.uri, rest_catalog_server.credential)
+    listing = urllib.request.Request(
+        f"{rest_catalog_server.uri}/v1/namespaces/gold/tables", headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(listing, timeout=10) as response:
         listed = {f"gold.{entry['name']}" for entry in json.load(response)["identifiers"]}
     assert {spec.identifier for spec in GOLD_TABLES} <= listed
     assert _catalog_rows(postgres, rest_catalog_server.backend_name) >= EXPECTED_TABLES

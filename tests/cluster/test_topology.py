@@ -6,7 +6,8 @@ stream logs in as ``stream``, which may only read, and the log is sent as ``prod
 backed by PostgreSQL with the warehouse on the S3 store, and a Spark standalone cluster (one master, two one-core
 workers). The stream and the gold run are separate ``shoplake`` processes whose Spark driver connects to the
 master (``SHOPLAKE_SPARK__MASTER=spark://...``), each limited to one core (``SHOPLAKE_SPARK__CORES_MAX=1``) so
-that both fit on the cluster at once; executors share no local path with the driver.
+that both fit on the cluster at once; executors share no local path with the driver. The cluster authenticates
+every application with a shared secret (``SHOPLAKE_SPARK__AUTH_SECRET``) and encrypts its RPC.
 
 While the stream works through a dirty day and a multi-day week, the Kafka node leading a partition is SIGKILLed
 (the rest is produced to the two survivors), then the worker running the stream's executor (worker and executor
@@ -24,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -63,7 +65,13 @@ SHOPLAKE = [sys.executable, "-m", "shoplake.cli"]
 
 @pytest.fixture
 def spark_cluster(tmp_path: Path) -> Iterator[SparkCluster]:
-    cluster = start_spark_cluster(tmp_path / "spark-cluster", workers=WORKERS, worker_cores=1, worker_memory="1g")
+    cluster = start_spark_cluster(
+        tmp_path / "spark-cluster",
+        workers=WORKERS,
+        worker_cores=1,
+        worker_memory="1g",
+        secret=secrets.token_urlsafe(32),
+    )
     yield cluster
     cluster.stop()
 
@@ -88,6 +96,7 @@ def cluster_settings(
             cluster_jars,
             spark={
                 "master": spark_cluster.master_url,
+                "auth_secret": spark_cluster.secret,
                 "cores_max": 1,
                 "executor_memory": "1g",
                 "driver_memory": "1536m",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from pydantic import ValidationError
@@ -283,3 +285,48 @@ def test_a_login_without_sasl_ssl_is_refused_rather_than_silently_unused(monkeyp
     with pytest.raises(ValidationError, match="SHOPLAKE_KAFKA__SECURITY_PROTOCOL=SASL_SSL") as refused:
         Settings()
     assert "hunter2" not in str(refused.value)
+
+
+def test_a_rest_catalog_login_reaches_spark_and_pyiceberg_as_oauth2_client_credentials(monkeypatch) -> None:
+    from pipeline.catalog import catalog_properties
+    from pipeline.spark_session import catalog_conf, session_conf
+
+    monkeypatch.setenv("SHOPLAKE_CATALOG__TYPE", "rest")
+    monkeypatch.setenv("SHOPLAKE_CATALOG__URI", "https://catalog.internal/api/")
+    monkeypatch.setenv("SHOPLAKE_CATALOG__REST_CREDENTIAL", "shoplake:s3cr3t")
+    settings = Settings()
+    login = {
+        "credential": "shoplake:s3cr3t",
+        "oauth2-server-uri": "https://catalog.internal/api/v1/oauth/tokens",
+        "scope": "catalog",
+    }
+    assert {k: v for k, v in catalog_properties(settings).items() if k in login} == login
+    spark = catalog_conf(settings)
+    assert {k.removeprefix("spark.sql.catalog.lake."): v for k, v in spark.items() if k.endswith(tuple(login))} == login
+    assert spark["spark.sql.catalog.lake.rest.auth.type"] == "oauth2"
+    # Spark's UI and event logs redact what matches: the credential's key too.
+    with mock.patch("pipeline.spark_session.spark_jars", return_value=[]):
+        redacted = session_conf(settings)["spark.redaction.regex"]
+    assert re.search(redacted, "spark.sql.catalog.lake.credential")
+
+
+def test_no_rest_login_without_a_credential_or_for_a_sql_catalog(monkeypatch) -> None:
+    monkeypatch.setenv("SHOPLAKE_CATALOG__REST_CREDENTIAL", "shoplake:s3cr3t")
+    assert Settings().catalog.rest_auth_properties() == {}  # the SQL catalog takes no REST login
+    monkeypatch.delenv("SHOPLAKE_CATALOG__REST_CREDENTIAL")
+    monkeypatch.setenv("SHOPLAKE_CATALOG__TYPE", "rest")
+    monkeypatch.setenv("SHOPLAKE_CATALOG__URI", "http://127.0.0.1:8181")
+    assert Settings().catalog.rest_auth_properties() == {}
+
+
+def test_a_spark_cluster_secret_turns_on_authentication_and_encryption() -> None:
+    from pipeline.spark_session import session_conf
+
+    with mock.patch("pipeline.spark_session.spark_jars", return_value=[]):
+        plain = session_conf(Settings())
+        secured = session_conf(Settings(spark={"auth_secret": "shared"}))
+    assert "spark.authenticate" not in plain
+    assert secured["spark.authenticate"] == "true"
+    assert secured["spark.authenticate.secret"] == "shared"
+    assert secured["spark.network.crypto.enabled"] == "true"
+    assert secured["spark.network.crypto.saslFallback"] == "false"
