@@ -301,8 +301,7 @@ def start_services(
         if mode is Mode.CONTAINERS:
             raise ServiceError(
                 "the catalog servers, the Kafka cluster, secured Kafka and the Spark cluster run as local processes "
-                "only; "
-                "use --mode local"
+                "only; use --mode local"
             )
         mode = Mode.LOCAL
     if mode is Mode.CONTAINERS or (mode is Mode.AUTO and not detach and docker_available()):
@@ -497,6 +496,7 @@ def services_down(home: Path) -> list[str]:
         stopped.append(name)
     stopped.reverse()
     state_path(home).unlink(missing_ok=True)
+    shutil.rmtree(Path(services.workdir) / "kafka-tls", ignore_errors=True)  # key stores outlive no service
     return stopped
 
 
