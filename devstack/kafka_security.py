@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
+import time
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -38,6 +39,7 @@ from kafka.admin import (
     ScramMechanism,
     UserScramCredentialUpsertion,
 )
+from kafka.protocol.admin import DescribeAclsRequest
 
 from devstack.process import ServiceError
 from pipeline.config import KafkaSecurityProtocol, KafkaSettings
@@ -227,7 +229,45 @@ def grant_event_topics(admin: KafkaSettings, topic_prefix: str) -> None:
     client = _admin_client(admin)
     try:
         result = client.create_acls(acls)
+        if result["failed"]:
+            raise ServiceError(f"Kafka refused ACLs for {topic_prefix!r}: {result['failed']}")
+        _wait_until_every_broker_holds(client, acls)
     finally:
         client.close()
-    if result["failed"]:
-        raise ServiceError(f"Kafka refused ACLs for {topic_prefix!r}: {result['failed']}")
+
+
+def _wait_until_every_broker_holds(client: KafkaAdminClient, acls: list[ACL], timeout_s: float = 30.0) -> None:
+    """Block until each broker's authorizer lists ``acls``.
+
+    The controller commits new ACLs to the metadata log and each broker applies them when it has read that far:
+    a client that reaches a broker still behind is refused, and an idempotent producer refused its producer id
+    fails for good. Each broker is asked on its own (kafka-python's connection manager addresses one node; the
+    admin client's public calls go to whichever node is least loaded).
+    """
+    wanted = {_acl_key(acl) for acl in acls}
+    everything = DescribeAclsRequest(
+        min_version=0,
+        resource_type_filter=ResourceType.ANY,
+        resource_name_filter=None,
+        pattern_type_filter=ACLResourcePatternType.ANY,
+        principal_filter=None,
+        host_filter=None,
+        operation=ACLOperation.ANY,
+        permission_type=ACLPermissionType.ANY,
+    )
+    deadline = time.monotonic() + timeout_s
+    for node in [broker["broker_id"] for broker in client.describe_cluster()["brokers"]]:
+        while True:
+            response = client._manager.run(client._manager.send, everything, node)
+            held, _ = client._convert_describe_acls_response_to_acls(response)
+            if wanted <= {_acl_key(acl) for acl in held}:
+                break
+            if time.monotonic() > deadline:
+                raise ServiceError(f"Kafka node {node} did not apply the new ACLs within {timeout_s:g} s")
+            time.sleep(0.2)
+
+
+def _acl_key(acl: ACL) -> tuple[object, ...]:
+    pattern = acl.resource_pattern
+    return (acl.principal, acl.operation, acl.permission_type, pattern.resource_type, pattern.resource_name,
+            pattern.pattern_type)  # fmt: skip

@@ -61,7 +61,9 @@ public final class AuthenticatingCatalogServer {
       System.exit(2);
     }
     int port = Integer.parseInt(properties.getOrDefault("rest.port", "8181"));
-    Catalog catalog = CatalogUtil.buildIcebergCatalog("rest_backend", properties, new Configuration());
+    // The backing JDBC catalog keys its rows by this name (CATALOG_CATALOG_NAME): one server, one set of tables.
+    String name = properties.getOrDefault("catalog.name", "rest_backend");
+    Catalog catalog = CatalogUtil.buildIcebergCatalog(name, properties, new Configuration());
     RESTCatalogAdapter adapter =
         new RESTServerCatalogAdapter(new RESTCatalogServer.CatalogContext(catalog, properties));
 
