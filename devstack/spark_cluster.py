@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from devstack.process import ManagedProcess, ServiceError, free_port, java_executable
-from pipeline.spark_session import spark_auth_conf
 
 READY_TIMEOUT_S = 90.0
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
@@ -217,6 +216,8 @@ def start_spark_cluster(
 
 def _write_daemon_conf(conf_dir: Path, secret: str | None) -> None:
     """The daemons' ``spark-defaults.conf``: the authentication settings with ``secret``, else nothing."""
+    from pipeline.spark_session import spark_auth_conf  # imports pyspark: only when a cluster starts
+
     conf_dir.mkdir(parents=True, exist_ok=True)
     conf_dir.chmod(0o700)
     conf = conf_dir / "spark-defaults.conf"
